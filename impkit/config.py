@@ -1,0 +1,240 @@
+"""Typed, frozen views of ``params.yaml`` sections, with clear errors on bad input.
+
+``params.yaml`` is the one source of defaults: these dataclasses declare *types*, not values, so a
+missing key is an error that names the key instead of a silent second default in code.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A params.yaml section is missing, misspelt or of the wrong type."""
+
+
+def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: parameters file not found (run from the repository root)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return data
+
+
+def section(params: Mapping[str, Any], name: str) -> Any:
+    if name not in params:
+        raise ConfigError(f"params.yaml has no section '{name}' (sections: {sorted(params)})")
+    return params[name]
+
+
+def _check_type(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        arms = [a for a in args if a is not type(None)]
+        if value is None and len(arms) < len(args):
+            return None
+        if len(arms) == 1:  # Optional[X]: report X's own error, which names the bad key
+            return _check_type(value, arms[0], where)
+        for arm in arms:
+            try:
+                return _check_type(value, arm, where)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{where}: {value!r} matches none of {hint}")
+    if hint is type(None):
+        if value is not None:
+            raise ConfigError(f"{where}: expected null, got {value!r}")
+        return None
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where)
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        item = args[0] if args else Any
+        return tuple(_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin in (dict, collections.abc.Mapping) or hint is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        kt, vt = args if args else (Any, Any)
+        return types.MappingProxyType(
+            {_check_type(k, kt, where): _check_type(v, vt, f"{where}.{k}") for k, v in value.items()}
+        )
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint in (str, bool):
+        if not isinstance(value, hint):
+            raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+        return value
+    return value
+
+
+def from_dict(cls: type, data: Any, where: str | None = None) -> Any:
+    """Build dataclass ``cls`` from a mapping; unknown or missing keys raise ``ConfigError``."""
+    where = where or cls.__name__
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _check_type(data[name], hints[name], f"{where}.{name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{where}: missing key '{name}'")
+    return cls(**kwargs)
+
+
+# --------------------------------------------------------------------------- world (synthetic data)
+@dataclass(frozen=True)
+class WorldSizes:
+    """How many records of each synthetic family to generate (see README, "The synthetic world")."""
+
+    captions: int  # stage-1 image–caption pairs (LLaVA-Pretrain-558K analog)
+    vqa: int  # short-answer VQA: colour, shape, count, position/relations, size
+    existence: int  # yes/no object existence (POPE-style)
+    multiple_choice: int  # lettered options
+    text_reading: int  # questions about words rendered in the image
+    textcaps: int  # captions of the text images, sharing images with text_reading
+    charts: int  # bar and line charts with questions (DVQA/ChartQA analog)
+    conversations: int  # multi-turn conversations about one image
+    detailed: int  # GPT-4V-like long descriptions (ShareGPT-4V / LAION-GPT-V analog)
+    allava: int  # GPT-4V-like instruction conversations (ALLaVA analog; recipes subsample it)
+    text_only: int  # text-only instruction records (no image)
+    lm_corpus: int  # sentences for pretraining the tiny language models
+    vision_pairs: int  # image–caption pairs for the tiny SigLIP-style encoder
+    heldout_scenes: int  # held-out scene images for the benchmark twins
+    heldout_charts: int  # held-out chart images
+    heldout_text: int  # held-out text images
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    seed: int  # training families derive their seeds from this
+    heldout_seed: int  # held-out split: a disjoint seed stream (checked to differ from ``seed``)
+    image_size: int  # rendered images are square, this many pixels
+    sizes: WorldSizes
+
+    def __post_init__(self) -> None:
+        if self.seed == self.heldout_seed:
+            raise ConfigError("world.heldout_seed must differ from world.seed (held-out data is disjoint)")
+        if self.image_size < 32:
+            raise ConfigError(f"world.image_size must be at least 32 pixels, got {self.image_size}")
+
+
+# --------------------------------------------------------------------------- data sources and recipe
+@dataclass(frozen=True)
+class SourceConfig:
+    """A LLaVA-format source: a JSON list or JSONL file plus the root its image paths are relative to."""
+
+    path: str
+    image_root: str | None = None  # None: a text-only source (records must not carry "image")
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MatchSpec:
+    """Selects records. All given fields must match (AND); ``tags`` matches if any tag is on the source."""
+
+    tags: tuple[str, ...] = ()
+    id: str | None = None  # regular expression searched in the record id
+    image: str | None = None  # regular expression searched in the image path
+    text_only: bool | None = None  # True: records without an image; False: records with one
+
+    def __post_init__(self) -> None:
+        if not (self.tags or self.id or self.image or self.text_only is not None):
+            raise ConfigError("a match rule needs at least one of: tags, id, image, text_only")
+
+
+@dataclass(frozen=True)
+class ExcludeRule:
+    match: MatchSpec
+    why: str = ""
+    enabled: bool = True  # a switch so ablations run as `dvc exp run -S data.exclude.<rule>.enabled=false`
+
+
+@dataclass(frozen=True)
+class MixtureEntry:
+    source: str
+    include: MatchSpec | None = None  # keep only matching records of this source
+    sample: int | None = None  # seeded random subset of this many records (paper: 300K of ALLaVA's 708K)
+
+
+@dataclass(frozen=True)
+class Mixture:
+    entries: tuple[MixtureEntry, ...]
+    exclude: tuple[str, ...] = ()  # names of rules in ``data.exclude`` applied to this mixture
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    by_id: bool  # drop repeated ids within one source (ids are only meaningful inside their dataset)
+    by_content: bool  # drop repeated image+conversation pairs across the whole mixture
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    min_image_side: int
+    max_prompt_chars: int
+    max_answer_chars: int
+    max_quarantine_share: float  # the stage fails above this share of quarantined records
+    share_tolerance: float  # allowed |kept share - planned share| per source, absolute
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    sources: Mapping[str, SourceConfig]
+    mixtures: Mapping[str, Mixture]
+    exclude: Mapping[str, ExcludeRule]
+    dedup: DedupConfig
+    quality: QualityConfig
+    sample_seed: int
+    image_store: str  # copy | hardlink | symlink
+    chunk_records: int  # records validated per Great Expectations batch (bounds memory)
+    workers: int  # processes for image checks
+
+    def __post_init__(self) -> None:
+        if self.image_store not in IMAGE_STORE_MODES:
+            raise ConfigError(f"data.image_store: '{self.image_store}' unknown; choose one of {IMAGE_STORE_MODES}")
+        for mix_name, mix in self.mixtures.items():
+            for entry in mix.entries:
+                if entry.source not in self.sources:
+                    raise ConfigError(
+                        f"data.mixtures.{mix_name}: unknown source '{entry.source}'; "
+                        f"known sources: {sorted(self.sources)}"
+                    )
+            for rule in mix.exclude:
+                if rule not in self.exclude:
+                    raise ConfigError(
+                        f"data.mixtures.{mix_name}.exclude: unknown rule '{rule}'; known rules: {sorted(self.exclude)}"
+                    )
+        if self.chunk_records < 1 or self.workers < 1:
+            raise ConfigError("data.chunk_records and data.workers must be at least 1")
+
+
+IMAGE_STORE_MODES = ("copy", "hardlink", "symlink")

@@ -1,0 +1,27 @@
+"""Shared entry-point wrapper for DVC stages: plain-words errors instead of deep tracebacks."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+from impkit.config import ConfigError
+from impkit.data.llava_format import SourceError
+from impkit.data.quality import QualityGateError
+from impkit.progress import setup_logging
+
+# Errors that describe bad input or a failed gate: the message is the whole story.
+USER_ERRORS = (ConfigError, SourceError, QualityGateError, FileNotFoundError)
+
+
+def run_stage(main: Callable[[], None]) -> None:
+    setup_logging()
+    try:
+        main()
+    except USER_ERRORS as exc:
+        logging.getLogger("impkit").error("%s", exc)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        logging.getLogger("impkit").error("interrupted; outputs were left as they were before this run")
+        sys.exit(130)
