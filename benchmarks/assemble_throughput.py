@@ -101,6 +101,7 @@ def child(args: argparse.Namespace) -> None:
     mix = manifest["mixtures"]["finetune"]
     print(json.dumps({
         "records_in": mix["in"], "kept": mix["kept"], "wall_s": wall, "timings": manifest["timings"],
+        "avg_record_bytes": sum(os.path.getsize(p) for p in (json.loads(args.sources)[k] for k in ("main", "allava"))) / mix["in"],
         "images": manifest["images"], "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))  # fmt: skip
 
@@ -129,10 +130,13 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="impkit-bench-") as tmp:
         work = Path(tmp)
-        print(f"generating {N_IMAGE_VARIANTS} shared images and sources of {args.records // 10:,} and {args.records:,} records ...")
+        sizes = (args.records // 4, args.records // 2, args.records)
+        print(
+            f"generating {N_IMAGE_VARIANTS} shared images and sources of {', '.join(f'{n:,}' for n in sizes)} records ..."
+        )
         shared = make_images(work / "images", N_IMAGE_VARIANTS)
         rows = []
-        for n in (args.records // 10, args.records):
+        for n in sizes:
             folder = work / f"src-{n}"
             folder.mkdir()
             sources = make_sources(folder, n, shared)
@@ -142,9 +146,15 @@ def main() -> None:
         for _, r in rows:
             t = r["timings"]
             record_s = r["wall_s"] - t.get("image_checks_s", 0.0)
-            print(f"{r['records_in']:>10,} {r['records_in'] / record_s:>10,.0f} {r['peak_rss_mb']:>12,.0f}  {r['wall_s']:.1f}")
-        (n_small, small), (n_big, big) = rows
-        print(f"records x{big['records_in'] / small['records_in']:.1f} -> peak memory x{big['peak_rss_mb'] / small['peak_rss_mb']:.2f}")
+            print(
+                f"{r['records_in']:>10,} {r['records_in'] / record_s:>10,.0f} {r['peak_rss_mb']:>12,.0f}  {r['wall_s']:.1f}"
+            )
+        (_, small), _, (_, big) = rows
+        extra = (big["peak_rss_mb"] - small["peak_rss_mb"]) * 2**20 / (big["records_in"] - small["records_in"])
+        print(
+            f"records x{big['records_in'] / small['records_in']:.1f} -> peak memory x{big['peak_rss_mb'] / small['peak_rss_mb']:.2f} "
+            f"({extra:.0f} bytes per extra record; the records themselves average {big['avg_record_bytes']:.0f} bytes of JSON)"
+        )
 
         print(f"\nimage checks over {args.images:,} distinct 48x48 PNGs (hash + decode + RGB + size):")
         images = make_images(work / "images", args.images, seed=1)

@@ -27,9 +27,14 @@ def _cmd_assemble(args: argparse.Namespace) -> None:
 
     raw = section(load_params(args.params), "data")
     out = Path(args.out)
-    paths = AssemblyPaths(out / "assembled", out / "quarantine", out / "cache" / "image_checks.sqlite", out / "data_quality")
+    paths = AssemblyPaths(
+        out / "assembled", out / "quarantine", out / "cache" / "image_checks.sqlite", out / "data_quality"
+    )
     manifest = assemble(from_dict(DataConfig, raw, "data"), paths, recipe=raw)
-    summary = {name: {k: m[k] for k in ("in", "kept", "quarantined", "dropped", "gate")} for name, m in manifest["mixtures"].items()}
+    summary = {
+        name: {k: m[k] for k in ("in", "kept", "quarantined", "dropped", "gate")}
+        for name, m in manifest["mixtures"].items()
+    }
     print(json.dumps(summary, indent=2))
 
 

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -42,5 +44,12 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def dumps_line(obj: Any) -> str:
-    """One compact JSON line (the JSONL convention used for every record file)."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n"
+    """One compact UTF-8 JSON line (the JSONL convention used for every record file).
+
+    orjson is ~8x faster than the standard encoder, which matters when writing a million records;
+    it refuses what JSON parsers may still produce (integers beyond 64 bits), hence the fallback.
+    """
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE).decode()
+    except TypeError:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n"

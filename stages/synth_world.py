@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from impkit.config import WorldConfig, from_dict, load_params, section
@@ -16,7 +17,14 @@ def main() -> None:
     cfg = from_dict(WorldConfig, section(load_params(), "world"), "world")
     with atomic_path(OUT) as tmp:
         summary = generate_world(cfg, tmp)
-    print(f"synthetic world written to {OUT}: {summary}")
+    logging.getLogger("impkit").info(
+        "synthetic world written to %s: %d records, %d training images, %d held-out images, %d corpus lines",
+        OUT,
+        summary.total_records,
+        summary.total_images,
+        sum(summary.heldout_images.values()),
+        summary.lm_corpus_lines,
+    )
 
 
 if __name__ == "__main__":

@@ -47,8 +47,11 @@ def data_params(sources: dict[str, dict], mixtures: dict[str, dict], **overrides
         "exclude": {},
         "dedup": {"by_id": True, "by_content": True},
         "quality": {
-            "min_image_side": 32, "max_prompt_chars": 200, "max_answer_chars": 200,
-            "max_quarantine_share": 1.0, "share_tolerance": 1.0,
+            "min_image_side": 32,
+            "max_prompt_chars": 200,
+            "max_answer_chars": 200,
+            "max_quarantine_share": 1.0,
+            "share_tolerance": 1.0,
         },  # fmt: skip
         "sample_seed": 7,
         "image_store": "copy",

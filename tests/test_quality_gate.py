@@ -19,7 +19,9 @@ def mixed_source(tmp_path, n_good: int, n_missing_image: int):
     root = tmp_path / "images"
     rgb_image(root / "ok.png")
     records = [{"id": f"g{i}", "image": "ok.png", "conversations": qa(f"Q{i}?")} for i in range(n_good)]
-    records += [{"id": f"b{i}", "image": f"gone/{i}.png", "conversations": qa(f"B{i}?")} for i in range(n_missing_image)]
+    records += [
+        {"id": f"b{i}", "image": f"gone/{i}.png", "conversations": qa(f"B{i}?")} for i in range(n_missing_image)
+    ]
     return {"path": str(write_jsonl(tmp_path / "src.jsonl", records)), "image_root": str(root)}
 
 
@@ -61,10 +63,14 @@ def test_gate_fails_when_quarantine_skews_the_source_shares(tmp_path, paths):
 
 def test_missing_image_root_and_files_are_clear_errors(tmp_path, paths):
     src = mixed_source(tmp_path, 3, 0)
-    bad_root = data_params({"src": {**src, "image_root": str(tmp_path / "nowhere")}}, {"m": {"entries": [{"source": "src"}]}})
+    bad_root = data_params(
+        {"src": {**src, "image_root": str(tmp_path / "nowhere")}}, {"m": {"entries": [{"source": "src"}]}}
+    )
     with pytest.raises(SourceError, match="image root .*nowhere is not a directory"):
         assemble(from_dict(DataConfig, bad_root), paths)
-    no_file = data_params({"src": {**src, "path": str(tmp_path / "absent.jsonl")}}, {"m": {"entries": [{"source": "src"}]}})
+    no_file = data_params(
+        {"src": {**src, "path": str(tmp_path / "absent.jsonl")}}, {"m": {"entries": [{"source": "src"}]}}
+    )
     with pytest.raises(SourceError, match="absent.jsonl not found"):
         assemble(from_dict(DataConfig, no_file), paths)
 
@@ -79,11 +85,15 @@ def test_broken_json_list_is_a_clear_error(tmp_path, paths):
 
 def test_config_errors_name_the_key():
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['smaple'\]"):
-        from_dict(DataConfig, data_params({"s": {"path": "x.jsonl"}}, {"m": {"entries": [{"source": "s", "smaple": 3}]}}))
+        from_dict(
+            DataConfig, data_params({"s": {"path": "x.jsonl"}}, {"m": {"entries": [{"source": "s", "smaple": 3}]}})
+        )
     with pytest.raises(ConfigError, match="unknown source 'nope'; known sources: \\['s'\\]"):
         from_dict(DataConfig, data_params({"s": {"path": "x.jsonl"}}, {"m": {"entries": [{"source": "nope"}]}}))
     with pytest.raises(ConfigError, match="expected an integer"):
-        from_dict(DataConfig, data_params({"s": {"path": "x.jsonl"}}, {"m": {"entries": [{"source": "s", "sample": "many"}]}}))
+        from_dict(
+            DataConfig, data_params({"s": {"path": "x.jsonl"}}, {"m": {"entries": [{"source": "s", "sample": "many"}]}})
+        )
 
 
 def test_cli_reports_bad_input_without_a_traceback(tmp_path):
@@ -98,3 +108,14 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path):
     assert proc.returncode == 1
     assert "must hold a JSON list of records" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_documented_real_recipe_is_a_valid_data_section():
+    """docs/recipes/imp-1m.yaml (the paper's 1M mix over the real files) must stay loadable."""
+    from pathlib import Path
+
+    raw = yaml.safe_load((Path(__file__).parents[1] / "docs" / "recipes" / "imp-1m.yaml").read_text())
+    cfg = from_dict(DataConfig, raw["data"], "data")
+    finetune = cfg.mixtures["finetune"]
+    assert {e.source: e.sample for e in finetune.entries}["allava"] == 300_000
+    assert finetune.exclude == ("textcaps",) and cfg.exclude["textcaps"].match.image == "^textvqa/"

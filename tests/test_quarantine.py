@@ -109,7 +109,9 @@ def test_repeated_ids_are_quarantined_when_dedup_by_id_is_off(tmp_path, paths):
 
 def test_text_only_records_pass_without_an_image_root(tmp_path, paths):
     path = write_jsonl(tmp_path / "text.jsonl", [good(i, image=None) for i in range(5)])
-    cfg = from_dict(DataConfig, data_params({"text": {"path": str(path)}}, {"finetune": {"entries": [{"source": "text"}]}}))
+    cfg = from_dict(
+        DataConfig, data_params({"text": {"path": str(path)}}, {"finetune": {"entries": [{"source": "text"}]}})
+    )
     manifest = assemble(cfg, paths)
     kept = read_jsonl(paths.out_dir / "finetune.jsonl")
     assert len(kept) == 5 and all("image" not in r for r in kept)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import data_params, qa, read_jsonl, rgb_image, write_jsonl
 
 from impkit.config import DataConfig, from_dict
@@ -21,7 +22,11 @@ def sources(tmp_path, n: int = 40):
     other = [{"id": f"o{i}", "image": "coco/a.png", "conversations": qa(f"Other {i}?", "no")} for i in range(n)]
     return {
         "main": {"path": str(write_jsonl(tmp_path / "main.jsonl", main)), "image_root": str(root), "tags": ["llava"]},
-        "other": {"path": str(write_jsonl(tmp_path / "other.jsonl", other)), "image_root": str(root), "tags": ["gpt4v"]},
+        "other": {
+            "path": str(write_jsonl(tmp_path / "other.jsonl", other)),
+            "image_root": str(root),
+            "tags": ["gpt4v"],
+        },
     }
 
 
@@ -54,7 +59,9 @@ def test_exclusion_by_image_pattern_tags_and_id(tmp_path, paths):
 
 def test_include_filter_keeps_only_matching_records(tmp_path, paths):
     srcs = sources(tmp_path)
-    cfg = from_dict(DataConfig, data_params(srcs, {"mix": {"entries": [{"source": "main", "include": {"text_only": True}}]}}))
+    cfg = from_dict(
+        DataConfig, data_params(srcs, {"mix": {"entries": [{"source": "main", "include": {"text_only": True}}]}})
+    )
     assemble(cfg, paths)
     assert kept_ids(paths) == ["main:text-1"]
 
@@ -84,7 +91,8 @@ def test_sampling_more_than_available_keeps_all_and_says_so(tmp_path, paths):
     assert "only 5 eligible" in manifest["mixtures"]["mix"]["sources"][0]["sample_note"]
 
 
-def test_dedup_by_id_within_a_source_and_by_content_across_sources(tmp_path, paths):
+@pytest.mark.parametrize("chunk_records", [1000, 2])  # 2: duplicates across chunk boundaries
+def test_dedup_by_id_within_a_source_and_by_content_across_sources(tmp_path, paths, chunk_records):
     root = tmp_path / "images"
     rgb_image(root / "x.png")
     a = [
@@ -100,7 +108,8 @@ def test_dedup_by_id_within_a_source_and_by_content_across_sources(tmp_path, pat
         "a": {"path": str(write_jsonl(tmp_path / "a.jsonl", a)), "image_root": str(root)},
         "b": {"path": str(write_jsonl(tmp_path / "b.jsonl", b)), "image_root": str(root)},
     }
-    cfg = from_dict(DataConfig, data_params(srcs, {"mix": {"entries": [{"source": "a"}, {"source": "b"}]}}))
+    cfg = from_dict(DataConfig, data_params(srcs, {"mix": {"entries": [{"source": "a"}, {"source": "b"}]}},
+                                            chunk_records=chunk_records))  # fmt: skip
     manifest = assemble(cfg, paths)
     assert kept_ids(paths) == ["a:1", "a:2", "b:1"]
     ra, rb = manifest["mixtures"]["mix"]["sources"]
@@ -116,7 +125,9 @@ def test_json_list_sources_and_the_manifest_hashes(tmp_path, paths):
     root = tmp_path / "images"
     rgb_image(root / "x.png")
     path = tmp_path / "pretrain.json"
-    path.write_text(json.dumps([{"id": str(i), "image": "x.png", "conversations": qa(f"Caption {i}")} for i in range(4)]))
+    path.write_text(
+        json.dumps([{"id": str(i), "image": "x.png", "conversations": qa(f"Caption {i}")} for i in range(4)])
+    )
     cfg = from_dict(DataConfig, data_params({"cap": {"path": str(path), "image_root": str(root)}},
                                             {"pretrain": {"entries": [{"source": "cap"}]}}))  # fmt: skip
     manifest = assemble(cfg, paths)

@@ -1,9 +1,11 @@
-"""Assemble the stage-1 and stage-2 mixtures: plan (rules, sampling, dedup), check, write.
+"""Assemble the stage-1 and stage-2 mixtures: select (rules, sampling, dedup), check, write.
 
-Two streaming passes per mixture. Planning (``recipe.plan_mixture``) decides which records the
-recipe selects; this module re-reads the sources, describes each selected record, checks its image,
-lets the Great Expectations gate judge it chunk by chunk, and writes kept records, quarantined
-records (with their reasons) and a manifest where, per source, in = kept + quarantined + dropped.
+The sources stream by once (a sampled source twice). The recipe decides each record's fate as it
+passes (``recipe.EntrySelector``); selected records gather in chunks, their images are checked
+(cached by content hash), and the Great Expectations gate judges each chunk in a second process
+while the next chunk is read. Kept records go to ``<mixture>.jsonl`` with their images in a
+content-addressed store, rejected ones to the quarantine file with the checks they failed, and the
+manifest accounts for every record: per source, in = kept + quarantined + dropped by rules.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import hashlib
 import logging
 import os
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -22,11 +24,13 @@ from impkit.config import DataConfig
 from impkit.data.images import ImageChecker, ImageStore
 from impkit.data.llava_format import RecordStream, SourceError
 from impkit.data.quality import GateProcess, InlineGate, QualityGateError, open_gate
-from impkit.data.recipe import MALFORMED, SELECTED, EntryPlan, MixturePlan, plan_mixture
+from impkit.data.recipe import MALFORMED, SELECTED, Deduplicator, EntrySelector, selectors_for
 from impkit.io import atomic_open, dumps_line, write_json
 from impkit.progress import progress
 
 log = logging.getLogger(__name__)
+
+MAX_IN_FLIGHT = 3  # chunks held while the gate works: memory is bounded by this times chunk_records
 
 
 @dataclass(frozen=True)
@@ -53,63 +57,77 @@ def _check_sources(cfg: DataConfig) -> None:
 
 
 class _MixtureWriter:
-    """Pass two for one mixture: chunks of selected records through image checks and the gate."""
+    """One mixture: stream its entries, check selected records in chunks, write the outcome."""
 
-    def __init__(self, cfg: DataConfig, plan: MixturePlan, gate: InlineGate | GateProcess, checker: ImageChecker,
+    def __init__(self, cfg: DataConfig, name: str, gate: InlineGate | GateProcess, checker: ImageChecker,
                  store: ImageStore, out: TextIO, quarantine: TextIO):  # fmt: skip
-        self.cfg, self.plan, self.gate, self.checker, self.store = cfg, plan, gate, checker, store
+        self.cfg, self.name, self.gate, self.checker, self.store = cfg, name, gate, checker, store
         self.out, self.quarantine = out, quarantine
-        self.pending: list[tuple[int, int, Any, dict[str, Any]]] = []  # (entry, position, record, known facts)
-        self.in_flight: tuple | None = None  # the chunk the gate process is validating
-        self.kept = Counter()  # entry index -> records kept
-        self.quarantined = Counter()  # entry index -> records quarantined
+        self.selectors = selectors_for(name, cfg)
+        self.dedup = Deduplicator(cfg.dedup.by_id, cfg.dedup.by_content)
+        self.pending: list[
+            tuple[int, int, Any, int | None, int]
+        ] = []  # (entry, position, record, id hash, content hash)
+        # Chunks handed to the gate, oldest first. Up to MAX_IN_FLIGHT of them let reading run ahead
+        # while the gate process starts (importing GX takes seconds) or works on a slow chunk.
+        self.in_flight: deque[tuple] = deque()
+        self.kept: Counter[int] = Counter()  # entry index -> records kept
+        self.quarantined: Counter[int] = Counter()  # entry index -> records quarantined
         self.reasons: dict[int, Counter] = {}  # entry index -> check name -> records failing it
-        self.seconds = Counter()  # where the time goes: image checks vs the GX record suite
-        self.bar = progress(total=plan.n_selected + sum(p.count(MALFORMED) for p in plan.entries),
-                            desc=f"check {plan.name}", unit="rec")  # fmt: skip
+        self.seconds: Counter[str] = Counter()  # where the time goes
 
     def run(self) -> None:
-        for e, entry_plan in enumerate(self.plan.entries):
-            self._stream_entry(e, entry_plan)
+        for e, selector in enumerate(self.selectors):
+            selector.prepare()
+            self._stream_entry(e, selector)
         self._flush()
-        self._finish_in_flight()
-        self.bar.close()
+        while self.in_flight:
+            self._finish_oldest()
 
-    def _stream_entry(self, e: int, entry_plan: EntryPlan) -> None:
-        source_cfg = self.cfg.sources[entry_plan.entry.source]
-        stream = RecordStream(source_cfg.path)
-        codes, positions = entry_plan.codes, entry_plan.positions
-        for i, raw in enumerate(stream):
-            if i >= len(codes) or raw.position != positions[i]:
-                raise SourceError(f"{source_cfg.path}: file changed while the mixture was being assembled")
-            code = codes[i]
-            if code == MALFORMED:
-                self._reject(e, raw.position, [raw.error or "malformed"], raw=raw.raw)
-            elif code == SELECTED:
-                known = {"id_repeat": bool(entry_plan.id_repeat[i])}
-                self.pending.append((e, raw.position, raw.record, known))
+    def _stream_entry(self, e: int, selector: EntrySelector) -> None:
+        stream = RecordStream(selector.source.path)
+        label = f"{self.name} [{e + 1}/{len(self.selectors)}] {selector.entry.source}"
+        for raw in progress(stream, desc=label, unit="rec"):
+            status, id_hash, content_hash = selector.decide(raw)
+            if status == SELECTED:
+                self.pending.append((e, raw.position, raw.record, id_hash, content_hash))
                 if len(self.pending) >= self.cfg.chunk_records:
                     self._flush()
-        if stream.sha256 != entry_plan.source_sha256:
-            raise SourceError(f"{source_cfg.path}: file changed while the mixture was being assembled")
+                continue
+            selector.count(status)
+            if status == MALFORMED:
+                self._reject(e, raw.position, [raw.error or "malformed"], raw=raw.raw)
+        selector.finish(stream.sha256)
 
     def _image_path(self, e: int, record: Any) -> str | None:
-        root = self.cfg.sources[self.plan.entries[e].entry.source].image_root
+        root = self.selectors[e].source.image_root
         image = record.get("image") if isinstance(record, dict) else None
         if not isinstance(image, str) or root is None:
             return None
-        return os.path.join(root, image)
+        return f"{root}/{image}"
 
     def _flush(self) -> None:
-        """Check the pending chunk's images and hand it to the gate; finish the previous chunk."""
+        """Check the pending chunk's images and hand it to the gate; then finish the previous chunk."""
         if not self.pending:
             return
-        paths = [self._image_path(e, rec) for e, _, rec, _ in self.pending]
+        chunk = self.pending
+        self.pending = []
+        verdicts, id_repeats = self.dedup.judge(
+            [self.selectors[e].entry.source for e, *_ in chunk], [c[3] for c in chunk], [c[4] for c in chunk]
+        )
+        selected = []
+        for (e, position, rec, _, _), dup, id_repeat in zip(chunk, verdicts, id_repeats, strict=False):
+            self.selectors[e].count(dup or SELECTED)
+            if dup is None:
+                selected.append((e, position, rec, {"id_repeat": id_repeat}))
+        if not selected:
+            return
+        paths = [self._image_path(e, rec) for e, _, rec, _ in selected]
         start = time.perf_counter()
         facts_by_path = self.checker.check(p for p in paths if p)
         self.seconds["image_checks_s"] += time.perf_counter() - start
         items = []
-        for (_, _, rec, known), path in zip(self.pending, paths, strict=False):
+        for (_, _, rec, known), path in zip(selected, paths, strict=False):
             image = rec.get("image") if isinstance(rec, dict) else None
             if image is None:
                 known.update(image_status="none", image_min_side=None)
@@ -120,26 +138,23 @@ class _MixtureWriter:
                 side = min(img.width, img.height) if img.status == "ok" else None
                 known.update(image_status=img.status, image_min_side=side)
             items.append((rec, known))
-        future = self.gate.submit_records(items)
-        self._finish_in_flight()
-        self.in_flight = (self.pending, paths, facts_by_path, future)
-        self.pending = []
+        self.in_flight.append((selected, paths, facts_by_path, self.gate.submit_records(items)))
+        while len(self.in_flight) >= MAX_IN_FLIGHT:
+            self._finish_oldest()
 
-    def _finish_in_flight(self) -> None:
-        """Write the chunk the gate has judged: kept records out, failures to quarantine."""
-        if self.in_flight is None:
-            return
-        pending, paths, facts_by_path, future = self.in_flight
-        self.in_flight = None
+    def _finish_oldest(self) -> None:
+        """Write the oldest chunk once the gate has judged it: kept records out, failures to quarantine."""
+        pending, paths, facts_by_path, future = self.in_flight.popleft()
         start = time.perf_counter()
         verdict = future.result()
         self.seconds["waiting_for_gate_s"] += time.perf_counter() - start
         for row, ((e, position, rec, _), path) in enumerate(zip(pending, paths, strict=False)):
             reasons = verdict.reasons.get(row)
             if reasons:
-                self._reject(e, position, reasons, record=rec, image_error=facts_by_path[path].error if path else None)
+                image_error = facts_by_path[path].error if path else None
+                self._reject(e, position, reasons, record=rec, image_error=image_error)
                 continue
-            source = self.plan.entries[e].entry.source
+            source = self.selectors[e].entry.source
             out = {"id": f"{source}:{rec['id']}"}
             if path is not None:
                 out["image"] = self.store.put(path, facts_by_path[path].sha256)
@@ -147,13 +162,11 @@ class _MixtureWriter:
             out["source"] = source
             self.out.write(dumps_line(out))
             self.kept[e] += 1
-        self.bar.update(len(pending))
 
     def _reject(self, e: int, position: int, reasons: list[str], record: Any = None, raw: str | None = None,
                 image_error: str | None = None) -> None:  # fmt: skip
-        entry = self.plan.entries[e].entry
-        line: dict[str, Any] = {"mixture": self.plan.name, "source": entry.source, "position": position,
-                                "reasons": reasons}  # fmt: skip
+        line: dict[str, Any] = {"mixture": self.name, "source": self.selectors[e].entry.source,
+                                "position": position, "reasons": reasons}  # fmt: skip
         if image_error is not None and "image_readable" in reasons:
             line["image_error"] = image_error
         if raw is not None:
@@ -163,8 +176,34 @@ class _MixtureWriter:
         self.quarantine.write(dumps_line(line))
         self.quarantined[e] += 1
         self.reasons.setdefault(e, Counter()).update(reason.split(":")[0] for reason in reasons)
-        if raw is not None:
-            self.bar.update(1)
+
+    def entry_report(self, e: int) -> dict[str, Any]:
+        selector = self.selectors[e]
+        counts = selector.counts
+        read, kept, quarantined, dropped = counts.total(), self.kept[e], self.quarantined[e], selector.dropped
+        if read != kept + quarantined + dropped:
+            raise RuntimeError(f"record accounting broke for {selector.entry.source}: "
+                               f"{read} in != {kept} kept + {quarantined} quarantined + {dropped} dropped")  # fmt: skip
+        # Funnel: records left after each recipe rule, in the order the rules apply.
+        rule_steps = [s for s in counts if s.startswith("excluded:")]
+        funnel, left = [("read", read), ("after malformed", read - counts[MALFORMED])], read - counts[MALFORMED]
+        for step in ["not_included", *rule_steps, "unsampled", "duplicate_id", "duplicate_content"]:
+            left -= counts[step]
+            funnel.append((f"after {step}", left))
+        funnel.append(("kept after quality checks", kept))
+        return {
+            "source": selector.entry.source,
+            "path": selector.source.path,
+            "sha256": selector.sha256,
+            "in": read,
+            "kept": kept,
+            "quarantined": quarantined,
+            "dropped": dropped,
+            "dropped_by_rule": {k: v for k, v in sorted(counts.items()) if k not in (SELECTED, MALFORMED)},
+            "quarantine_reasons": dict(sorted(self.reasons.get(e, Counter()).items())),
+            "funnel": [{"step": s, "records": n} for s, n in funnel],
+            **({"sample_note": selector.sample_note} if selector.sample_note else {}),
+        }
 
 
 def _file_sha256(path: Path) -> str:
@@ -175,42 +214,25 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _entry_report(plan: MixturePlan, e: int, writer: _MixtureWriter, cfg: DataConfig) -> dict[str, Any]:
-    p = plan.entries[e]
-    counts = Counter(plan.status_name(int(c)) for c in p.codes)
-    n_quarantined = writer.quarantined[e]
-    kept = writer.kept[e]
-    dropped = sum(n for name, n in counts.items() if name not in ("selected", "malformed"))
-    read = len(p.codes)
-    # Funnel: records left after each rule, in the order the recipe applies them.
-    funnel, left = [("read", read)], read
-    for name in ["malformed", "not_included", *[f"excluded:{r}" for r in plan.rule_names], "unsampled",
-                 "duplicate_id", "duplicate_content"]:  # fmt: skip
-        if name == "malformed":
-            continue  # malformed records are quarantined, counted below with the other rejects
-        left -= counts.get(name, 0)
-        funnel.append((f"after {name}", left))
-    funnel.append(("kept after quality checks", kept))
-    assert read == kept + n_quarantined + dropped, "record accounting broke: in != kept + quarantined + dropped"
-    return {
-        "source": p.entry.source,
-        "path": cfg.sources[p.entry.source].path,
-        "sha256": p.source_sha256,
-        "in": read,
-        "kept": kept,
-        "quarantined": n_quarantined,
-        "dropped": dropped,
-        "dropped_by_rule": {k: v for k, v in sorted(counts.items()) if k not in ("selected", "malformed")},
-        "quarantine_reasons": dict(sorted(writer.reasons.get(e, Counter()).items())),
-        "funnel": [{"step": s, "records": n} for s, n in funnel],
-        **({"sample_note": p.sample_note} if p.sample_note else {}),
-    }
+def _share_rows(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The mixture table the gate judges: per source, planned vs kept share; overall quarantine share."""
+    planned = [r["kept"] + r["quarantined"] for r in reports]  # what the recipe selected
+    total_planned, total_kept = max(sum(planned), 1), max(sum(r["kept"] for r in reports), 1)
+    rows = [
+        {"source": r["source"], "planned_share": n / total_planned, "kept_share": r["kept"] / total_kept,
+         "share_drift": r["kept"] / total_kept - n / total_planned, "quarantined_share": None}
+        for r, n in zip(reports, planned, strict=False)
+    ]  # fmt: skip
+    quarantined = sum(r["quarantined"] for r in reports)
+    rows.append({"source": "(all sources)", "planned_share": 1.0, "kept_share": 1.0, "share_drift": 0.0,
+                 "quarantined_share": quarantined / total_planned})  # fmt: skip
+    return rows
 
 
 def _gate_message(mixture: str, failures: dict[str, list[str]], reports: list[dict], cfg: DataConfig) -> str:
     total_in = sum(r["kept"] + r["quarantined"] for r in reports)
     total_q = sum(r["quarantined"] for r in reports)
-    reasons = Counter()
+    reasons: Counter[str] = Counter()
     for r in reports:
         reasons.update(r["quarantine_reasons"])
     lines = [f"data-quality gate failed for mixture '{mixture}':"]
@@ -237,63 +259,51 @@ def assemble(cfg: DataConfig, paths: AssemblyPaths, recipe: dict[str, Any] | Non
     mixture fails the gate; a failing mixture's record file is not published.
     """
     _check_sources(cfg)
+    started = time.perf_counter()
     manifest: dict[str, Any] = {"recipe": recipe or _plain(cfg), "mixtures": {}}
     failed: list[str] = []
-    timings: Counter = Counter()
-    started = time.perf_counter()
+    timings: Counter[str] = Counter()
     gate = open_gate(cfg.quality, "assembled", cfg.workers)
     store = ImageStore(paths.image_store, cfg.image_store)
     try:
         with ImageChecker(paths.image_cache, workers=cfg.workers) as checker:
-            for name, mixture in cfg.mixtures.items():
-                log.info("planning mixture '%s' (%d sources)", name, len(mixture.entries))
-                start = time.perf_counter()
-                plan = plan_mixture(name, mixture, cfg)
-                timings["plan_s"] += time.perf_counter() - start
-                log.info("mixture '%s': %d records selected by the recipe; checking them", name, plan.n_selected)
+            for name in cfg.mixtures:
+                log.info("assembling mixture '%s' (%d sources)", name, len(cfg.mixtures[name].entries))
                 out_path = paths.out_dir / f"{name}.jsonl"
+                partial = out_path.with_name(f".{out_path.name}.partial")
+                partial.parent.mkdir(parents=True, exist_ok=True)
                 with atomic_open(paths.quarantine_dir / f"{name}.jsonl", "w", encoding="utf-8") as qf:
-                    tmp_out = out_path.with_name(f".{out_path.name}.partial")
-                    tmp_out.parent.mkdir(parents=True, exist_ok=True)
-                    with open(tmp_out, "w", encoding="utf-8") as of:
-                        writer = _MixtureWriter(cfg, plan, gate, checker, store, of, qf)
+                    with open(partial, "w", encoding="utf-8") as of:
+                        writer = _MixtureWriter(cfg, name, gate, checker, store, of, qf)
                         writer.run()
                 timings.update(writer.seconds)
-                reports = [_entry_report(plan, e, writer, cfg) for e in range(len(plan.entries))]
-                total_kept = sum(r["kept"] for r in reports)
-                planned = [r["kept"] + r["quarantined"] for r in reports]
-                total_planned = sum(planned)
-                rows = [
-                    {"source": r["source"], "planned_share": n / max(total_planned, 1),
-                     "kept_share": r["kept"] / max(total_kept, 1),
-                     "share_drift": r["kept"] / max(total_kept, 1) - n / max(total_planned, 1),
-                     "quarantined_share": None}
-                    for r, n in zip(reports, planned, strict=False)
-                ]  # fmt: skip
-                total_q = sum(r["quarantined"] for r in reports)
-                rows.append({"source": "(all sources)", "planned_share": 1.0, "kept_share": 1.0, "share_drift": 0.0,
-                             "quarantined_share": total_q / max(total_planned, 1)})  # fmt: skip
+                reports = [writer.entry_report(e) for e in range(len(writer.selectors))]
+                rows = _share_rows(reports)
                 failures = gate.check_mixture(rows)
-                entry = {
+                entry: dict[str, Any] = {
                     "in": sum(r["in"] for r in reports),
-                    "kept": total_kept,
-                    "quarantined": total_q,
+                    "kept": sum(r["kept"] for r in reports),
+                    "quarantined": sum(r["quarantined"] for r in reports),
                     "dropped": sum(r["dropped"] for r in reports),
                     "gate": "failed" if failures else "passed",
                     "sources": reports,
                     "shares": rows[:-1],
                 }
                 if failures:
-                    tmp_out.unlink()
+                    partial.unlink()
                     entry["gate_failures"] = failures
                     entry["gate_message"] = _gate_message(name, failures, reports, cfg)
                     failed.append(entry["gate_message"])
                 else:
-                    os.replace(tmp_out, out_path)
-                    entry["output"] = {"path": str(out_path), "records": total_kept, "sha256": _file_sha256(out_path)}
+                    os.replace(partial, out_path)
+                    entry["output"] = {
+                        "path": str(out_path),
+                        "records": entry["kept"],
+                        "sha256": _file_sha256(out_path),
+                    }
                 manifest["mixtures"][name] = entry
                 log.info("mixture '%s': in %d = kept %d + quarantined %d + dropped by rules %d; gate %s",
-                         name, entry["in"], total_kept, total_q, entry["dropped"], entry["gate"])  # fmt: skip
+                         name, entry["in"], entry["kept"], entry["quarantined"], entry["dropped"], entry["gate"])  # fmt: skip
             manifest["images"] = {
                 "stored": store.added, "hashed": checker.hashed, "decoded": checker.decoded,
                 "cache_hits": checker.cache_hits, "store_mode": cfg.image_store,
@@ -309,17 +319,6 @@ def assemble(cfg: DataConfig, paths: AssemblyPaths, recipe: dict[str, Any] | Non
     return manifest
 
 
-def _plain(obj: Any) -> Any:
-    """Dataclass/mapping config back to plain JSON types, for the manifest."""
-    if dataclasses.is_dataclass(obj):
-        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if hasattr(obj, "items"):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
-
-
 def manifest_metrics(manifest: dict[str, Any]) -> dict[str, Any]:
     """The headline counts, flat enough for `dvc metrics show/diff`."""
     return {
@@ -331,3 +330,14 @@ def manifest_metrics(manifest: dict[str, Any]) -> dict[str, Any]:
         }
         for name, m in manifest["mixtures"].items()
     }
+
+
+def _plain(obj: Any) -> Any:
+    """Dataclass/mapping config back to plain JSON types, for the manifest."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if hasattr(obj, "items"):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj

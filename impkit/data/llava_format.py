@@ -128,7 +128,9 @@ class RecordStream:
                     return buf[pos] if pos < len(buf) else ""
 
         def fail(what: str) -> SourceError:
-            return SourceError(f"{self.path}: not a valid JSON list of records (stopped after record {position}): {what}")
+            return SourceError(
+                f"{self.path}: not a valid JSON list of records (stopped after record {position}): {what}"
+            )
 
         try:
             if skip_space() != "[":

@@ -11,6 +11,7 @@ Two suites, both written to a file-backed GX context so their Data Docs are real
 from __future__ import annotations
 
 import logging
+import pickle
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -32,6 +33,20 @@ RECORD_COLUMNS = [
     "image_tags_first_turn", "image_tags_wanted", "prompt_chars_max", "answer_chars_min",
     "answer_chars_max", "image_status", "image_min_side",
 ]  # fmt: skip
+
+
+# Typed columns (categories, nullable integers) make GX's pandas checks about twice as fast as the
+# object columns pandas infers from dicts with missing values.
+RECORD_DTYPES = {
+    **{c: "category" for c in ("record_type", "id_type", "image_type", "conversations_type", "first_role",
+                               "last_role", "image_status")},
+    **{c: "Int64" for c in ("n_turns", "bad_turns", "role_repeats", "image_tags_total", "image_tags_first_turn",
+                            "image_tags_wanted", "prompt_chars_max", "answer_chars_min", "answer_chars_max",
+                            "image_min_side")},
+    "id": "string",
+    "id_repeat": "boolean",
+    "has_image": "boolean",
+}  # fmt: skip
 
 
 class QualityGateError(RuntimeError):
@@ -107,7 +122,9 @@ class QualityGate:
         for check, cls_name, kwargs in expectations:
             suite.add_expectation(getattr(gxe, cls_name)(**kwargs, meta={"check": check}))
         suite = self.context.suites.add(suite)
-        vd = self.context.validation_definitions.add(gx.ValidationDefinition(name=f"{table}-validation", data=batch, suite=suite))
+        vd = self.context.validation_definitions.add(
+            gx.ValidationDefinition(name=f"{table}-validation", data=batch, suite=suite)
+        )
         cp = self.context.checkpoints.add(
             gx.Checkpoint(
                 name=f"{self._source.name}-{table}",
@@ -144,7 +161,7 @@ class QualityGate:
             row = record_features(record)
             row.update(known)
             rows.append(row)
-        df = pd.DataFrame.from_records(rows, columns=RECORD_COLUMNS)
+        df = pd.DataFrame.from_records(rows, columns=RECORD_COLUMNS).astype(RECORD_DTYPES)
         failures = self._run("records", _record_expectations(self.quality), df)
         reasons: dict[int, list[str]] = {}
         for check, indexes in failures.items():
@@ -186,6 +203,10 @@ def _worker_init(quality: QualityConfig, name: str) -> None:
 
     setup_logging()
     _WORKER_GATE = QualityGate(quality, name)
+
+
+def _worker_check_pickled(payload: bytes) -> ChunkVerdict:
+    return _worker_call("check_records", pickle.loads(payload))
 
 
 def _worker_call(method: str, *args: Any) -> Any:
@@ -236,7 +257,9 @@ class GateProcess:
         self._pool.submit(int)  # start the process (and its GX import) while the caller plans
 
     def submit_records(self, items: list[tuple[Any, dict[str, Any]]]):
-        return self._pool.submit(_worker_call, "check_records", items)
+        # Pickle here, in the calling thread: left to the pool's feeder thread, pickling 50K records
+        # fights the reading loop for the GIL and slows both.
+        return self._pool.submit(_worker_check_pickled, pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL))
 
     def check_mixture(self, rows: list[dict[str, Any]]) -> dict[str, list[str]]:
         return self._pool.submit(_worker_call, "check_mixture", rows).result()
