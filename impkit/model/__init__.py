@@ -1,0 +1,1 @@
+"""Model: presets -> transformers LlavaForConditionalGeneration (SigLIP + MLP projector + LLM)."""
