@@ -263,7 +263,52 @@ class PresetConfig:
     vision: BackboneSpec  # SigLIP vision tower (SiglipVisionConfig keys)
     llm: BackboneSpec
     offline: bool  # True: a tiny analog whose backbones impkit pretrains from the synthetic world
+    train: str  # name of the training recipe in params.yaml `train.recipes` (real | nano)
 
     def __post_init__(self) -> None:
         if self.image_aspect not in ("pad", "square"):
             raise ConfigError(f"image_aspect must be 'pad' or 'square', got '{self.image_aspect}'")
+
+
+# --------------------------------------------------------------------------- training
+@dataclass(frozen=True)
+class StageTraining:
+    """One training stage's hyper-parameters (paper Table 1 and imp-recipe.md for the real sizes)."""
+
+    learning_rate: float  # stage 1: the projector's; stage 2: LoRA's (or the LLM's when full)
+    projector_lr: float | None  # stage 2 trains the projector at its own rate (Imp: 2e-5); None: same
+    lr_scheduler: str  # transformers scheduler name, "cosine" in the paper
+    warmup_ratio: float
+    weight_decay: float
+    global_batch_size: int  # per-device batch x devices x gradient accumulation
+    per_device_batch_size: int
+    epochs: float
+    max_length: int
+    checkpoint_steps: int  # a killed run resumes from the last of these, losing at most this many steps
+    gradient_checkpointing: bool
+    precision: str  # fp32 | bf16 | fp16
+    logging_steps: int
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise ConfigError(f"precision must be fp32, bf16 or fp16, got '{self.precision}'")
+        if self.global_batch_size % self.per_device_batch_size:
+            raise ConfigError(
+                f"global_batch_size {self.global_batch_size} is not a multiple of per_device_batch_size "
+                f"{self.per_device_batch_size}"
+            )
+
+
+@dataclass(frozen=True)
+class LoraTraining:
+    enabled: bool  # False: full fine-tuning of the LLM (Table 1's alternative)
+    r: int
+    alpha: int
+    dropout: float
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    stage1: StageTraining
+    stage2: StageTraining
+    lora: LoraTraining

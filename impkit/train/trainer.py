@@ -1,0 +1,209 @@
+"""Running one training stage on the HF Trainer: Imp's two learning rates, modality-length grouped
+batches, checkpoint/resume, progress in plain words, curves for dvclive.
+
+The Trainer brings multi-GPU, DeepSpeed (``accelerate launch --config_file configs/...``), bf16/fp16
+and gradient checkpointing; this module adds only what Imp's recipe needs on top.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import PeftModel
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from impkit.config import StageTraining
+from impkit.progress import enabled as progress_enabled
+
+log = logging.getLogger(__name__)
+
+FINGERPRINT = "impkit-fingerprint.json"
+
+
+class ImpTrainer(Trainer):
+    """Trainer with a separate projector learning rate and LLaVA's modality-length grouping."""
+
+    def __init__(self, *args: Any, projector_lr: float | None = None, sampler_factory=None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.projector_lr = projector_lr
+        self.sampler_factory = sampler_factory
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        """Full-model checkpoints are saved under LLaVA's original key names (transformers converts
+        them on save) but the stock resume path loads them without the reverse mapping, so nothing
+        would load. Reload through ``from_pretrained``, which applies it. Adapters (PEFT) and
+        DeepSpeed checkpoints take the stock path."""
+        model = model or self.model
+        has_full_weights = (Path(resume_from_checkpoint) / "model.safetensors").is_file() or (
+            Path(resume_from_checkpoint) / "model.safetensors.index.json"
+        ).is_file()
+        if self.is_deepspeed_enabled or isinstance(model, PeftModel) or not has_full_weights:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        loaded = type(model).from_pretrained(resume_from_checkpoint, dtype=next(model.parameters()).dtype)
+        model.load_state_dict(loaded.state_dict())
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.sampler_factory is None:
+            return super()._get_train_sampler(train_dataset)
+        return self.sampler_factory(self.args.per_device_train_batch_size * self.args.world_size, self.args.seed)
+
+    def create_optimizer(self, model=None) -> torch.optim.Optimizer:
+        """Four groups: (projector | rest) x (decay | no decay); the projector may have its own lr
+        (Imp stage 2: LoRA at 2e-4, projector at 2e-5)."""
+        if self.optimizer is not None:
+            return self.optimizer
+        opt_model = self.model if model is None else model
+        decay = set(self.get_decay_parameter_names(opt_model))
+        groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+        for name, param in opt_model.named_parameters():
+            if param.requires_grad:
+                groups.setdefault(("multi_modal_projector" in name, name in decay), []).append(param)
+        param_groups = []
+        for (is_projector, decays), params in sorted(groups.items()):
+            group: dict[str, Any] = {"params": params, "weight_decay": self.args.weight_decay if decays else 0.0}
+            if is_projector and self.projector_lr is not None:
+                group["lr"] = self.projector_lr
+            param_groups.append(group)
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+        self.optimizer = optimizer_cls(param_groups, **optimizer_kwargs)
+        return self.optimizer
+
+
+class PlainProgress(TrainerCallback):
+    """A periodic log line: step, loss, samples/s and ETA (readable in DVC and CI logs)."""
+
+    def __init__(self, label: str, samples_per_step: int):
+        self.label, self.samples_per_step = label, samples_per_step
+        self.start = time.perf_counter()
+        self.start_step = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start, self.start_step = time.perf_counter(), state.global_step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "loss" not in logs:
+            return
+        done = state.global_step - self.start_step
+        elapsed = time.perf_counter() - self.start
+        rate = done * self.samples_per_step / max(elapsed, 1e-9)
+        eta = (state.max_steps - state.global_step) * elapsed / max(done, 1)
+        log.info("%s step %d/%d  loss %.4f  %.1f samples/s  ETA %.0f s", self.label, state.global_step,
+                 state.max_steps, logs["loss"], rate, eta)  # fmt: skip
+
+
+class StopAfter(TrainerCallback):
+    """Stop training after a step (used to simulate a killed run in tests)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            raise KeyboardInterrupt(f"stopped after step {self.step}")
+
+
+@dataclass
+class StageResult:
+    steps: int
+    resumed_from: str | None
+    train_loss: float
+    samples_per_second: float
+    seconds: float
+    log_history: list[dict[str, Any]]
+
+
+def training_arguments(cfg: StageTraining, checkpoint_dir: Path, seed: int, world_size: int = 1) -> TrainingArguments:
+    accumulation = cfg.global_batch_size // (cfg.per_device_batch_size * world_size)
+    if accumulation < 1 or accumulation * cfg.per_device_batch_size * world_size != cfg.global_batch_size:
+        raise ValueError(
+            f"global batch {cfg.global_batch_size} cannot be split into {world_size} device(s) x "
+            f"{cfg.per_device_batch_size} per device x an integer number of accumulation steps"
+        )
+    return TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        per_device_train_batch_size=cfg.per_device_batch_size,
+        gradient_accumulation_steps=accumulation,
+        num_train_epochs=cfg.epochs,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        weight_decay=cfg.weight_decay,
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.checkpoint_steps,
+        save_total_limit=1,
+        bf16=cfg.precision == "bf16",
+        fp16=cfg.precision == "fp16",
+        activation_checkpointing=cfg.gradient_checkpointing,
+        seed=seed,
+        data_seed=seed,
+        report_to=[],
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        disable_tqdm=not progress_enabled(),
+        use_cpu=not torch.cuda.is_available(),
+    )
+
+
+def _matching_checkpoint(checkpoint_dir: Path, fingerprint: dict[str, Any]) -> str | None:
+    """The last checkpoint of a run with the same inputs, or None (stale checkpoints are removed)."""
+    marker = checkpoint_dir / FINGERPRINT
+    if checkpoint_dir.is_dir():
+        if marker.is_file() and json.loads(marker.read_text()) == fingerprint:
+            return get_last_checkpoint(str(checkpoint_dir))
+        log.info("removing checkpoints of a run with other inputs in %s", checkpoint_dir)
+        shutil.rmtree(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(fingerprint, sort_keys=True))
+    return None
+
+
+def run_stage(
+    model: torch.nn.Module,
+    dataset: torch.utils.data.Dataset,
+    collator,
+    cfg: StageTraining,
+    *,
+    checkpoint_dir: Path,
+    fingerprint: dict[str, Any],
+    seed: int,
+    label: str,
+    sampler_factory=None,
+    callbacks: list[TrainerCallback] = (),
+) -> StageResult:
+    """Train ``model`` in place; resumes from the last checkpoint of an identical earlier run."""
+    resume = _matching_checkpoint(checkpoint_dir, fingerprint)
+    if resume:
+        log.info("%s: resuming from %s", label, resume)
+    args = training_arguments(cfg, checkpoint_dir, seed)
+    samples_per_step = cfg.global_batch_size
+    trainer = ImpTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=collator,
+        projector_lr=cfg.projector_lr,
+        sampler_factory=sampler_factory,
+        callbacks=[PlainProgress(label, samples_per_step), *callbacks],
+    )
+    start = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - start
+    steps_run = output.global_step - (int(Path(resume).name.split("-")[-1]) if resume else 0)
+    return StageResult(
+        steps=output.global_step,
+        resumed_from=resume,
+        train_loss=float(output.training_loss) if not math.isnan(output.training_loss) else float("nan"),
+        samples_per_second=steps_run * samples_per_step / max(seconds, 1e-9),
+        seconds=seconds,
+        log_history=list(trainer.state.log_history),
+    )
