@@ -1,0 +1,362 @@
+"""Training data: lazy samples with image tokens and labels, padding into a LLaVA forward, modality-
+and length-grouped batches, and mismatch / truncation reports.
+
+Tiny tokenizer, images and model built here; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from impkit.data.templates import IGNORE_INDEX, TemplateError
+from impkit.model.image_processing import ImageProcessor
+from impkit.model.tokenizer import IMAGE_TOKEN, family_tokenizer, train_bpe
+from impkit.train.dataset import (
+    DataCollator,
+    ModalityLengthGroupedSampler,
+    SupervisedDataset,
+    chunked,
+    padding_waste,
+)
+
+N_IMAGE = 16  # 32 px images, 8 px patches
+IMAGE_SIZE = 32
+
+CORPUS = [
+    "What colour is the square? The square is red.",
+    "How many circles are there? There are two circles.",
+    "Where is the triangle? The triangle is on the left.",
+    "Describe the image in detail. A small blue circle sits next to a large green square.",
+    "Tell me a story about a fox. The quick brown fox jumps over the lazy dog.",
+    # paragraph breaks: "\n\n" at the end of a text is one pre-token, so BPE learns the merge
+    *["First paragraph.\n\n", "Second paragraph.\n\n\nThird paragraph."] * 4,
+]
+
+
+def _qa(question: str, answer: str, image: bool) -> list[dict[str, str]]:
+    return [{"from": "human", "value": f"<image>\n{question}" if image else question}, {"from": "gpt", "value": answer}]
+
+
+RECORDS = [
+    {"id": "shapes:0", "image": "a/red.png", "conversations": _qa("What colour is the square?", "The square is red.", True)},
+    {"id": "text:0", "conversations": _qa("Tell me a story about a fox.", "The quick brown fox jumps over the lazy dog.", False)},
+    {
+        "id": "shapes:1",
+        "image": "b/wide.png",
+        "conversations": _qa("How many circles are there?", "There are two circles.", True)
+        + _qa("Where is the triangle?", "The triangle is on the left.", False)
+        + _qa("What colour is the square?", "The square is red.", False),
+    },
+    {
+        "id": "text:1",
+        "conversations": _qa("How many circles are there?", "There are two circles.", False)
+        + _qa("Where is the triangle?", "The triangle is on the left.", False),
+    },
+    {"id": "shapes:2", "image": "a/tall.png", "conversations": _qa("Describe the image in detail.", "A small blue circle sits next to a large green square.", True)},
+    {"id": "text:2", "conversations": _qa("Where is the triangle?", "On the left.", False)},
+    {
+        "id": "text:long",
+        "conversations": _qa("Tell me a story about a fox.", "The quick brown fox jumps over the lazy dog.", False)
+        + _qa("How many circles are there?", "There are two circles.", False)
+        + _qa("Where is the triangle?", "The triangle is on the left.", False)
+        + _qa("Describe the image in detail.", "A small blue circle sits next to a large green square.", False)
+        + _qa("What colour is the square?", "The square is red.", False),
+    },
+    # an answer opening with a paragraph break: "assistant\n" + "\n\nThe" merges across the boundary
+    {"id": "shapes:mismatch", "image": "a/red.png", "conversations": _qa("Describe the image.", "\n\nThe square is red.", True)},
+]  # fmt: skip
+
+IMAGES = {"a/red.png": ((40, 40), (200, 30, 30)), "b/wide.png": ((64, 24), (30, 200, 30)), "a/tall.png": ((20, 50), (30, 30, 200))}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return family_tokenizer(train_bpe(CORPUS * 20, vocab_size=300), "qwen2")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("train_data")
+    for rel, (size, colour) in IMAGES.items():
+        (root / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", size, colour).save(root / "images" / rel)
+    lines = [json.dumps(r) for r in RECORDS]
+    lines.insert(3, "")  # a blank line is skipped
+    (root / "records.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def _dataset(data, tokenizer, records=None, **kwargs):
+    kwargs.setdefault("max_length", None)
+    return SupervisedDataset(
+        records or data / "records.jsonl",
+        data / "images",
+        tokenizer,
+        "qwen2",
+        image_processor=ImageProcessor(size=IMAGE_SIZE),
+        num_image_tokens=N_IMAGE,
+        image_length_words=N_IMAGE,
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def dataset(data, tokenizer):
+    return _dataset(data, tokenizer)
+
+
+def _supervised_text(tokenizer, labels: torch.Tensor) -> str:
+    return tokenizer.decode([t for t in labels.tolist() if t != IGNORE_INDEX])
+
+
+# --- samples ------------------------------------------------------------------------------------
+
+
+def test_samples_hold_image_tokens_labels_and_pixels(dataset, tokenizer):
+    image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    assert len(dataset) == len(RECORDS)
+    for i, record in enumerate(RECORDS):
+        sample = dataset[i]
+        assert sample["id"] == record["id"]
+        ids, labels = sample["input_ids"], sample["labels"]
+        assert ids.dtype == labels.dtype == torch.long and ids.shape == labels.shape
+        is_image = ids == image_id
+        if "image" in record:
+            assert int(is_image.sum()) == N_IMAGE
+            where = torch.nonzero(is_image).flatten()
+            assert where.tolist() == list(range(int(where[0]), int(where[0]) + N_IMAGE))  # one contiguous run
+            assert (labels[is_image] == IGNORE_INDEX).all()
+            pixels = sample["pixel_values"]
+            assert pixels.dtype == torch.float32 and pixels.shape == (3, IMAGE_SIZE, IMAGE_SIZE)
+        else:
+            assert not is_image.any() and sample["pixel_values"] is None
+        # exactly the answers (and their end markers) are supervised
+        answers = [turn["value"] for turn in record["conversations"] if turn["from"] == "gpt"]
+        assert _supervised_text(tokenizer, labels) == "".join(a + "<|im_end|>" for a in answers)
+    assert dataset[-1]["id"] == RECORDS[-1]["id"]
+    with pytest.raises(IndexError):
+        dataset[len(RECORDS)]
+
+
+def test_pixels_are_the_processed_image(dataset, data):
+    from PIL import Image
+
+    with Image.open(data / "images" / "b" / "wide.png") as image:
+        expected = ImageProcessor(size=IMAGE_SIZE)([image])[0]
+    assert torch.equal(dataset[2]["pixel_values"], expected)
+
+
+def test_index_is_offsets_and_lengths_not_records(data, tokenizer, tmp_path):
+    path = tmp_path / "records.jsonl"
+    path.write_bytes((data / "records.jsonl").read_bytes())
+    ds = _dataset(data, tokenizer, records=path)
+    assert ds.offsets.dtype == np.int64 and len(ds.offsets) == len(RECORDS) + 1
+    assert ds.lengths.dtype == np.int32 and ds.has_image.dtype == np.bool_
+    assert ds.has_image.tolist() == ["image" in r for r in RECORDS]
+    words = [sum(len(t["value"].split()) for t in r["conversations"]) for r in RECORDS]
+    assert ds.lengths.tolist() == [w + (N_IMAGE if "image" in r else 0) for w, r in zip(words, RECORDS, strict=True)]
+    lengths, has_image = ds.modality_lengths
+    assert lengths is ds.lengths and has_image is ds.has_image
+    # no parsed record is held: an edit on disk (same byte length) shows on the next access
+    before = _supervised_text(ds.tokenizer, ds[0]["labels"])
+    path.write_bytes(path.read_bytes().replace(b"The square is red.", b"The square is tan.", 1))
+    assert before == "The square is red.<|im_end|>"
+    assert _supervised_text(ds.tokenizer, ds[0]["labels"]) == "The square is tan.<|im_end|>"
+
+
+def test_bad_line_is_reported_with_its_number(tmp_path, tokenizer):
+    (tmp_path / "records.jsonl").write_text(json.dumps(RECORDS[1]) + "\n{not json\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"records.jsonl:2"):
+        _dataset(tmp_path, tokenizer, records=tmp_path / "records.jsonl")
+
+
+def test_pickles_without_the_file_handle_and_loads_in_workers(dataset):
+    dataset[0]  # opens the file
+    clone = pickle.loads(pickle.dumps(dataset))
+    assert clone._fd is None and torch.equal(clone[1]["input_ids"], dataset[1]["input_ids"])
+    loader = torch.utils.data.DataLoader(dataset, batch_size=3, collate_fn=DataCollator(0), num_workers=2)
+    serial = torch.utils.data.DataLoader(dataset, batch_size=3, collate_fn=DataCollator(0))
+    for a, b in zip(loader, serial, strict=True):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --- collation ----------------------------------------------------------------------------------
+
+
+def test_collator_pads_and_keeps_images_of_image_samples_in_order(dataset, tokenizer):
+    samples = [dataset[i] for i in (1, 0, 3, 2)]  # text, image, text, image; different lengths
+    pad = tokenizer.pad_token_id
+    batch = DataCollator(pad)(samples)
+    assert set(batch) == {"input_ids", "labels", "attention_mask", "pixel_values"}
+    lengths = [len(s["input_ids"]) for s in samples]
+    assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape == (4, max(lengths))
+    for row, (sample, n) in enumerate(zip(samples, lengths, strict=True)):
+        assert batch["attention_mask"][row].tolist() == [1] * n + [0] * (max(lengths) - n)
+        assert torch.equal(batch["input_ids"][row, :n], sample["input_ids"])
+        assert torch.equal(batch["labels"][row, :n], sample["labels"])
+        assert (batch["input_ids"][row, n:] == pad).all() and (batch["labels"][row, n:] == IGNORE_INDEX).all()
+    assert batch["pixel_values"].shape == (2, 3, IMAGE_SIZE, IMAGE_SIZE)
+    assert torch.equal(batch["pixel_values"][0], samples[1]["pixel_values"])
+    assert torch.equal(batch["pixel_values"][1], samples[3]["pixel_values"])
+
+    padded = DataCollator(pad, pad_to_multiple_of=64)(samples)
+    assert padded["input_ids"].shape[1] % 64 == 0 and padded["input_ids"].shape[1] >= max(lengths)
+    text_only = DataCollator(pad)([dataset[1], dataset[3]])
+    assert "pixel_values" not in text_only and "id" not in text_only
+
+
+def _tiny_llava(tokenizer):
+    from transformers import LlavaConfig, LlavaForConditionalGeneration, Qwen2Config, SiglipVisionConfig
+
+    torch.manual_seed(0)
+    config = LlavaConfig(
+        vision_config=SiglipVisionConfig(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=IMAGE_SIZE,
+            patch_size=8,
+            vision_use_head=False,
+        ),
+        text_config=Qwen2Config(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=None,
+            eos_token_id=tokenizer.eos_token_id,
+        ),
+        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        image_seq_length=N_IMAGE,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="full",
+    )
+    return LlavaForConditionalGeneration(config).eval()
+
+
+def test_collated_batches_run_through_a_tiny_llava(dataset, tokenizer):
+    model = _tiny_llava(tokenizer)
+    collate = DataCollator(tokenizer.pad_token_id)
+    for indices in ([1, 0, 3, 2], [1, 3, 5]):  # mixed, text only
+        batch = collate([dataset[i] for i in indices])
+        out = model(**batch)
+        assert out.loss is not None and torch.isfinite(out.loss)
+        assert out.logits.shape[:2] == batch["input_ids"].shape
+    out.loss.backward()
+
+
+# --- sampler ------------------------------------------------------------------------------------
+
+
+def _skewed(n: int = 3000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    has_image = rng.random(n) < 0.6
+    lengths = np.where(has_image, 700, 0) + rng.lognormal(3.5, 1.0, n).astype(int) + 1
+    return lengths, has_image
+
+
+def test_sampler_batches_are_one_modality_and_cover_every_index_once():
+    lengths, has_image = _skewed()
+    bs = 8
+    for n_image, n_text in ((800, 400), (803, 405), (5, 3), (0, 37)):
+        lens = np.concatenate([lengths[has_image][:n_image], lengths[~has_image][:n_text]])
+        flags = np.array([True] * n_image + [False] * n_text)
+        sampler = ModalityLengthGroupedSampler(lens, flags, bs, megabatch_factor=4, seed=1)
+        order = list(sampler)
+        assert len(sampler) == len(order) == n_image + n_text
+        assert sorted(order) == list(range(n_image + n_text))
+        batches = chunked(order, bs)
+        assert [b.tolist() for b in batches] == [b.tolist() for b in sampler.batches()]
+        mixed = [i for i, b in enumerate(batches) if 0 < flags[b].sum() < len(b)]
+        if n_image % bs == 0 or n_text % bs == 0:
+            assert mixed == []
+        else:  # both groups leave a remainder: they share one batch at the very end
+            assert len(mixed) == 1 and mixed[0] >= len(batches) - 2
+        assert all(len(b) == bs for b in batches[:-1])
+
+
+def test_sampler_is_deterministic_per_seed_and_epoch_and_longest_batch_first():
+    lengths, has_image = _skewed()
+    sampler = ModalityLengthGroupedSampler(lengths, has_image, 8, seed=3)
+    epoch0 = list(sampler)
+    assert list(ModalityLengthGroupedSampler(lengths, has_image, 8, seed=3)) == epoch0
+    assert list(ModalityLengthGroupedSampler(lengths, has_image, 8, seed=4)) != epoch0
+    sampler.set_epoch(1)
+    epoch1 = list(sampler)
+    assert epoch1 != epoch0 and sorted(epoch1) == sorted(epoch0)
+    sampler.set_epoch(0)
+    assert list(sampler) == epoch0
+    # the longest record leads the first batch, and batches are sorted within a megabatch
+    assert lengths[epoch0[0]] == lengths.max()
+    assert all((np.diff(lengths[batch]) <= 0).all() for batch in chunked(epoch0, 8))
+
+
+def test_grouping_cuts_padding_waste():
+    lengths, has_image = _skewed()
+    bs = 8
+    grouped = padding_waste(lengths, ModalityLengthGroupedSampler(lengths, has_image, bs, seed=0).batches())
+    shuffled = padding_waste(lengths, chunked(np.random.default_rng(0).permutation(len(lengths)), bs))
+    assert grouped < shuffled / 2, (grouped, shuffled)
+    assert padding_waste([3, 1, 2, 2], [[0, 1], [2, 3]]) == pytest.approx(2 / 10)
+    assert padding_waste([], []) == 0.0
+
+
+# --- reports ------------------------------------------------------------------------------------
+
+
+def test_mismatch_is_kept_counted_and_logged_once(dataset, tokenizer, caplog):
+    assert len(tokenizer("\n\n", add_special_tokens=False)["input_ids"]) == 1  # the merge exists
+    index = len(RECORDS) - 1
+    with caplog.at_level(logging.WARNING, logger="impkit.train.dataset"):
+        sample = dataset[index]
+        dataset[index]
+        for i in range(index):
+            dataset[i]
+    assert _supervised_text(tokenizer, sample["labels"]) == "\n\nThe square is red.<|im_end|>"
+    warnings = [r.getMessage() for r in caplog.records if "mismatch" in r.getMessage()]
+    assert len(warnings) == 1 and "shapes:mismatch" in warnings[0]
+    assert dataset.mismatch_report() == {"count": 1, "ids": ["shapes:mismatch"], "truncated": {"count": 0, "ids": []}}
+
+
+def test_scan_reports_mismatches_and_truncations_before_training(data, tokenizer, caplog):
+    full = _dataset(data, tokenizer)
+    image_max = max(len(full[i]["input_ids"]) for i, r in enumerate(RECORDS) if "image" in r)
+    longer = [i for i in range(len(RECORDS)) if len(full[i]["input_ids"]) > image_max]
+    assert longer  # some text-only record is longer than every image record
+
+    ds = _dataset(data, tokenizer, max_length=image_max)
+    with caplog.at_level(logging.WARNING, logger="impkit.train.dataset"):
+        report = ds.scan()
+    assert report["count"] == 1 and report["ids"] == ["shapes:mismatch"]
+    assert report["truncated"] == {"count": len(longer), "ids": [RECORDS[i]["id"] for i in longer]}
+    assert any("records have a tokenization mismatch" in r.getMessage() for r in caplog.records)
+    sample = ds[longer[0]]
+    assert len(sample["input_ids"]) == len(sample["labels"]) == image_max
+
+    assert _dataset(data, tokenizer).scan(limit=2)["count"] == 0  # the mismatch is the last record
+    with pytest.raises(TemplateError, match="record shapes:0: .*cut into the image tokens"):
+        _dataset(data, tokenizer, max_length=5).scan()
+
+
+def test_mismatch_from_encode_is_counted(dataset, monkeypatch):
+    import dataclasses
+
+    import impkit.train.dataset as module
+
+    real = module.encode
+    monkeypatch.setattr(module, "encode", lambda *a, **k: dataclasses.replace(real(*a, **k), mismatch=True))
+    for i in range(3):
+        assert dataset[i]["input_ids"].numel() > 0
+    assert dataset.mismatch_report()["ids"] == [r["id"] for r in RECORDS[:3]]
