@@ -312,3 +312,36 @@ class TrainRecipe:
     stage1: StageTraining
     stage2: StageTraining
     lora: LoraTraining
+
+
+@dataclass(frozen=True)
+class VisionPretraining:
+    encoder: str  # contrastive (SigLIP's sigmoid loss) | classification | random: Table 1's encoder ablation
+    steps: int
+    batch_size: int
+    lr: float
+    text_arch: Mapping[str, Any]  # the contrastive text tower (SiglipTextConfig keys); discarded afterwards
+
+    def __post_init__(self) -> None:
+        if self.encoder not in ("contrastive", "classification", "random"):
+            raise ConfigError(
+                f"backbones.vision.encoder must be contrastive, classification or random, got '{self.encoder}'"
+            )
+
+
+@dataclass(frozen=True)
+class LMPretraining:
+    steps: int
+    batch_size: int
+    seq_len: int
+    lr: float
+
+
+@dataclass(frozen=True)
+class BackbonesConfig:
+    """Pretraining of the offline analogs' backbones from the synthetic world."""
+
+    seed: int
+    vocab_size: int  # BPE merges target; embedding rows are padded to a multiple of 256
+    vision: VisionPretraining
+    llm: LMPretraining

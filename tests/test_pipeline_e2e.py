@@ -27,6 +27,18 @@ MICRO = {
     },
     "data.mixtures.finetune.entries[-1].sample": 10,  # the ALLaVA-analog subsample
     "data.workers": 1,
+    "backbones.vocab_size": 400,
+    "backbones.vision.steps": 4,
+    "backbones.vision.batch_size": 8,
+    "backbones.llm.steps": 4,
+    "backbones.llm.batch_size": 4,
+    "train.presets": ["nano-2b", "nano-3b", "nano-4b", "nano-3b-196"],  # every family and both resolutions
+    "train.heldout_questions": 8,
+    "train.recipes.nano.stage1.global_batch_size": 8,
+    "train.recipes.nano.stage1.per_device_batch_size": 8,
+    "train.recipes.nano.stage2.global_batch_size": 8,
+    "train.recipes.nano.stage2.per_device_batch_size": 8,
+    "train.recipes.nano.stage2.epochs": 1,
 }  # fmt: skip
 
 
@@ -63,8 +75,16 @@ def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
 def micro_repo(tmp_path_factory) -> Path:
     """A git copy of the tracked files (and new, not ignored ones) with the micro params applied."""
     dst = tmp_path_factory.mktemp("repo")
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                            capture_output=True, text=True, check=True).stdout.split("\n")  # fmt: skip
+
+    def git_files(*args: str) -> list[str]:
+        out = subprocess.run(["git", "ls-files", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout
+        return [line for line in out.split("\n") if line]
+
+    # tracked files plus new source files; never pipeline outputs a local run left in the work tree
+    outputs = ("data/", "models/", "releases/", "reports/")
+    listed = git_files("--cached") + [
+        f for f in git_files("--others", "--exclude-standard") if not f.startswith(outputs)
+    ]
     for rel in filter(None, listed):
         src = REPO / rel
         if src.is_file():
@@ -95,6 +115,15 @@ def test_dvc_repro_builds_the_default_pipeline_and_reruns_as_a_no_op(micro_repo)
     assert all((assembled / "images" / r["image"]).is_file() for r in records if "image" in r)
     assert (micro_repo / "reports" / "data_quality" / "index.html").is_file()
     assert json.loads((micro_repo / "reports" / "data_metrics.json").read_text())["finetune"]["records"] == len(records)
+
+    for preset in MICRO["train.presets"]:
+        release = micro_repo / "releases" / preset
+        meta = json.loads((release / "impkit.json").read_text())
+        assert meta["stage"] == "tune" and meta["parameters"]["lora"]["trainable"] > 0
+        assert meta["parameters"]["vision_tower"]["trainable"] == 0
+        report = json.loads((micro_repo / "reports" / "train" / f"{preset}.json").read_text())
+        assert report["heldout"]["release"]["with_image"]["n"] == 8
+        assert (micro_repo / "reports" / "train" / f"tune-{preset}" / "plots" / "metrics").is_dir()
 
     status = run([DVC, "status"], micro_repo)
     assert "up to date" in status.stdout.lower(), status.stdout

@@ -154,3 +154,26 @@ def test_release_round_trip_gives_identical_logits(setup, tmp_path):
 
     enc = processor(images=[Image.new("RGB", (40, 30))], text=["<image>\nWhat is it?"], return_tensors="pt")
     assert int((enc["input_ids"] == config.image_token_index).sum()) == num_image_tokens(preset)
+
+
+@pytest.mark.parametrize(("config", "gpus", "accumulation"), [("zero2-8gpu", 8, 1), ("zero2-4gpu", 4, 2),
+                                                               ("zero3-8gpu", 8, 1), ("zero3-4gpu", 4, 2)])  # fmt: skip
+def test_multi_gpu_configs_keep_the_papers_global_batch(config, gpus, accumulation, tmp_path):
+    """8 GPUs or 4 with twice the accumulation: the same global batch (256 in stage 1, 128 in stage 2)."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from impkit.config import TrainRecipe, load_params
+
+    repo = Path(__file__).resolve().parents[1]
+    launch = yaml.safe_load((repo / "configs" / "accelerate" / f"{config}.yaml").read_text())
+    assert launch["num_processes"] == gpus and launch["distributed_type"] == "DEEPSPEED"
+    ds = json.loads((repo / launch["deepspeed_config"]["deepspeed_config_file"]).read_text())
+    assert ds["zero_optimization"]["stage"] == int(config[4])
+    real = from_dict(TrainRecipe, load_params()["train"]["recipes"]["real"])
+    stage_cfg = real.stage1 if config.startswith("zero2") else real.stage2
+    args = training_arguments(stage_cfg, tmp_path, seed=0, world_size=gpus)
+    assert args.gradient_accumulation_steps == accumulation
+    assert args.per_device_train_batch_size * gpus * args.gradient_accumulation_steps == stage_cfg.global_batch_size

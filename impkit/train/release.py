@@ -54,6 +54,15 @@ def save_release(
 ) -> Path:
     """Merge LoRA (if any) and write the release folder atomically."""
     final = merged(model)
+    # Generation stops at the template's answer end marker (e.g. Phi-2's "</s>", ChatML's
+    # "<|im_end|>"), not only at the tokenizer's eos, as chat front ends expect.
+    from impkit.data.templates import get_template
+
+    stops = [
+        tokenizer.convert_tokens_to_ids(t) for t in get_template(preset.template).stop if t in tokenizer.get_vocab()
+    ]
+    final.generation_config.eos_token_id = sorted({tokenizer.eos_token_id, *stops} - {None})
+    final.generation_config.pad_token_id = tokenizer.pad_token_id
     with atomic_path(out_dir) as tmp:
         final.save_pretrained(tmp)
         processor_for(preset, tokenizer).save_pretrained(tmp)

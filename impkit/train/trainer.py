@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -184,7 +185,8 @@ def run_stage(
     resume = _matching_checkpoint(checkpoint_dir, fingerprint)
     if resume:
         log.info("%s: resuming from %s", label, resume)
-    args = training_arguments(cfg, checkpoint_dir, seed)
+    # Under `accelerate launch` every process sees WORLD_SIZE; the global batch stays the recipe's.
+    args = training_arguments(cfg, checkpoint_dir, seed, world_size=int(os.environ.get("WORLD_SIZE", "1")))
     samples_per_step = cfg.global_batch_size
     trainer = ImpTrainer(
         model=model,

@@ -1,0 +1,1 @@
+"""Evaluation: held-out checks now; the ten benchmarks in their official formats arrive with the evaluation stage."""

@@ -1,0 +1,220 @@
+"""The training stages as typed functions: backbones (offline presets), stage-1 alignment, stage-2
+tuning. ``stages/*.py`` are thin wrappers that read params and call these.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from impkit.config import BackbonesConfig, PresetConfig, TrainRecipe
+from impkit.eval.heldout import accuracy, answer_questions, load_questions
+from impkit.io import write_json
+from impkit.model.image_processing import ImageProcessor
+from impkit.model.presets import describe, num_image_tokens
+from impkit.model.tokenizer import IMAGE_TOKEN, family_tokenizer, train_bpe
+from impkit.train import backbones as bb
+from impkit.train.assembly import TOKENIZER_FILE, VISION_DIR, assemble_model, llm_dir, load_checkpoint
+from impkit.train.dataset import DataCollator, ModalityLengthGroupedSampler, SupervisedDataset
+from impkit.train.parts import count_parameters, prepare_stage1, prepare_stage2
+from impkit.train.release import save_release
+from impkit.train.trainer import StageResult, run_stage
+
+log = logging.getLogger(__name__)
+
+
+def _texts_for_tokenizer(world: Path, assembled: Path) -> list[str]:
+    """Everything the models will read: the LM corpus and every turn of the assembled mixtures."""
+    texts = bb.read_corpus(world / "backbone" / "lm_corpus.txt")
+    for name in ("pretrain.jsonl", "finetune.jsonl"):
+        with open(assembled / name, encoding="utf-8") as f:
+            for line in f:
+                texts.extend(turn["value"].replace(IMAGE_TOKEN, "") for turn in json.loads(line)["conversations"])
+    return texts
+
+
+def _round_up(n: int, multiple: int = 256) -> int:
+    """Embedding rows padded to a multiple of 256, so GGUF K-quants apply to embeddings too."""
+    return math.ceil(n / multiple) * multiple
+
+
+def _folder_sha256(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode())
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def describe_sources(presets: dict[str, PresetConfig]) -> dict[str, Any]:
+    """What the real presets load: a local folder's content hash, or the hub id and pinned revision
+    (upstream Phi-2 changes once broke Imp: an unpinned hub source is reported as such)."""
+    described: dict[str, Any] = {}
+    for name, preset in presets.items():
+        for part, spec in (("vision", preset.vision), ("llm", preset.llm)):
+            if spec.source is None:
+                continue
+            if Path(spec.source).is_dir():
+                entry = {"local": spec.source, "sha256": _folder_sha256(Path(spec.source))}
+            else:
+                entry = {"hub": spec.source, "revision": spec.revision or "UNPINNED"}
+                if spec.revision is None:
+                    log.warning("%s %s: hub source %s has no pinned revision", name, part, spec.source)
+            described[f"{name}.{part}"] = entry
+    return described
+
+
+def build_backbones(cfg: BackbonesConfig, presets: dict[str, PresetConfig], world: Path, assembled: Path,
+                    out: Path) -> dict[str, Any]:  # fmt: skip
+    """Tokenizer, one shared vision tower, one causal LM per family of the offline presets; for the
+    real presets, a record of the sources they load."""
+    out.mkdir(parents=True, exist_ok=True)
+    offline = {name: p for name, p in presets.items() if p.offline}
+    real = describe_sources({name: p for name, p in presets.items() if not p.offline})
+    if not offline:
+        report = {"real_sources": real}
+        write_json(out / "backbones.json", report)
+        return report
+    visions = {
+        json.dumps({k: v for k, v in p.vision.arch.items() if k != "image_size"}, sort_keys=True)
+        for p in offline.values()
+    }
+    if len(visions) > 1:
+        raise ValueError("offline presets must share one vision tower (they may differ only in image_size)")
+    report: dict[str, Any] = {"real_sources": real}
+    start = time.perf_counter()
+    base = train_bpe(_texts_for_tokenizer(world, assembled), cfg.vocab_size)
+    base.save(str(out / TOKENIZER_FILE))
+    report["tokenizer"] = {"vocab": base.get_vocab_size(), "seconds": round(time.perf_counter() - start, 1)}
+    log.info("tokenizer: %d tokens", base.get_vocab_size())
+
+    # The tower is pretrained at the largest resolution; lower-resolution twins resize its
+    # position embeddings when they load it (as Imp-3B@196 does with SigLIP@384).
+    first = max(offline.values(), key=lambda p: p.vision.arch["image_size"])
+    vision_arch = dict(first.vision.arch)
+    any_tok = family_tokenizer(base, first.family)
+    v = cfg.vision
+    if v.encoder == "contrastive":
+        report["vision"] = bb.pretrain_vision_tower(
+            world / "backbone" / "vision_pairs.jsonl", world / "images", any_tok, vision_arch=vision_arch,
+            text_arch=dict(v.text_arch), steps=v.steps, batch_size=v.batch_size, lr=v.lr, seed=cfg.seed,
+            out_dir=out / VISION_DIR,
+        )  # fmt: skip
+    elif v.encoder == "classification":
+        report["vision"] = bb.pretrain_classifier_vision_tower(
+            world / "scenes.jsonl", world / "images", vision_arch=vision_arch, steps=v.steps,
+            batch_size=v.batch_size, lr=v.lr, seed=cfg.seed, out_dir=out / VISION_DIR,
+        )  # fmt: skip
+    else:
+        report["vision"] = bb.random_vision_tower(vision_arch, cfg.seed, out / VISION_DIR)
+    report["vision"]["encoder"] = v.encoder
+
+    corpus = bb.read_corpus(world / "backbone" / "lm_corpus.txt")
+    for family in sorted({p.family for p in offline.values()}):
+        preset = next(p for p in offline.values() if p.family == family)
+        tok = family_tokenizer(base, family)
+        arch = {**preset.llm.arch, "vocab_size": _round_up(len(tok))}
+        report[f"llm-{family}"] = bb.pretrain_causal_lm(
+            family, arch, tok, corpus, steps=cfg.llm.steps, batch_size=cfg.llm.batch_size, seq_len=cfg.llm.seq_len,
+            lr=cfg.llm.lr, seed=cfg.seed, out_dir=llm_dir(out, family),
+        )  # fmt: skip
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    write_json(out / "backbones.json", report)
+    return report
+
+
+def _fingerprint(*parts: Any) -> dict[str, str]:
+    return {"inputs": hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()}
+
+
+def _dataset(records: Path, image_root: Path, tokenizer, template: str, preset: PresetConfig, max_length: int):
+    n_tokens = num_image_tokens(preset)
+    return SupervisedDataset(
+        records, image_root, tokenizer, template,
+        image_processor=ImageProcessor(size=preset.vision.arch["image_size"], aspect=preset.image_aspect),
+        num_image_tokens=n_tokens, max_length=max_length, image_length_words=n_tokens,
+    )  # fmt: skip
+
+
+def _train(model, tokenizer, dataset: SupervisedDataset, stage_cfg, *, checkpoints: Path, fingerprint, seed: int,
+           label: str, callbacks=()) -> StageResult:  # fmt: skip
+    report = dataset.scan()
+    if report["count"]:
+        log.warning("%s: %d records whose segment-wise tokenization differs from the whole text "
+                    "(trained as segmented; first ids: %s)", label, report["count"], report["ids"][:10])  # fmt: skip
+    return run_stage(
+        model, dataset, DataCollator(tokenizer.pad_token_id), stage_cfg, checkpoint_dir=checkpoints,
+        fingerprint=fingerprint, seed=seed, label=label, callbacks=list(callbacks),
+        sampler_factory=lambda batch, s: ModalityLengthGroupedSampler.for_dataset(dataset, batch, seed=s),
+    )  # fmt: skip
+
+
+def align(name: str, preset: PresetConfig, recipe: TrainRecipe, *, backbones: Path | None, assembled: Path,
+          checkpoints: Path, out: Path, seed: int, callbacks=()) -> dict[str, Any]:  # fmt: skip
+    """Stage 1: the projector learns to map image features into the frozen LLM ("plain" template)."""
+    torch.manual_seed(seed)
+    model, tokenizer = assemble_model(preset, backbones, seed=seed)
+    prepare_stage1(model)
+    data = _dataset(
+        assembled / "pretrain.jsonl", assembled / "images", tokenizer, "plain", preset, recipe.stage1.max_length
+    )
+    fp = _fingerprint(name, preset, recipe.stage1, seed, data.records_path.stat().st_size)
+    result = _train(model, tokenizer, data, recipe.stage1, checkpoints=checkpoints, fingerprint=fp, seed=seed,
+                    label=f"align {name}", callbacks=callbacks)  # fmt: skip
+    meta = {"preset": name, "stage": "align", "model": describe(preset), "parameters": count_parameters(model),
+            "train": _result_summary(result)}  # fmt: skip
+    save_release(model, tokenizer, preset, out, meta)
+    return meta
+
+
+def tune(name: str, preset: PresetConfig, recipe: TrainRecipe, *, aligned: Path, assembled: Path, checkpoints: Path,
+         out: Path, adapter_out: Path, seed: int, callbacks=()) -> dict[str, Any]:  # fmt: skip
+    """Stage 2: LoRA (or full) instruction tuning with the family's chat template; merged release."""
+    torch.manual_seed(seed)
+    model, tokenizer = load_checkpoint(aligned)
+    model = prepare_stage2(model, preset.family, recipe.lora)
+    data = _dataset(assembled / "finetune.jsonl", assembled / "images", tokenizer, preset.template, preset,
+                    recipe.stage2.max_length)  # fmt: skip
+    fp = _fingerprint(name, preset, recipe.stage2, recipe.lora, seed, data.records_path.stat().st_size)
+    result = _train(model, tokenizer, data, recipe.stage2, checkpoints=checkpoints, fingerprint=fp, seed=seed,
+                    label=f"tune {name}", callbacks=callbacks)  # fmt: skip
+    counts = count_parameters(model)
+    if recipe.lora.enabled:
+        model.save_pretrained(adapter_out)  # the adapter on its own, before merging
+    else:  # full fine-tuning has no adapter; the folder still says so (it is a declared output)
+        adapter_out.mkdir(parents=True, exist_ok=True)
+        (adapter_out / "README.md").write_text(
+            "Trained with full fine-tuning (train.recipes.*.lora.enabled: false): no adapter.\n"
+        )
+    meta = {"preset": name, "stage": "tune", "model": describe(preset), "parameters": counts,
+            "lora": recipe.lora.__dict__, "train": _result_summary(result)}  # fmt: skip
+    save_release(model, tokenizer, preset, out, meta)
+    return meta
+
+
+def _result_summary(result: StageResult) -> dict[str, Any]:
+    return {"steps": result.steps, "train_loss": round(result.train_loss, 4), "seconds": round(result.seconds, 1),
+            "samples_per_second": round(result.samples_per_second, 2), "resumed_from": result.resumed_from}  # fmt: skip
+
+
+def heldout_check(
+    preset: PresetConfig, checkpoint: Path, world: Path, *, limit: int, batch_size: int
+) -> dict[str, Any]:
+    """Held-out exact-match accuracy with the image and with a blank image."""
+    model, tokenizer = load_checkpoint(checkpoint)
+    questions = load_questions(world / "heldout" / "questions.jsonl", limit)
+    common = dict(template=preset.template, image_size=preset.vision.arch["image_size"],
+                  image_aspect=preset.image_aspect, n_image_tokens=num_image_tokens(preset), questions=questions,
+                  image_root=world / "heldout" / "images", batch_size=batch_size)  # fmt: skip
+    with_image = accuracy(questions, answer_questions(model, tokenizer, blank=False, desc="held-out", **common))
+    blank = accuracy(questions, answer_questions(model, tokenizer, blank=True, desc="held-out, blank", **common))
+    return {"with_image": with_image, "blank_image": blank}

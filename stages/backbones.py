@@ -1,0 +1,24 @@
+"""DVC stage `backbones`: pretrain the offline presets' tokenizer, vision tower and LLMs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from impkit.config import BackbonesConfig, PresetConfig, from_dict, load_params, section
+from impkit.stage import run_stage
+from impkit.train.pipeline import build_backbones
+
+OUT = Path("models/backbones")
+
+
+def main() -> None:
+    params = load_params()
+    cfg = from_dict(BackbonesConfig, section(params, "backbones"), "backbones")
+    presets = section(params, "model")["presets"]
+    names = section(params, "train")["presets"]
+    build = {n: from_dict(PresetConfig, presets[n], f"model.presets.{n}") for n in names}
+    build_backbones(cfg, build, Path("data/world"), Path("data/assembled"), OUT)
+
+
+if __name__ == "__main__":
+    run_stage(main)

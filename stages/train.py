@@ -1,0 +1,66 @@
+"""DVC stages `align@<preset>` and `tune@<preset>`: stage-1 alignment and stage-2 tuning.
+
+python -m stages.train align nano-3b
+python -m stages.train tune nano-3b
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from impkit.config import ConfigError, PresetConfig, TrainRecipe, from_dict, load_params, section
+from impkit.io import write_json
+from impkit.stage import run_stage
+from impkit.train.pipeline import align, heldout_check, tune
+
+ASSEMBLED, WORLD, BACKBONES = Path("data/assembled"), Path("data/world"), Path("models/backbones")
+
+
+def _setup(name: str) -> tuple[PresetConfig, TrainRecipe, dict]:
+    params = load_params()
+    presets, train = section(params, "model")["presets"], section(params, "train")
+    if name not in presets:
+        raise ConfigError(f"unknown preset '{name}'; known presets: {sorted(presets)}")
+    preset = from_dict(PresetConfig, presets[name], f"model.presets.{name}")
+    if preset.train not in train["recipes"]:
+        raise ConfigError(f"preset {name}: unknown training recipe '{preset.train}'; known: {sorted(train['recipes'])}")
+    return preset, from_dict(TrainRecipe, train["recipes"][preset.train], f"train.recipes.{preset.train}"), train
+
+
+def _live(folder: Path):
+    """dvclive logging of the Trainer's curves (shown by `dvc plots show`)."""
+    from dvclive import Live
+    from dvclive.huggingface import DVCLiveCallback
+
+    return DVCLiveCallback(live=Live(str(folder), save_dvc_exp=False, dvcyaml=None, report=None))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("stage", choices=["align", "tune"])
+    parser.add_argument("preset")
+    args = parser.parse_args()
+    preset, recipe, train = _setup(args.preset)
+    seed = train["seed"]
+    reports = Path("reports/train")
+    if args.stage == "align":
+        align(args.preset, preset, recipe, backbones=BACKBONES if preset.offline else None, assembled=ASSEMBLED,
+              checkpoints=Path(f"models/checkpoints/align-{args.preset}"), out=Path(f"models/aligned/{args.preset}"),
+              seed=seed, callbacks=[_live(reports / f"align-{args.preset}")])  # fmt: skip
+        return
+    meta = tune(args.preset, preset, recipe, aligned=Path(f"models/aligned/{args.preset}"), assembled=ASSEMBLED,
+                checkpoints=Path(f"models/checkpoints/tune-{args.preset}"), out=Path(f"releases/{args.preset}"),
+                adapter_out=Path(f"models/adapters/{args.preset}"), seed=seed,
+                callbacks=[_live(reports / f"tune-{args.preset}")])  # fmt: skip
+    check = {"release": heldout_check(preset, Path(f"releases/{args.preset}"), WORLD, limit=train["heldout_questions"],
+                                      batch_size=train["eval_batch_size"]),
+             "stage1_only": heldout_check(preset, Path(f"models/aligned/{args.preset}"), WORLD,
+                                          limit=train["heldout_questions"], batch_size=train["eval_batch_size"])}  # fmt: skip
+    write_json(
+        reports / f"{args.preset}.json", {"train": meta["train"], "parameters": meta["parameters"], "heldout": check}
+    )
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,271 @@
+"""Backbone pretraining on a tiny synthetic world: the losses fall, the saved towers and LMs load
+cleanly (the tower without SigLIP's pooling head, ready for LLaVA), runs repeat for a seed, and
+missing inputs fail in plain words."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlavaConfig, LlavaModel, Qwen2Config, SiglipVisionModel
+
+from impkit.config import ConfigError, WorldConfig, WorldSizes
+from impkit.data.synth import generate_world
+from impkit.model.tokenizer import IMAGE_TOKEN, family_tokenizer, train_bpe
+from impkit.train.backbones import (
+    CLASS_LABELS,
+    pretrain_causal_lm,
+    pretrain_classifier_vision_tower,
+    pretrain_vision_tower,
+    random_vision_tower,
+    read_corpus,
+    read_scenes,
+    read_vision_pairs,
+    scene_label,
+)
+
+SIZES = WorldSizes(
+    captions=40, vqa=10, existence=5, multiple_choice=5, text_reading=10, textcaps=5, charts=10,
+    conversations=2, detailed=2, allava=2, text_only=2, lm_corpus=160, vision_pairs=64,
+    heldout_scenes=2, heldout_charts=1, heldout_text=1,
+)  # fmt: skip
+VISION = {
+    "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
+    "image_size": 32, "patch_size": 8, "layer_norm_eps": 1e-6, "hidden_act": "gelu_pytorch_tanh",
+}  # fmt: skip
+TEXT = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 2}
+LLM = {
+    "phi2": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
+             "max_position_embeddings": 128, "partial_rotary_factor": 0.5, "hidden_act": "gelu_new"},
+    "qwen2": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "num_key_value_heads": 2, "max_position_embeddings": 128, "tie_word_embeddings": True},
+    "phi3": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
+             "num_key_value_heads": 2, "max_position_embeddings": 128, "tie_word_embeddings": False},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Models this small run fastest on one thread, and a second thread on a busy machine only waits."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("world")
+    generate_world(WorldConfig(seed=1, heldout_seed=2, image_size=64, sizes=SIZES), root, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def base_bpe(world):
+    texts = read_corpus(world / "backbone" / "lm_corpus.txt")
+    captions = [c for _, c in read_vision_pairs(world / "backbone" / "vision_pairs.jsonl")]
+    return train_bpe(texts + captions, 400)
+
+
+def vision_kwargs(tmp_path: Path, **overrides):
+    kwargs = {
+        "vision_arch": VISION, "text_arch": TEXT, "steps": 60, "batch_size": 16, "lr": 1e-3,
+        "seed": 0, "out_dir": tmp_path / "tower", "progress": False,
+    }  # fmt: skip
+    return {**kwargs, **overrides}
+
+
+def assert_clean_tower(out_dir: Path) -> SiglipVisionModel:
+    tower, info = SiglipVisionModel.from_pretrained(out_dir, output_loading_info=True)
+    assert not any(info.values()), info  # no missing, unexpected or mismatched weights
+    assert tower.config.vision_use_head is False and not hasattr(tower, "head")
+    with safe_open(out_dir / "model.safetensors", "pt") as f:
+        assert not [k for k in f.keys() if k.startswith("head.")]
+    assert tower.config.image_size == VISION["image_size"] and tower.config.hidden_size == VISION["hidden_size"]
+    return tower
+
+
+# --------------------------------------------------------------------------- vision towers
+@pytest.fixture(scope="module")
+def contrastive(world, base_bpe, tmp_path_factory):
+    out = tmp_path_factory.mktemp("contrastive")
+    tok = family_tokenizer(base_bpe, "phi2")
+    metrics = pretrain_vision_tower(
+        world / "backbone" / "vision_pairs.jsonl", world / "images", tok, **vision_kwargs(out)
+    )
+    return out / "tower", metrics
+
+
+def test_contrastive_loss_falls_and_tower_loads_without_head(contrastive):
+    out_dir, m = contrastive
+    assert m["steps"] == 60 and len(m["loss_curve"]) >= 10
+    # below the loss of a model that only learns the bias: embeddings pair images with captions
+    assert m["loss_last"] < m["loss_bias_only"] - 0.3 < m["loss_first"], m["loss_curve"]
+    assert 0 <= m["retrieval_top1_before"] <= 1 and 0 <= m["retrieval_top1_after"] <= 1
+    assert m["eval_pairs"] == 6  # a tenth of 64 pairs held back, never trained on
+    assert m["samples_per_s"] > 0 and m["wall_s"] > 0
+    tower = assert_clean_tower(out_dir)
+    assert len(tower.state_dict()) > 0
+
+
+def test_saved_tower_drops_into_a_llava_vision_tower(contrastive):
+    out_dir, _ = contrastive
+    tower = SiglipVisionModel.from_pretrained(out_dir)
+    text = Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
+                       num_key_value_heads=2, vocab_size=400)  # fmt: skip
+    llava = LlavaModel(LlavaConfig(vision_config=tower.config, text_config=text, image_token_index=399))
+    llava.vision_tower.load_state_dict(tower.state_dict(), strict=True)
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ours = tower(pixel_values=pixels).last_hidden_state
+        theirs = llava.vision_tower(pixel_values=pixels).last_hidden_state
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_contrastive_run_is_deterministic_for_a_seed(world, base_bpe, tmp_path):
+    tok = family_tokenizer(base_bpe, "qwen2")
+    pairs = read_vision_pairs(world / "backbone" / "vision_pairs.jsonl")
+    runs = [
+        pretrain_vision_tower(pairs, world / "images", tok, **vision_kwargs(tmp_path / str(i), steps=2, seed=seed))
+        for i, seed in enumerate((5, 5, 6))
+    ]
+    assert runs[0]["loss_step1"] == runs[1]["loss_step1"]
+    assert runs[0]["loss_curve"] == runs[1]["loss_curve"]
+    assert runs[0]["loss_step1"] != runs[2]["loss_step1"]
+    a = SiglipVisionModel.from_pretrained(tmp_path / "0" / "tower").state_dict()
+    b = SiglipVisionModel.from_pretrained(tmp_path / "1" / "tower").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_classifier_tower_learns_and_saves_a_clean_tower(world, tmp_path):
+    scenes = read_scenes(world / "scenes.jsonl")
+    assert {scene_label(r) for r in scenes} <= set(CLASS_LABELS)
+    m = pretrain_classifier_vision_tower(
+        scenes, world / "images", vision_arch=VISION, steps=40, batch_size=16, lr=3e-3, seed=0,
+        out_dir=tmp_path / "cls", progress=False,
+    )  # fmt: skip
+    assert m["classes"] == len(CLASS_LABELS) == 21
+    assert m["loss_last"] < m["loss_first"], m["loss_curve"]
+    assert_clean_tower(tmp_path / "cls")
+
+
+def test_scene_label_names_the_first_large_object_in_reading_order():
+    scene = {"kind": "scene", "image": "x.png", "objects": [
+        {"shape": "circle", "colour": "red", "size": "small", "cell": [0, 0]},
+        {"shape": "square", "colour": "blue", "size": "large", "cell": [2, 0]},
+        {"shape": "triangle", "colour": "green", "size": "large", "cell": [1, 2]},
+    ]}  # fmt: skip
+    assert scene_label(scene) == "green triangle"
+    assert scene_label({"kind": "scene", "objects": [{"shape": "circle", "colour": "red", "size": "small",
+                                                     "cell": [1, 1]}]}) == "red circle"  # fmt: skip
+    assert scene_label({"kind": "text", "word": "bus"}) == "text"
+    assert scene_label({"kind": "chart", "chart_type": "line"}) == "line chart"
+    with pytest.raises(ValueError, match="unknown image kind"):
+        scene_label({"kind": "photo", "image": "y.png"})
+
+
+def test_random_tower_is_clean_and_seeded(tmp_path):
+    random_vision_tower(VISION, 3, tmp_path / "a")
+    random_vision_tower(VISION, 3, tmp_path / "b")
+    random_vision_tower(VISION, 4, tmp_path / "c")
+    a, b, c = (assert_clean_tower(tmp_path / n).state_dict() for n in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["embeddings.patch_embedding.weight"], c["embeddings.patch_embedding.weight"])
+
+
+# --------------------------------------------------------------------------- causal LMs
+def lm_kwargs(tmp_path: Path, **overrides):
+    kwargs = {"steps": 60, "batch_size": 8, "seq_len": 32, "lr": 3e-3, "seed": 0, "out_dir": tmp_path / "lm",
+              "progress": False}  # fmt: skip
+    return {**kwargs, **overrides}
+
+
+@pytest.mark.parametrize("family", ["phi2", "qwen2", "phi3"])
+def test_causal_lm_learns_and_reloads_identically(family, world, base_bpe, tmp_path):
+    tok = family_tokenizer(base_bpe, family)
+    arch = {**LLM[family], "vocab_size": 448}
+    m = pretrain_causal_lm(family, arch, tok, world / "backbone" / "lm_corpus.txt", **lm_kwargs(tmp_path))
+    assert m["loss_last"] < m["loss_first"] - 1.0, m["loss_curve"]
+    assert m["perplexity_after"] < m["perplexity_before"] / 3
+    lines = read_corpus(world / "backbone" / "lm_corpus.txt")
+    distinct = set(lines)
+    assert m["eval_lines"] == len(distinct) // 10 and m["tokens_per_s"] > 0
+    assert m["train_lines"] <= len(lines) - m["eval_lines"]
+
+    model, info = AutoModelForCausalLM.from_pretrained(tmp_path / "lm", output_loading_info=True)
+    assert not any(info.values()), info
+    assert model.config.vocab_size == 448
+    assert (model.config.eos_token_id, model.config.pad_token_id) == (tok.eos_token_id, tok.pad_token_id)
+    assert model.config.bos_token_id == tok.bos_token_id
+    reloaded_tok = AutoTokenizer.from_pretrained(tmp_path / "lm")
+    assert reloaded_tok.convert_tokens_to_ids(IMAGE_TOKEN) == tok.convert_tokens_to_ids(IMAGE_TOKEN)
+
+    # the in-memory model is not returned; retrain the same seed and compare logits with the saved one
+    again = pretrain_causal_lm(family, arch, tok, world / "backbone" / "lm_corpus.txt",
+                               **lm_kwargs(tmp_path / "again"))  # fmt: skip
+    assert again["loss_curve"] == m["loss_curve"]
+    twin = AutoModelForCausalLM.from_pretrained(tmp_path / "again" / "lm")
+    ids = torch.tensor([tok("A small red circle on a white background.")["input_ids"]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids).logits, twin(input_ids=ids).logits, rtol=0, atol=0)
+
+
+def test_held_back_lines_are_kept_out_of_training_in_every_copy(base_bpe, tmp_path):
+    tok = family_tokenizer(base_bpe, "qwen2")
+    colours, shapes = ("red", "green", "blue", "yellow", "purple"), ("circle", "square", "triangle", "star")
+    distinct = [f"A {c} {s} number {n}." for c in colours for s in shapes for n in range(5)]  # 100 lines
+    m = pretrain_causal_lm("qwen2", {**LLM["qwen2"], "vocab_size": 448}, tok, distinct * 3,
+                           **lm_kwargs(tmp_path, steps=2))  # fmt: skip
+    assert m["eval_lines"] == 10 and m["train_lines"] == 3 * 90
+
+
+def test_causal_lm_rejects_a_vocabulary_smaller_than_the_tokenizer(world, base_bpe, tmp_path):
+    tok = family_tokenizer(base_bpe, "qwen2")
+    texts = read_corpus(world / "backbone" / "lm_corpus.txt")
+    with pytest.raises(ConfigError, match="smaller than the tokenizer"):
+        pretrain_causal_lm("qwen2", {**LLM["qwen2"], "vocab_size": 100}, tok, texts, **lm_kwargs(tmp_path))
+    with pytest.raises(ConfigError, match="vocab_size"):
+        pretrain_causal_lm("qwen2", LLM["qwen2"], tok, texts, **lm_kwargs(tmp_path))
+    with pytest.raises(ConfigError, match="unknown LLM family"):
+        pretrain_causal_lm("gpt9", {**LLM["qwen2"], "vocab_size": 448}, tok, texts, **lm_kwargs(tmp_path))
+    assert not (tmp_path / "lm").exists()
+
+
+# --------------------------------------------------------------------------- missing inputs
+def test_missing_files_are_reported_in_plain_words(world, base_bpe, tmp_path):
+    tok = family_tokenizer(base_bpe, "phi2")
+    with pytest.raises(FileNotFoundError, match="image-caption pairs file not found: .*nope.jsonl"):
+        pretrain_vision_tower(tmp_path / "nope.jsonl", world / "images", tok, **vision_kwargs(tmp_path))
+    with pytest.raises(FileNotFoundError, match="language-model corpus not found: .*corpus.txt"):
+        pretrain_causal_lm("phi2", {**LLM["phi2"], "vocab_size": 448}, tok, tmp_path / "corpus.txt",
+                           **lm_kwargs(tmp_path))  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="scenes file not found"):
+        pretrain_classifier_vision_tower(tmp_path / "scenes.jsonl", world / "images", vision_arch=VISION, steps=1,
+                                         batch_size=2, lr=1e-3, seed=0, out_dir=tmp_path / "cls")  # fmt: skip
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"image": "scenes/missing.png", "caption": "a red circle."}) + "\n")
+    with pytest.raises(FileNotFoundError, match="image not found: .*scenes/missing.png"):
+        pretrain_vision_tower(pairs, world / "images", tok, **vision_kwargs(tmp_path))
+    with pytest.raises(FileNotFoundError, match="image folder not found"):
+        pretrain_vision_tower(read_vision_pairs(world / "backbone" / "vision_pairs.jsonl"), tmp_path / "no-images",
+                              tok, **vision_kwargs(tmp_path))  # fmt: skip
+    assert not (tmp_path / "tower").exists() and not (tmp_path / "lm").exists()
+
+
+def test_bf16_autocast_trains_and_saves_fp32_weights(world, base_bpe, tmp_path):
+    tok = family_tokenizer(base_bpe, "phi3")
+    m = pretrain_causal_lm("phi3", {**LLM["phi3"], "vocab_size": 448}, tok, world / "backbone" / "lm_corpus.txt",
+                           **lm_kwargs(tmp_path, steps=20, precision="bf16"))  # fmt: skip
+    assert m["precision"] == "bf16" and m["loss_last"] < m["loss_first"]
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "lm").dtype == torch.float32
+    v = pretrain_vision_tower(world / "backbone" / "vision_pairs.jsonl", world / "images", tok,
+                              **vision_kwargs(tmp_path, steps=4, precision="bf16"))  # fmt: skip
+    assert all(math.isfinite(x) for _, x in v["loss_curve"])
+    assert assert_clean_tower(tmp_path / "tower").dtype == torch.float32
+    with pytest.raises(ConfigError, match="precision must be 'fp32' or 'bf16'"):
+        pretrain_causal_lm("phi3", {**LLM["phi3"], "vocab_size": 448}, tok, world / "backbone" / "lm_corpus.txt",
+                           **lm_kwargs(tmp_path / "fp16", precision="fp16"))  # fmt: skip
