@@ -269,3 +269,19 @@ def test_bf16_autocast_trains_and_saves_fp32_weights(world, base_bpe, tmp_path):
     with pytest.raises(ConfigError, match="precision must be 'fp32' or 'bf16'"):
         pretrain_causal_lm("phi3", {**LLM["phi3"], "vocab_size": 448}, tok, world / "backbone" / "lm_corpus.txt",
                            **lm_kwargs(tmp_path / "fp16", precision="fp16"))  # fmt: skip
+
+
+def test_phi2_lm_head_bias_stays_zero_so_llava_loses_nothing(tmp_path):
+    """LlavaForConditionalGeneration's lm_head has no bias; the phi2 analog trains with it at zero."""
+    from transformers import AutoModelForCausalLM
+
+    from impkit.model.tokenizer import family_tokenizer, train_bpe
+    from impkit.train.backbones import pretrain_causal_lm
+
+    tok = family_tokenizer(train_bpe(["a red circle and a blue square."] * 40, 300), "phi2")
+    arch = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "max_position_embeddings": 64, "vocab_size": 512}  # fmt: skip
+    pretrain_causal_lm("phi2", arch, tok, ["a red circle and a blue square."] * 60, steps=3, batch_size=4, seq_len=16,
+                       lr=1e-2, seed=0, out_dir=tmp_path / "lm", progress=False)  # fmt: skip
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "lm")
+    assert model.lm_head.bias is not None and float(model.lm_head.bias.abs().max()) == 0.0

@@ -689,6 +689,13 @@ def pretrain_causal_lm(
     config = config_class(**{**arch, **special})
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    head_bias = getattr(model.get_output_embeddings(), "bias", None)
+    if head_bias is not None:
+        # Phi-2's lm_head has a bias that LlavaForConditionalGeneration's lm_head lacks: hold it at
+        # zero so moving the LM into the multimodal model loses nothing.
+        with torch.no_grad():
+            head_bias.zero_()
+        head_bias.requires_grad_(False)
     ppl_before = _perplexity(model, tokenizer, held_out, seq_len) if n_eval else None
 
     def step(batch: torch.Tensor) -> torch.Tensor:
