@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import impkit  # noqa: F401  (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
 from impkit.config import PresetConfig, StageTraining, TrainRecipe, from_dict, load_params
 from impkit.model.image_processing import ImageProcessor
 from impkit.model.presets import build_model, llava_config, num_image_tokens
@@ -95,7 +96,9 @@ def main() -> None:
         start = time.perf_counter()
         for batch_indices in chunked(order, stage.per_device_batch_size * accumulation):
             for micro in chunked(batch_indices, stage.per_device_batch_size):
-                loss = model(**collate([data[int(i)] for i in micro])).loss / accumulation
+                # the same autocast the Trainer applies for the recipe's precision
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=stage.precision == "bf16"):
+                    loss = model(**collate([data[int(i)] for i in micro])).loss / accumulation
                 loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
