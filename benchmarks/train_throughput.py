@@ -11,6 +11,10 @@ batch to its longest sample, for the grouped order vs a random order of the same
 
 from __future__ import annotations
 
+# isort: off
+import impkit  # noqa: F401  (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
+
+# isort: on
 import argparse
 import json
 import tempfile
@@ -20,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import impkit  # noqa: F401  (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
 from impkit.config import PresetConfig, StageTraining, TrainRecipe, from_dict, load_params
 from impkit.model.image_processing import ImageProcessor
 from impkit.model.presets import build_model, llava_config, num_image_tokens
