@@ -315,14 +315,36 @@ class TrainRecipe:
 
 
 @dataclass(frozen=True)
+class TrainSettings:
+    """The `train` section apart from its recipes: what `dvc repro` trains and how it is checked."""
+
+    presets: list[str]  # the presets the pipeline trains (the foreach of dvc.yaml's align/tune stages)
+    seed: int
+    heldout_questions: int  # held-out questions for the with-image / blank / shuffled check after stage 2
+    eval_batch_size: int
+    recipes: Mapping[str, Any]  # name -> TrainRecipe mapping, typed when a preset picks one
+
+    def __post_init__(self) -> None:
+        if self.heldout_questions < 1 or self.eval_batch_size < 1:
+            raise ConfigError("train.heldout_questions and train.eval_batch_size must be at least 1")
+
+    def recipe(self, name: str) -> TrainRecipe:
+        if name not in self.recipes:
+            raise ConfigError(f"unknown training recipe '{name}'; known: {sorted(self.recipes)}")
+        return from_dict(TrainRecipe, self.recipes[name], f"train.recipes.{name}")
+
+
+@dataclass(frozen=True)
 class VisionPretraining:
     encoder: str  # contrastive (SigLIP's sigmoid loss) | classification | random: Table 1's encoder ablation
     steps: int
     batch_size: int
     lr: float
     text_arch: Mapping[str, Any]  # the contrastive text tower (SiglipTextConfig keys); discarded afterwards
+    precision: str  # fp32 | bf16 (autocast)
 
     def __post_init__(self) -> None:
+        _check_backbone_precision(self.precision)
         if self.encoder not in ("contrastive", "classification", "random"):
             raise ConfigError(
                 f"backbones.vision.encoder must be contrastive, classification or random, got '{self.encoder}'"
@@ -335,6 +357,15 @@ class LMPretraining:
     batch_size: int
     seq_len: int
     lr: float
+    precision: str  # fp32 | bf16 (autocast)
+
+    def __post_init__(self) -> None:
+        _check_backbone_precision(self.precision)
+
+
+def _check_backbone_precision(precision: str) -> None:
+    if precision not in ("fp32", "bf16"):
+        raise ConfigError(f"backbones precision must be fp32 or bf16, got '{precision}'")
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from impkit.config import BackbonesConfig, PresetConfig, from_dict, load_params, section
+from impkit.config import BackbonesConfig, ConfigError, PresetConfig, TrainSettings, from_dict, load_params, section
 from impkit.stage import run_stage
 from impkit.train.pipeline import build_backbones
 
@@ -15,7 +15,10 @@ def main() -> None:
     params = load_params()
     cfg = from_dict(BackbonesConfig, section(params, "backbones"), "backbones")
     presets = section(params, "model")["presets"]
-    names = section(params, "train")["presets"]
+    names = from_dict(TrainSettings, section(params, "train"), "train").presets
+    unknown = sorted(set(names) - set(presets))
+    if unknown:
+        raise ConfigError(f"train.presets names unknown presets {unknown}; known presets: {sorted(presets)}")
     build = {n: from_dict(PresetConfig, presets[n], f"model.presets.{n}") for n in names}
     build_backbones(cfg, build, Path("data/world"), Path("data/assembled"), OUT)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from impkit.config import ConfigError, PresetConfig, TrainRecipe, from_dict, load_params, section
+from impkit.config import ConfigError, PresetConfig, TrainRecipe, TrainSettings, from_dict, load_params, section
 from impkit.io import write_json
 from impkit.stage import run_stage
 from impkit.train.pipeline import align, heldout_check, tune
@@ -17,15 +17,14 @@ from impkit.train.pipeline import align, heldout_check, tune
 ASSEMBLED, WORLD, BACKBONES = Path("data/assembled"), Path("data/world"), Path("models/backbones")
 
 
-def _setup(name: str) -> tuple[PresetConfig, TrainRecipe, dict]:
+def _setup(name: str) -> tuple[PresetConfig, TrainRecipe, TrainSettings]:
     params = load_params()
-    presets, train = section(params, "model")["presets"], section(params, "train")
+    presets = section(params, "model")["presets"]
+    train = from_dict(TrainSettings, section(params, "train"), "train")
     if name not in presets:
         raise ConfigError(f"unknown preset '{name}'; known presets: {sorted(presets)}")
     preset = from_dict(PresetConfig, presets[name], f"model.presets.{name}")
-    if preset.train not in train["recipes"]:
-        raise ConfigError(f"preset {name}: unknown training recipe '{preset.train}'; known: {sorted(train['recipes'])}")
-    return preset, from_dict(TrainRecipe, train["recipes"][preset.train], f"train.recipes.{preset.train}"), train
+    return preset, train.recipe(preset.train), train
 
 
 def _live(folder: Path):
@@ -42,7 +41,7 @@ def main() -> None:
     parser.add_argument("preset")
     args = parser.parse_args()
     preset, recipe, train = _setup(args.preset)
-    seed = train["seed"]
+    seed = train.seed
     reports = Path("reports/train")
     if args.stage == "align":
         align(args.preset, preset, recipe, backbones=BACKBONES if preset.offline else None, assembled=ASSEMBLED,
@@ -53,10 +52,9 @@ def main() -> None:
                 checkpoints=Path(f"models/checkpoints/tune-{args.preset}"), out=Path(f"releases/{args.preset}"),
                 adapter_out=Path(f"models/adapters/{args.preset}"), seed=seed,
                 callbacks=[_live(reports / f"tune-{args.preset}")])  # fmt: skip
-    check = {"release": heldout_check(preset, Path(f"releases/{args.preset}"), WORLD, limit=train["heldout_questions"],
-                                      batch_size=train["eval_batch_size"]),
-             "stage1_only": heldout_check(preset, Path(f"models/aligned/{args.preset}"), WORLD,
-                                          limit=train["heldout_questions"], batch_size=train["eval_batch_size"])}  # fmt: skip
+    checked = {"release": Path(f"releases/{args.preset}"), "stage1_only": Path(f"models/aligned/{args.preset}")}
+    check = {name: heldout_check(preset, folder, WORLD, limit=train.heldout_questions, batch_size=train.eval_batch_size)
+             for name, folder in checked.items()}  # fmt: skip
     write_json(
         reports / f"{args.preset}.json", {"train": meta["train"], "parameters": meta["parameters"], "heldout": check}
     )

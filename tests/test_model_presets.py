@@ -53,7 +53,7 @@ def test_nano_image_tokens_match_patches_in_a_forward_pass(name):
 
 
 def test_twin_resolutions():
-    assert num_image_tokens(PRESETS["nano-3b"]) == 64 and num_image_tokens(PRESETS["nano-3b-196"]) == 36
+    assert num_image_tokens(PRESETS["nano-3b"]) == 16 and num_image_tokens(PRESETS["nano-3b-196"]) == 9
 
 
 def test_unknown_family_and_bad_token_id_are_clear_errors():

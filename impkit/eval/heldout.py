@@ -1,5 +1,9 @@
 """A quick learning check on the synthetic world's held-out questions: exact-match accuracy of
-greedy short answers, with the real image and with a blank one (does the model look?).
+greedy short answers with the real image, with a blank one, and with another question's image.
+
+The blank image says how much the answers lean on the image being there at all; the shuffled image
+(same questions, images rotated among them) is the stricter test of grounding: a model that reads
+the image loses accuracy when it sees the wrong one, a model answering from priors does not.
 
 The ten benchmark twins and their official scorers are a separate stage; this check answers the
 training stage's own question: did stage 2 teach the model to use the image?
@@ -27,6 +31,16 @@ BLANK_GREY = (127, 127, 127)
 def load_questions(path: Path, limit: int | None) -> list[dict[str, Any]]:
     questions = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
     return questions[:limit] if limit else questions
+
+
+def shuffled_images(questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The same questions, each paired with the image of a question about a different image
+    (images rotated by half the list: deterministic, and never the question's own image)."""
+    images = sorted({q["image"] for q in questions})
+    if len(images) < 2:
+        raise ValueError("the shuffled-image check needs questions about at least two images")
+    shift = {image: images[(i + len(images) // 2) % len(images)] for i, image in enumerate(images)}
+    return [{**q, "image": shift[q["image"]]} for q in questions]
 
 
 def normalise(answer: str) -> str:
@@ -71,7 +85,7 @@ def accuracy(questions: list[dict[str, Any]], answers: list[str]) -> dict[str, A
     total = Counter()
     for q, a in zip(questions, answers, strict=True):
         total[q["type"]] += 1
-        right[q["type"]] += int(a == normalise(q["answer"]))
+        right[q["type"]] += int(normalise(a) == normalise(q["answer"]))
     return {
         "accuracy": round(sum(right.values()) / max(sum(total.values()), 1), 4),
         "n": sum(total.values()),

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from impkit.config import BackbonesConfig, PresetConfig, TrainRecipe
-from impkit.eval.heldout import accuracy, answer_questions, load_questions
+from impkit.eval.heldout import accuracy, answer_questions, load_questions, shuffled_images
 from impkit.io import write_json
 from impkit.model.image_processing import ImageProcessor
 from impkit.model.presets import describe, num_image_tokens
@@ -107,12 +107,12 @@ def build_backbones(cfg: BackbonesConfig, presets: dict[str, PresetConfig], worl
         report["vision"] = bb.pretrain_vision_tower(
             world / "backbone" / "vision_pairs.jsonl", world / "images", any_tok, vision_arch=vision_arch,
             text_arch=dict(v.text_arch), steps=v.steps, batch_size=v.batch_size, lr=v.lr, seed=cfg.seed,
-            out_dir=out / VISION_DIR,
+            out_dir=out / VISION_DIR, precision=v.precision,
         )  # fmt: skip
     elif v.encoder == "classification":
         report["vision"] = bb.pretrain_classifier_vision_tower(
             world / "scenes.jsonl", world / "images", vision_arch=vision_arch, steps=v.steps,
-            batch_size=v.batch_size, lr=v.lr, seed=cfg.seed, out_dir=out / VISION_DIR,
+            batch_size=v.batch_size, lr=v.lr, seed=cfg.seed, out_dir=out / VISION_DIR, precision=v.precision,
         )  # fmt: skip
     else:
         report["vision"] = bb.random_vision_tower(vision_arch, cfg.seed, out / VISION_DIR)
@@ -125,7 +125,7 @@ def build_backbones(cfg: BackbonesConfig, presets: dict[str, PresetConfig], worl
         arch = {**preset.llm.arch, "vocab_size": _round_up(len(tok))}
         report[f"llm-{family}"] = bb.pretrain_causal_lm(
             family, arch, tok, corpus, steps=cfg.llm.steps, batch_size=cfg.llm.batch_size, seq_len=cfg.llm.seq_len,
-            lr=cfg.llm.lr, seed=cfg.seed, out_dir=llm_dir(out, family),
+            lr=cfg.llm.lr, seed=cfg.seed, out_dir=llm_dir(out, family), precision=cfg.llm.precision,
         )  # fmt: skip
     report["seconds"] = round(time.perf_counter() - start, 1)
     write_json(out / "backbones.json", report)
@@ -209,12 +209,16 @@ def _result_summary(result: StageResult) -> dict[str, Any]:
 def heldout_check(
     preset: PresetConfig, checkpoint: Path, world: Path, *, limit: int, batch_size: int
 ) -> dict[str, Any]:
-    """Held-out exact-match accuracy with the image and with a blank image."""
+    """Held-out exact-match accuracy with the image, a blank image and another question's image."""
     model, tokenizer = load_checkpoint(checkpoint)
     questions = load_questions(world / "heldout" / "questions.jsonl", limit)
     common = dict(template=preset.template, image_size=preset.vision.arch["image_size"],
-                  image_aspect=preset.image_aspect, n_image_tokens=num_image_tokens(preset), questions=questions,
+                  image_aspect=preset.image_aspect, n_image_tokens=num_image_tokens(preset),
                   image_root=world / "heldout" / "images", batch_size=batch_size)  # fmt: skip
-    with_image = accuracy(questions, answer_questions(model, tokenizer, blank=False, desc="held-out", **common))
-    blank = accuracy(questions, answer_questions(model, tokenizer, blank=True, desc="held-out, blank", **common))
-    return {"with_image": with_image, "blank_image": blank}
+    runs = {"with_image": (questions, False), "blank_image": (questions, True),
+            "shuffled_image": (shuffled_images(questions), False)}  # fmt: skip
+    return {
+        name: accuracy(questions, answer_questions(model, tokenizer, questions=asked, blank=blank,
+                                                   desc=f"held-out ({name})", **common))
+        for name, (asked, blank) in runs.items()
+    }  # fmt: skip

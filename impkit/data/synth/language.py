@@ -871,9 +871,24 @@ def text_only_exchange(rng: random.Random) -> tuple[str, str]:
 
 
 # --------------------------------------------------------------------------- language-model corpus
+def reading_passage(rng: random.Random, spec: Spec) -> str:
+    """A description followed by questions answered from it: reading comprehension, the skill a real
+    LLM brings from pretraining and that LLaVA-style tuning relies on (answer from the context, here
+    the text; later the image tokens) rather than from priors."""
+    context = describe(rng, spec) if rng.random() < 0.5 else capitalize(caption(rng, spec))
+    answers = []
+    for _ in range(rng.randint(1, 3)):
+        qa = image_question(rng, spec)
+        answers.append(f"{qa.question} {qa.answer if rng.random() < 0.6 else qa.sentence}")
+    return " ".join([context, *answers])
+
+
 def corpus_line(rng: random.Random, image_size: int) -> str:
     """One line of plain English in the world's vocabulary (no rendering needed)."""
-    kind = rng.choices(("caption", "description", "qa", "text_only", "gloss", "open"), weights=(3, 3, 4, 2, 1, 1))[0]
+    kind = rng.choices(("caption", "description", "qa", "text_only", "gloss", "open", "reading"),
+                       weights=(3, 3, 4, 2, 1, 1, 6))[0]  # fmt: skip
+    if kind == "reading":
+        return reading_passage(rng, sample_any(rng, image_size, (0.7, 0.15, 0.15)))
     if kind == "text_only":
         question, answer = text_only_exchange(rng)
         return f"{question} {answer}"
