@@ -16,7 +16,7 @@ def test_shuffled_images_never_keep_a_questions_own_image_and_keep_the_questions
     questions = _questions()
     shuffled = shuffled_images(questions)
     assert [q["id"] for q in shuffled] == [q["id"] for q in questions]
-    assert all(s["image"] != q["image"] for s, q in zip(shuffled, questions))
+    assert all(s["image"] != q["image"] for s, q in zip(shuffled, questions, strict=True))
     assert {s["image"] for s in shuffled} == {q["image"] for q in questions}  # only the world's images
     assert shuffled_images(questions) == shuffled  # deterministic
 
