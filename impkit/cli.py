@@ -38,6 +38,40 @@ def _cmd_assemble(args: argparse.Namespace) -> None:
     print(json.dumps(summary, indent=2))
 
 
+def _cmd_score(args: argparse.Namespace) -> None:
+    import logging
+
+    from impkit.eval.scoring import SCORERS, ScoringError
+    from impkit.io import write_json
+
+    try:
+        metrics = SCORERS[args.benchmark](args.annotations, args.predictions, questions=args.questions)
+    except ScoringError as exc:  # bad input: the one-line message is the whole story
+        logging.getLogger("impkit").error("%s", exc)
+        sys.exit(1)
+    if args.out:
+        write_json(args.out, metrics)
+    print(json.dumps(metrics, indent=2, ensure_ascii=False))
+
+
+def _score_epilog() -> str:
+    from impkit.eval.scoring.registry import INPUTS  # light: the scorers use the standard library only
+
+    rows = []
+    for name, (annotation_files, question_files, prediction_files) in INPUTS.items():
+        rows.append(f"  {name:<11} --annotations {annotation_files}")
+        if question_files != "-":
+            rows.append(f"  {'':<11} --questions {question_files}")
+        rows.append(f"  {'':<11} --predictions {prediction_files}")
+    return (
+        "what each benchmark reads (official formats; --questions is an error where not listed):\n"
+        + "\n".join(rows)
+        + "\n\nmme: ground truth and predictions are in the same eval-tool files, so --annotations is not\n"
+        "needed (if given it must be the --predictions folder). mmvet has no number without an LLM judge.\n"
+        "Rates are x100 (percent); missing predictions count as wrong and are reported as 'missing'."
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="impkit", description=__doc__)
     parser.add_argument("--version", action="version", version=f"impkit {__version__}")
@@ -52,6 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--out", default="build", help="folder for assembled/, quarantine/, cache/, data_quality/")
     p.set_defaults(func=_cmd_assemble)
+
+    p = sub.add_parser(
+        "score",
+        help="score a benchmark's predictions against its official annotation files",
+        description="Score predictions as the benchmark's reference code does; print the metrics as JSON.",
+        epilog=_score_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("benchmark", help="one of the benchmarks listed below")
+    p.add_argument("--annotations", help="the official annotation file or folder (see below)")
+    p.add_argument("--questions", help="a second official file, for vqav2 and sqa only (see below)")
+    p.add_argument("--predictions", required=True, help="the model's answers in the benchmark's result format")
+    p.add_argument("--out", help="also write the metrics JSON here (atomically)")
+    p.set_defaults(func=_cmd_score)
     return parser
 
 
