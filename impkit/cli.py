@@ -38,6 +38,17 @@ def _cmd_assemble(args: argparse.Namespace) -> None:
     print(json.dumps(summary, indent=2))
 
 
+def _cmd_twins(args: argparse.Namespace) -> None:
+    from impkit.config import EvalConfig, from_dict, load_params, section
+    from impkit.eval.twins import TwinSizes, generate_twins
+
+    cfg = from_dict(EvalConfig, section(load_params(args.params), "eval"), "eval")
+    sizes = from_dict(TwinSizes, dict(cfg.twins), "eval.twins")
+    manifest = generate_twins(Path(args.heldout), Path(args.out), seed=cfg.seed, sizes=sizes)
+    counts = {name: entry["n_prompts"] for name, entry in manifest["benchmarks"].items()}
+    print(json.dumps({"out": str(args.out), "prompts": counts}, indent=2))
+
+
 def _cmd_score(args: argparse.Namespace) -> None:
     import logging
 
@@ -86,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--out", default="build", help="folder for assembled/, quarantine/, cache/, data_quality/")
     p.set_defaults(func=_cmd_assemble)
+
+    p = sub.add_parser(
+        "twins", help="write the ten benchmarks' synthetic twins (official formats) from the held-out world"
+    )
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--heldout", default="data/world/heldout", help="the world's held-out split")
+    p.add_argument("--out", default="build/twins")
+    p.set_defaults(func=_cmd_twins)
 
     p = sub.add_parser(
         "score",

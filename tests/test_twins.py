@@ -116,9 +116,9 @@ def test_manifest_and_prompt_files_cover_every_benchmark(heldout_dir, twins):
 
 def test_sizes_are_validated_and_a_missing_world_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="TwinSizes.gqa"):
-        TwinSizes(gqa=0)
+        dataclasses.replace(SIZES, gqa=0)
     with pytest.raises(FileNotFoundError, match="scenes.jsonl"):
-        generate_twins(tmp_path / "nowhere", tmp_path / "out", seed=0)
+        generate_twins(tmp_path / "nowhere", tmp_path / "out", seed=0, sizes=SIZES)
 
 
 # --------------------------------------------------------------------------- official formats
@@ -476,3 +476,33 @@ def test_prompt_builders():
         prompts.mme("Is it red?")
     assert prompts.textvqa("What?", []) == "What?\n" + prompts.SHORT_ANSWER
     assert prompts.textvqa("What?", ["A", "B"]) == "What?\nReference OCR token: A, B\n" + prompts.SHORT_ANSWER
+
+
+def test_impkit_twins_reads_its_sizes_from_params_and_scores_full_marks_with_gold(heldout_dir, tmp_path, capsys):
+    import yaml
+
+    from impkit.cli import main
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"eval": {"seed": 5, "twins": dataclasses.asdict(SIZES)}}), encoding="utf-8")
+    out = tmp_path / "twins"
+    main(["twins", "--params", str(params), "--heldout", str(heldout_dir), "--out", str(out)])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["prompts"]["vqav2"] == SIZES.vqav2
+    assert load_json(out / "twins.json")["seed"] == 5
+    gold = {row["id"]: row["answer"] for row in map(json.loads, (out / "gqa" / "gold.jsonl").read_text().splitlines())}
+    predictions = write_predictions("gqa", out / "gqa", gold, tmp_path / "gqa-predictions")
+    entry = load_json(out / "twins.json")["benchmarks"]["gqa"]
+    assert SCORERS["gqa"](out / entry["annotations"], predictions)["headline"]["value"] == 100.0
+
+
+def test_impkit_twins_without_an_eval_section_is_a_clear_error(heldout_dir, tmp_path):
+    import subprocess
+    import sys
+
+    params = tmp_path / "params.yaml"
+    params.write_text("world: {}\n", encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "impkit.cli", "twins", "--params", str(params), "--heldout",
+                           str(heldout_dir), "--out", str(tmp_path / "t")], capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode != 0
+    assert "eval" in proc.stderr and "Traceback" not in proc.stderr

@@ -103,10 +103,9 @@ def _dump(path: Path, value: Any) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def generate_twins(heldout_dir: Path, out_dir: Path, *, seed: int, sizes: TwinSizes | None = None) -> dict[str, Any]:
+def generate_twins(heldout_dir: Path, out_dir: Path, *, seed: int, sizes: TwinSizes) -> dict[str, Any]:
     """Write all ten twins under ``out_dir`` (replacing it as a whole, atomically) from the held-out
     split at ``heldout_dir`` (``scenes.jsonl`` + ``images/``); return the manifest (``twins.json``)."""
-    sizes = sizes if sizes is not None else TwinSizes()
     heldout = load_heldout(Path(heldout_dir))
     manifest: dict[str, Any] = {"seed": seed, "sizes": asdict(sizes), "benchmarks": {}}
     builders = _builders(heldout, seed, sizes)

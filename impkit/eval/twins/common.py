@@ -19,19 +19,19 @@ from impkit.eval.scoring.vqa import normalize_answer
 
 @dataclass(frozen=True)
 class TwinSizes:
-    """How many questions (or images) each twin holds. Small by default: the twins are asked by
-    every preset of a pipeline run, so they are sized for the evaluation budget, not for
-    statistical power (the real benchmarks hold thousands of questions)."""
+    """How many questions (or images) each twin holds (`params.yaml: eval.twins`). Small: the twins
+    are asked by every preset of a pipeline run, so they are sized for the evaluation budget, not
+    for statistical power (the real benchmarks hold thousands of questions)."""
 
-    vqav2: int = 200  # questions
-    gqa: int = 200  # questions (some not balanced, so fewer are scored)
-    vizwiz: int = 150  # questions, one per image (VizWiz keys answers by image)
-    textvqa: int = 100  # questions about the text images
-    sqa: int = 150  # problems, about a quarter of them without an image
-    pope_images: int = 16  # images per split; up to three positive and as many negative questions each
-    mme_images: int = 7  # images per subtask (two questions each, 14 subtasks)
-    mmbench: int = 50  # questions before the circular copies (each has 2-4 rows)
-    mmvet: int = 50  # open-ended questions
+    vqav2: int  # questions
+    gqa: int  # questions (some not balanced, so fewer are scored)
+    vizwiz: int  # questions, one per image (VizWiz keys answers by image)
+    textvqa: int  # questions about the text images
+    sqa: int  # problems, about a quarter of them without an image
+    pope_images: int  # images per split; up to three positive and as many negative questions each
+    mme_images: int  # images per subtask (two questions each, 14 subtasks)
+    mmbench: int  # questions before the circular copies (each has 2-4 rows)
+    mmvet: int  # open-ended questions
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
