@@ -39,12 +39,11 @@ def _cmd_assemble(args: argparse.Namespace) -> None:
 
 
 def _cmd_twins(args: argparse.Namespace) -> None:
-    from impkit.config import EvalConfig, from_dict, load_params, section
-    from impkit.eval.twins import TwinSizes, generate_twins
+    from impkit.config import from_dict, load_params, section
+    from impkit.eval.twins import EvalConfig, generate_twins
 
     cfg = from_dict(EvalConfig, section(load_params(args.params), "eval"), "eval")
-    sizes = from_dict(TwinSizes, dict(cfg.twins), "eval.twins")
-    manifest = generate_twins(Path(args.heldout), Path(args.out), seed=cfg.seed, sizes=sizes)
+    manifest = generate_twins(Path(args.heldout), Path(args.out), seed=cfg.seed, sizes=cfg.twins)
     counts = {name: entry["n_prompts"] for name, entry in manifest["benchmarks"].items()}
     print(json.dumps({"out": str(args.out), "prompts": counts}, indent=2))
 

@@ -335,14 +335,6 @@ class TrainSettings:
 
 
 @dataclass(frozen=True)
-class EvalConfig:
-    """The `eval` section: the synthetic twins' seed and sizes (typed as ``TwinSizes`` where used)."""
-
-    seed: int
-    twins: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
 class VisionPretraining:
     encoder: str  # contrastive (SigLIP's sigmoid loss) | classification | random: Table 1's encoder ablation
     steps: int

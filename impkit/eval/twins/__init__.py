@@ -38,10 +38,18 @@ from pathlib import Path
 from typing import Any
 
 from impkit.eval.twins import choice, open_ended, short_answer, yes_no
-from impkit.eval.twins.common import Heldout, Jsonl, Table, TwinFiles, TwinSizes, load_heldout, twin_rng
+from impkit.eval.twins.common import EvalConfig, Heldout, Jsonl, Table, TwinFiles, TwinSizes, load_heldout, twin_rng
 from impkit.io import atomic_open, atomic_path, dumps_line
 
-__all__ = ["BENCHMARKS", "TwinSizes", "generate_twins", "load_heldout", "read_prompts", "write_predictions"]
+__all__ = [
+    "BENCHMARKS",
+    "EvalConfig",
+    "TwinSizes",
+    "generate_twins",
+    "load_heldout",
+    "read_prompts",
+    "write_predictions",
+]
 
 BENCHMARKS = ("vqav2", "gqa", "vizwiz", "textvqa", "sqa", "pope", "mme", "mmbench", "mmbench_cn", "mmvet")
 MANIFEST = "twins.json"

@@ -40,6 +40,14 @@ class TwinSizes:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    """The `eval` section of params.yaml: the twins' seed and sizes."""
+
+    seed: int
+    twins: TwinSizes
+
+
+@dataclass(frozen=True)
 class HeldoutImage:
     index: int  # line number in scenes.jsonl: a stable integer image id
     image: str  # path relative to the held-out images folder
