@@ -16,16 +16,19 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import torch
-from PIL import Image
+from impkit.eval.runners import BLANK_GREY, Question, TorchRunner
 
-from impkit.data.templates import get_template, render_prompt
-from impkit.model.image_processing import ImageProcessor
-from impkit.model.tokenizer import IMAGE_TOKEN
-from impkit.progress import progress
+__all__ = [
+    "BLANK_GREY",
+    "SHORT_ANSWER",
+    "accuracy",
+    "answer_questions",
+    "load_questions",
+    "normalise",
+    "shuffled_images",
+]
 
 SHORT_ANSWER = "\nAnswer the question using a single word or phrase."  # LLaVA-1.5's suffix
-BLANK_GREY = (127, 127, 127)
 
 
 def load_questions(path: Path, limit: int | None) -> list[dict[str, Any]]:
@@ -47,37 +50,17 @@ def normalise(answer: str) -> str:
     return answer.strip().lower().rstrip(".").strip()
 
 
-@torch.no_grad()
 def answer_questions(model, tokenizer, *, template: str, image_size: int, image_aspect: str, n_image_tokens: int,
                      questions: list[dict[str, Any]], image_root: Path, blank: bool, batch_size: int = 16,
                      max_new_tokens: int = 8, desc: str = "answer") -> list[str]:  # fmt: skip
-    """Greedy answers, batched with left padding (the attention mask keeps pads out)."""
-    tmpl = get_template(template)
-    processor = ImageProcessor(size=image_size, aspect=image_aspect)
-    image_ids = IMAGE_TOKEN * n_image_tokens
-    tokenizer.padding_side = "left"
-    model.eval()
-    answers: list[str] = []
-    bar = progress(total=len(questions), desc=desc, unit="q")
-    for start in range(0, len(questions), batch_size):
-        batch = questions[start : start + batch_size]
-        prompts = [render_prompt(tmpl, q["question"] + SHORT_ANSWER, has_image=True).replace(IMAGE_TOKEN, image_ids)
-                   for q in batch]  # fmt: skip
-        images = [Image.new("RGB", (image_size, image_size), BLANK_GREY) if blank
-                  else Image.open(image_root / q["image"]) for q in batch]  # fmt: skip
-        enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        out = model.generate(**enc, pixel_values=processor(images), max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id)  # fmt: skip
-        for row in out[:, enc["input_ids"].shape[1] :]:
-            text = tokenizer.decode(row, skip_special_tokens=False)
-            for stop in (*tmpl.stop, tokenizer.eos_token, tokenizer.pad_token):
-                if stop:
-                    text = text.split(stop)[0]
-            answers.append(normalise(text))
-        bar.update(len(batch))
-    bar.close()
-    tokenizer.padding_side = "right"
-    return answers
+    """Greedy short answers (normalised as ``accuracy`` compares them) from the project's one
+    generation loop, ``TorchRunner``: batched with left padding, answers in input order."""
+    runner = TorchRunner(model, tokenizer, template=template, image_size=image_size, image_aspect=image_aspect,
+                         n_image_tokens=n_image_tokens, image_root=image_root, batch_size=batch_size,
+                         max_new_tokens=max_new_tokens, desc=desc)  # fmt: skip
+    asked = [Question(id=str(q.get("id", i)), image=q["image"], prompt=q["question"] + SHORT_ANSWER)
+             for i, q in enumerate(questions)]  # fmt: skip
+    return [normalise(a) for a in runner.answer(asked, blank_images=blank)]
 
 
 def accuracy(questions: list[dict[str, Any]], answers: list[str]) -> dict[str, Any]:

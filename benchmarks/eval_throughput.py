@@ -1,0 +1,99 @@
+"""Benchmark: evaluation throughput of the PyTorch runner, batched vs one question at a time.
+
+    .venv/bin/python benchmarks/eval_throughput.py [--release releases/nano-3b] [--n 128] [--batch 32]
+        [--max-new-tokens 8] [--twins build/twins] [--device cpu|cuda]
+
+Needs a release folder (``dvc repro`` builds ``releases/nano-3b``). The questions are the first
+``--n`` prompts of the benchmark twins (taken in turn from each twin, so prompt lengths vary as in a
+real evaluation) when ``<twins>/twins.json`` exists (``impkit twins`` writes it), else the world's
+held-out questions with LLaVA-1.5's short-answer prompt. Both modes answer the same questions with
+the same model in one run; the script prints questions/s for each, the speed-up (target: at least
+4x) and how many answers agree. Batching must not change answers, so anything short of full
+agreement is a finding to look at (on a GPU in reduced precision a near-tie can flip; in fp32 on
+the CPU the answers should be identical).
+"""
+
+from __future__ import annotations
+
+# isort: off
+import impkit  # noqa: F401  (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
+
+# isort: on
+import argparse
+import json
+import time
+from itertools import chain, zip_longest
+from pathlib import Path
+
+import torch
+
+from impkit.eval.prompts import short_answer
+from impkit.eval.runners import Question, TorchRunner, questions_from_prompts
+from impkit.eval.twins import read_prompts
+
+HELDOUT = Path("data/world/heldout")
+
+
+def load_questions(twins: Path, n: int) -> tuple[list[Question], str]:
+    manifest = twins / "twins.json"
+    if manifest.is_file():
+        benchmarks = json.loads(manifest.read_text(encoding="utf-8"))["benchmarks"]
+        per_twin = [read_prompts(twins / name) for name in benchmarks]
+        mixed = [row for row in chain.from_iterable(zip_longest(*per_twin)) if row is not None]
+        return questions_from_prompts(mixed[:n]), f"benchmark twins in {twins}"
+    path = HELDOUT / "questions.jsonl"
+    if not path.is_file():
+        raise SystemExit(f"neither {manifest} nor {path} found: run `dvc repro` first")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()][:n]
+    return [Question(id=r["id"], image=r["image"], prompt=short_answer(r["question"])) for r in rows], str(path)
+
+
+def timed(runner: TorchRunner, questions: list[Question], batch_size: int) -> tuple[list[str], float]:
+    runner.batch_size = batch_size
+    runner.desc = f"batch {batch_size}"
+    start = time.perf_counter()
+    answers = runner.answer(questions)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return answers, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--release", type=Path, default=Path("releases/nano-3b"))
+    parser.add_argument("--n", type=int, default=128, help="questions to answer in each mode")
+    parser.add_argument("--batch", type=int, default=32, help="batch size of the batched mode")
+    parser.add_argument("--max-new-tokens", type=int, default=8)
+    parser.add_argument("--twins", type=Path, default=Path("build/twins"))
+    parser.add_argument("--images", type=Path, default=HELDOUT / "images", help="root of the questions' images")
+    parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    args = parser.parse_args()
+    if not (args.release / "impkit.json").is_file():
+        raise SystemExit(f"no release at {args.release}: run `dvc repro` first (it writes releases/<preset>/)")
+
+    questions, source = load_questions(args.twins, args.n)
+    runner = TorchRunner.from_release(args.release, image_root=args.images, max_new_tokens=args.max_new_tokens,
+                                      device=args.device)  # fmt: skip
+    info = runner.describe()
+    print(f"release {args.release}: {info['template']} template, {info['image_size']} px {info['image_aspect']}, "
+          f"{info['image_tokens']} image tokens, {info['device']} {info['dtype']}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")  # fmt: skip
+    with_image = sum(q.image is not None for q in questions)
+    print(f"{len(questions)} questions from {source} ({with_image} with an image), "
+          f"greedy, max_new_tokens={args.max_new_tokens}")  # fmt: skip
+    timed(runner, questions[: min(4, len(questions))], 2)  # warm-up: first-call allocations and kernels
+
+    single, t_single = timed(runner, questions, 1)
+    batched, t_batched = timed(runner, questions, args.batch)
+    rate_single, rate_batched = len(questions) / t_single, len(questions) / t_batched
+    agree = sum(a == b for a, b in zip(single, batched, strict=True))
+    print(f"batch 1           : {rate_single:8.2f} questions/s ({t_single:.1f} s)")
+    print(f"batch {args.batch:<12}: {rate_batched:8.2f} questions/s ({t_batched:.1f} s)")
+    print(f"speed-up          : {rate_batched / rate_single:8.2f}x (target >= 4x)")
+    print(f"agreement         : {agree}/{len(questions)} answers identical")
+    for q, a, b in [(q, a, b) for q, a, b in zip(questions, single, batched, strict=True) if a != b][:5]:
+        print(f"  differs on {q.id}: batch 1 {a!r} vs batch {args.batch} {b!r}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""Batched greedy answers from a ``LlavaForConditionalGeneration`` (a release folder or a model in memory).
+
+Batching must not change any answer. Bunny once lost benchmark points to a padding bug in batched
+inference, and a score that moves with the batch size is not a score. What keeps the answers fixed:
+
+* **Left padding** with an attention mask of zeros over the pads: every row's last prompt token sits
+  at the end, so the first generated token of every row is predicted from its own prompt;
+  ``generate`` derives the position ids from the mask (cumsum - 1), so a padded row sees the same
+  positions as the row alone.
+* Rows are **sorted by prompt length** (longest first) before batching, so a batch pads little, and
+  the answers are put back in input order at the end.
+* Rows that finish early keep receiving pad tokens until the batch is done; answers are cut at the
+  template's stop string, eos and pad in text (``clean_answer``), exactly as a lone row would be.
+
+Text-only questions (``image`` None) share batches with image questions: the model places image
+features at the image-token positions, in row order, so ``pixel_values`` holds the images of the
+rows that have one and nothing for the others. Mixing keeps batches full, and sorting by length
+separates the two kinds in practice anyway (an image adds ``n_image_tokens`` tokens to a prompt).
+
+The tokenizer is never modified: padding is built here, so its ``padding_side`` stays as it was.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from impkit.data.templates import get_template, render_prompt
+from impkit.eval.runners.base import BLANK_GREY, Question, Runner, clean_answer
+from impkit.model.image_processing import SIGLIP_MEAN, SIGLIP_STD, ImageProcessor
+from impkit.model.tokenizer import IMAGE_TOKEN
+from impkit.progress import progress
+
+RELEASE_META = "impkit.json"  # written by impkit.train.release.save_release
+PROCESSOR_CONFIG = "processor_config.json"
+
+
+class TorchRunner(Runner):
+    name = "torch"
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        *,
+        template: str,
+        image_size: int,
+        image_aspect: str,
+        n_image_tokens: int,
+        image_root: Path | str | None = None,
+        batch_size: int = 16,
+        max_new_tokens: int = 8,
+        image_mean: Sequence[float] = SIGLIP_MEAN,
+        image_std: Sequence[float] = SIGLIP_STD,
+        desc: str = "answer",
+        source: str | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if n_image_tokens < 1:
+            raise ValueError(f"n_image_tokens must be at least 1, got {n_image_tokens}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.template = get_template(template)
+        self.image_size = image_size
+        self.image_aspect = image_aspect
+        self.n_image_tokens = n_image_tokens
+        self.image_root = Path(image_root) if image_root is not None else None
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+        self.desc = desc
+        self.source = source or type(model).__name__
+        self.processor = ImageProcessor(size=image_size, aspect=image_aspect, mean=tuple(image_mean),
+                                        std=tuple(image_std))  # fmt: skip
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        if self.pad_id is None:
+            raise ValueError("the tokenizer has neither a pad nor an eos token to pad batches with")
+        # Stop ids let finished rows stop early; the text-level cut in clean_answer stays the rule
+        # (a stop string that is not one token, e.g. the plain template's "\n", is only cut there).
+        vocab = tokenizer.get_vocab()
+        self.stop_ids = sorted({tokenizer.eos_token_id, *(vocab[s] for s in self.template.stop if s in vocab)} - {None})
+        self.stop_strings = (*self.template.stop, tokenizer.eos_token, tokenizer.pad_token)
+
+    # -- construction from a release ---------------------------------------------------------
+
+    @classmethod
+    def from_release(
+        cls,
+        folder: Path | str,
+        *,
+        image_root: Path | str | None = None,
+        batch_size: int = 16,
+        max_new_tokens: int = 8,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        desc: str = "answer",
+    ) -> TorchRunner:
+        """A runner over a release folder (``impkit.train.release.save_release``).
+
+        Everything comes from what the folder records: the chat template and image aspect from
+        ``impkit.json``, the input size and patch size from the vision config, the normalisation
+        from ``processor_config.json``; the image-token count is derived from size / patch and
+        checked against ``impkit.json``, so a folder that disagrees with itself fails here.
+        """
+        from impkit.train.assembly import load_checkpoint
+
+        folder = Path(folder)
+        meta_path = folder / RELEASE_META
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{meta_path} not found: {folder} is not a release folder")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        missing = [key for key in ("template", "image_aspect") if key not in meta]
+        if missing:
+            raise ValueError(f"{meta_path} lacks {missing}")
+        model, tokenizer = load_checkpoint(folder)
+        vision = model.config.vision_config
+        n_tokens = (vision.image_size // vision.patch_size) ** 2  # SigLIP: every patch, no CLS
+        if "image_tokens" in meta and meta["image_tokens"] != n_tokens:
+            raise ValueError(f"{meta_path} says {meta['image_tokens']} image tokens, the vision config gives "
+                             f"({vision.image_size} // {vision.patch_size})² = {n_tokens}")  # fmt: skip
+        mean, std = SIGLIP_MEAN, SIGLIP_STD
+        proc_path = folder / PROCESSOR_CONFIG
+        if proc_path.is_file():
+            proc = json.loads(proc_path.read_text(encoding="utf-8"))
+            proc = proc.get("image_processor", proc)
+            mean, std = proc.get("image_mean", mean), proc.get("image_std", std)
+            size = proc.get("size", {})
+            if size and {size.get("height"), size.get("width")} != {vision.image_size}:
+                raise ValueError(f"{proc_path} resizes to {size}, the vision tower takes {vision.image_size} px")
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
+        return cls(model, tokenizer, template=meta["template"], image_size=vision.image_size,
+                   image_aspect=meta["image_aspect"], n_image_tokens=n_tokens, image_root=image_root,
+                   batch_size=batch_size, max_new_tokens=max_new_tokens, image_mean=mean, image_std=std,
+                   desc=desc, source=str(folder))  # fmt: skip
+
+    # -- answering ------------------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        param = next(self.model.parameters())
+        return {
+            "backend": self.name,
+            "model": self.source,
+            "template": self.template.name,
+            "image_size": self.image_size,
+            "image_aspect": self.image_aspect,
+            "image_tokens": self.n_image_tokens,
+            "batch_size": self.batch_size,
+            "max_new_tokens": self.max_new_tokens,
+            "decoding": "greedy",
+            "device": str(param.device),
+            "dtype": str(param.dtype).removeprefix("torch."),
+        }
+
+    def prompt_text(self, question: Question) -> str:
+        """The full prompt string: template around the question, ``<image>`` expanded to one token
+        per patch (what LlavaProcessor does), tokenized as one string as at inference elsewhere."""
+        has_image = question.image is not None
+        text = render_prompt(self.template, question.prompt, has_image=has_image)
+        return text.replace(IMAGE_TOKEN, IMAGE_TOKEN * self.n_image_tokens) if has_image else text
+
+    def _image(self, question: Question, blank: bool) -> Image.Image:
+        if blank:
+            return Image.new("RGB", (self.image_size, self.image_size), BLANK_GREY)
+        path = Path(question.image)
+        if self.image_root is not None and not path.is_absolute():
+            path = self.image_root / path
+        with Image.open(path) as image:
+            return image.convert("RGB")
+
+    def _batch(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded ids and the mask that keeps the pads out of attention (and out of the
+        position ids that ``generate`` derives from it)."""
+        width = max(len(ids) for ids in rows)
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, ids in enumerate(rows):
+            input_ids[r, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            mask[r, width - len(ids) :] = 1
+        return input_ids, mask
+
+    @torch.inference_mode()
+    def answer(self, questions: Sequence[Question], *, blank_images: bool = False) -> list[str]:
+        questions = list(questions)
+        if not questions:
+            return []
+        ids = self.tokenizer([self.prompt_text(q) for q in questions], add_special_tokens=False)["input_ids"]
+        # Longest first: similar lengths share a batch (little padding) and a too-long batch fails
+        # at once rather than at the end. sorted() is stable, so ties keep input order.
+        order = sorted(range(len(questions)), key=lambda i: -len(ids[i]))
+        self.model.eval()
+        param = next(self.model.parameters())
+        answers: list[str | None] = [None] * len(questions)
+        bar = progress(total=len(questions), desc=self.desc, unit="q")
+        try:
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                input_ids, mask = self._batch([ids[i] for i in rows])
+                inputs: dict[str, Any] = {"input_ids": input_ids.to(param.device),
+                                          "attention_mask": mask.to(param.device)}  # fmt: skip
+                images = [self._image(questions[i], blank_images) for i in rows if questions[i].image is not None]
+                if images:
+                    inputs["pixel_values"] = self.processor(images).to(device=param.device, dtype=param.dtype)
+                out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                          num_beams=1, use_cache=True, pad_token_id=self.pad_id,
+                                          eos_token_id=self.stop_ids or None)  # fmt: skip
+                for i, row in zip(rows, out[:, input_ids.shape[1] :].tolist(), strict=True):
+                    text = self.tokenizer.decode(row, skip_special_tokens=False)
+                    answers[i] = clean_answer(text, self.stop_strings)
+                bar.update(len(rows))
+        finally:
+            bar.close()
+        return answers  # type: ignore[return-value]

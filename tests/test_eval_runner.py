@@ -1,0 +1,236 @@
+"""The PyTorch runner: batch size never changes an answer (left padding + attention mask), answers
+come back in input order, the blind baseline really feeds a grey image, stop strings cut answers,
+and a saved release is answered exactly as the model in memory."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from impkit.config import PresetConfig, from_dict
+from impkit.data.templates import get_template
+from impkit.eval.heldout import answer_questions, normalise
+from impkit.eval.runners import BLANK_GREY, Question, TorchRunner, clean_answer, questions_from_prompts
+from impkit.model.presets import build_model, llava_config, num_image_tokens
+from impkit.model.tokenizer import IMAGE_TOKEN, family_tokenizer, train_bpe
+from impkit.train.release import save_release
+
+TINY = {
+    "family": "phi2", "template": "phi2", "image_aspect": "pad", "offline": True, "train": "nano",
+    "vision": {"arch": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                        "num_attention_heads": 2, "image_size": 32, "patch_size": 8}},
+    "llm": {"arch": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                     "num_attention_heads": 2, "max_position_embeddings": 512, "partial_rotary_factor": 0.5}},
+}  # fmt: skip
+CORPUS = ["a red circle", "two blue squares", "the word lamp", "what colour is the shape", "how many objects",
+          "answer the question using a single word or phrase", "a chat between a curious user and an assistant"]  # fmt: skip
+
+PROMPTS = [
+    "What colour is it?",
+    "How many squares are there in the picture, counting the small ones and the large ones?",
+    "Is there a lamp?",
+    "Which shape is red?\nAnswer the question using a single word or phrase.",
+    "What is written on the sign at the left edge of the image, next to the two blue squares?",
+    "Colour?",
+    "Is the circle bigger than the square, or are they the same size when you look closely?",
+    "What word is shown?",
+    "Name the shape.",
+    "Count the objects.\nAnswer the question using a single word or phrase.",
+]
+COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (240, 240, 20), (10, 10, 10)]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    preset = from_dict(PresetConfig, TINY)
+    tok = family_tokenizer(train_bpe(CORPUS * 10, 300), "phi2")
+    ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
+    config = llava_config(
+        preset, image_token_id=tok.convert_tokens_to_ids(IMAGE_TOKEN), vocab_size=len(tok), special_ids=ids
+    )
+    # Wider random weights than training's init (0.02): the untrained model's answers then depend on
+    # the prompt and the image instead of collapsing to one string, so the equalities below can fail.
+    for cfg in (config, config.text_config, config.vision_config):
+        cfg.initializer_range = 0.2
+    model = build_model(config, seed=0).eval()
+    # Readable answers: raw bytes that decode to U+FFFD would make different answers look alike.
+    unreadable = [i for i in range(len(tok)) if not (tok.decode([i]).isascii() and tok.decode([i]).isprintable())]
+    with torch.no_grad():
+        model.lm_head.weight[unreadable] = 0
+    return preset, tok, model
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    root = tmp_path_factory.mktemp("images")
+    for i, colour in enumerate(COLOURS):  # different shapes too, so "pad" fills differ
+        Image.new("RGB", (40 + 8 * i, 32 + 4 * (i % 3)), colour).save(root / f"scene{i}.png")
+    return root
+
+
+def questions(text_only: bool = True) -> list[Question]:
+    qs = [Question(id=f"q{i}", image=f"scene{i % len(COLOURS)}.png", prompt=p) for i, p in enumerate(PROMPTS)]
+    if text_only:  # one question with no image, mid-list
+        qs[4] = Question(id="q4", image=None, prompt=PROMPTS[4])
+    return qs
+
+
+def runner(preset, tok, model, images, **kwargs) -> TorchRunner:
+    options = dict(
+        template=preset.template,
+        image_size=32,
+        image_aspect=preset.image_aspect,
+        n_image_tokens=num_image_tokens(preset),
+        image_root=images,
+        batch_size=1,
+        max_new_tokens=6,
+    )
+    return TorchRunner(model, tok, **{**options, **kwargs})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def one_by_one(tiny, images):
+    """The reference answers: every question on its own (no padding at all)."""
+    qs = questions()
+    return [runner(*tiny, images, batch_size=1).answer([q])[0] for q in qs]
+
+
+def test_the_reference_answers_are_not_degenerate(one_by_one):
+    # the equality tests below mean something only if answers are non-empty and differ
+    assert sum(bool(a) for a in one_by_one) >= 8
+    assert len(set(one_by_one)) >= 4
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 8, 16])
+def test_batched_answers_equal_one_question_at_a_time(tiny, images, one_by_one, batch_size):
+    assert runner(*tiny, images, batch_size=batch_size).answer(questions()) == one_by_one
+
+
+def test_answers_come_back_in_input_order(tiny, images, one_by_one):
+    reordered = list(reversed(questions()))
+    assert runner(*tiny, images, batch_size=3).answer(reordered) == list(reversed(one_by_one))
+
+
+def test_batches_are_left_padded_sorted_by_length_and_masked(tiny, images, monkeypatch):
+    preset, tok, model = tiny
+    seen = []
+    generate = model.generate
+
+    def spy(**kwargs):
+        seen.append((kwargs["input_ids"].clone(), kwargs["attention_mask"].clone()))
+        return generate(**kwargs)
+
+    monkeypatch.setattr(model, "generate", spy)
+    before = tok.padding_side
+    run = runner(preset, tok, model, images, batch_size=4)
+    run.answer(questions())
+    assert tok.padding_side == before  # the tokenizer is left as it was
+    lengths = [int(mask.sum(1).max()) for _, mask in seen]
+    assert lengths == sorted(lengths, reverse=True)  # longest batch first
+    for ids, mask in seen:
+        assert mask[:, -1].all()  # every row's last prompt token is at the end: left padding
+        assert (ids[mask == 0] == run.pad_id).all()
+        assert (mask.cummax(1).values == mask).all()  # pads only before the prompt
+    total = sum(ids.numel() for ids, _ in seen)
+    real = sum(int(mask.sum()) for _, mask in seen)
+    assert total - real < 0.5 * real  # sorting keeps the padding small
+
+
+def pixel_spy(model, monkeypatch):
+    seen: list[torch.Tensor | None] = []
+    generate = model.generate
+
+    def spy(**kwargs):
+        seen.append(kwargs.get("pixel_values"))
+        return generate(**kwargs)
+
+    monkeypatch.setattr(model, "generate", spy)
+    return seen
+
+
+def test_blank_images_feed_mid_grey_pixels_and_real_images_feed_the_images(tiny, images, monkeypatch):
+    preset, tok, model = tiny
+    seen = pixel_spy(model, monkeypatch)
+    qs = questions()
+    real = runner(preset, tok, model, images, batch_size=16).answer(qs)
+    blind = runner(preset, tok, model, images, batch_size=16).answer(qs, blank_images=True)
+    real_px, blind_px = seen
+    assert real_px.shape[0] == blind_px.shape[0] == 9  # one image per image question; none for text-only
+    grey = (BLANK_GREY[0] / 255 - 0.5) / 0.5
+    assert torch.allclose(blind_px, torch.full_like(blind_px, grey))
+    assert real_px.amax() > 0.5 and real_px.amin() < -0.5  # saturated colours, not grey
+    assert blind[4] == real[4]  # the text-only question is asked the same way in both modes
+    assert blind != real  # this model's answers depend on the image
+
+
+def test_text_only_batches_pass_no_pixels(tiny, images, monkeypatch):
+    preset, tok, model = tiny
+    seen = pixel_spy(model, monkeypatch)
+    qs = [Question(id="t", image=None, prompt="Name the shape.")]
+    answers = runner(preset, tok, model, images).answer(qs, blank_images=True)
+    assert seen == [None] and len(answers) == 1
+
+
+def test_clean_answer_cuts_at_the_earliest_stop_and_strips():
+    stops = get_template("phi2").stop + ("<|endoftext|>",)
+    assert clean_answer(" yes</s> no", stops) == "yes"
+    assert clean_answer(" two<|endoftext|>three</s>", stops) == "two"
+    assert clean_answer("  red  ", stops) == "red"
+    assert clean_answer("</s>red", stops) == ""
+
+
+@pytest.mark.parametrize(("continuation", "expected"),
+                         [(" yes</s> and more", "yes"), (" a red circle<|endoftext|>lamp", "a red circle"),
+                          (" blue</s><|endoftext|><|endoftext|>", "blue"), (" two blue squares", "two blue squares")])  # fmt: skip
+def test_generated_stop_strings_cut_the_answer(tiny, images, monkeypatch, continuation, expected):
+    preset, tok, model = tiny
+
+    def scripted(input_ids, **kwargs):  # the prompt followed by a fixed continuation, for every row
+        tail = torch.tensor(tok(continuation, add_special_tokens=False)["input_ids"])
+        return torch.cat([input_ids, tail.expand(input_ids.shape[0], -1)], dim=1)
+
+    monkeypatch.setattr(model, "generate", scripted)
+    assert runner(preset, tok, model, images, batch_size=4).answer(questions()) == [expected] * len(PROMPTS)
+
+
+def test_from_release_reads_template_image_handling_and_tokens_from_the_folder(tiny, images, tmp_path):
+    preset, tok, model = tiny
+    square = from_dict(PresetConfig, {**TINY, "image_aspect": "square"})  # not the constructor default
+    out = save_release(model, tok, square, tmp_path / "release", {"stage": "tune"})
+    loaded = TorchRunner.from_release(out, image_root=images, batch_size=3, max_new_tokens=6, device="cpu")
+    info = loaded.describe()
+    assert (info["template"], info["image_size"], info["image_aspect"], info["image_tokens"]) == (
+        "phi2",
+        32,
+        "square",
+        16,
+    )
+    assert info["model"] == str(out) and info["batch_size"] == 3
+    in_memory = runner(preset, tok, model, images, image_aspect="square", batch_size=1)
+    assert loaded.answer(questions()) == in_memory.answer(questions())
+
+
+def test_from_release_rejects_a_folder_that_disagrees_with_itself(tiny, tmp_path):
+    preset, tok, model = tiny
+    out = save_release(model, tok, preset, tmp_path / "release", {"image_tokens": 64})  # meta overrides
+    with pytest.raises(ValueError, match="image tokens"):
+        TorchRunner.from_release(out, device="cpu")
+    with pytest.raises(FileNotFoundError, match="not a release folder"):
+        TorchRunner.from_release(tmp_path, device="cpu")
+
+
+def test_twin_prompt_lines_become_questions():
+    rows = [{"id": "7", "image": "a.png", "prompt": "Q?", "benchmark": "gqa"},
+            {"id": 8, "image": None, "prompt": "T?", "benchmark": "mmvet"}]  # fmt: skip
+    assert questions_from_prompts(rows) == [Question("7", "a.png", "Q?"), Question("8", None, "T?")]
+
+
+def test_heldout_answer_questions_delegates_to_the_runner(tiny, images):
+    preset, tok, model = tiny
+    held = [{"id": f"h{i}", "image": f"scene{i}.png", "question": p} for i, p in enumerate(PROMPTS[:5])]
+    got = answer_questions(model, tok, template="phi2", image_size=32, image_aspect="pad", n_image_tokens=16,
+                           questions=held, image_root=images, blank=False, batch_size=2, max_new_tokens=6)  # fmt: skip
+    asked = [Question(q["id"], q["image"], q["question"] + "\nAnswer the question using a single word or phrase.")
+             for q in held]  # fmt: skip
+    assert got == [normalise(a) for a in runner(preset, tok, model, images).answer(asked)]
