@@ -115,7 +115,13 @@ def test_a_killed_stage_resumes_from_its_last_checkpoint_and_ends_where_an_unbro
 
     straight = prepare_stage1(build_model(config))
     result = run_stage(straight, data, collate, cfg, checkpoint_dir=tmp_path / "a", fingerprint=fp, seed=0, label="toy")
-    assert result.steps == 6 and result.resumed_from is None
+    assert result.steps == 6 and result.resumed_from is None and result.train_loss > 0
+
+    # Restarting a finished run trains nothing and still reports the run's loss, not 0.0.
+    finished = run_stage(prepare_stage1(build_model(config)), data, collate, cfg, checkpoint_dir=tmp_path / "a",
+                         fingerprint=fp, seed=0, label="toy")  # fmt: skip
+    assert finished.resumed_from.endswith("checkpoint-6") and finished.steps == 6
+    assert finished.train_loss == pytest.approx(result.train_loss, rel=0.05)
 
     killed = prepare_stage1(build_model(config))
     with pytest.raises(KeyboardInterrupt):

@@ -168,6 +168,20 @@ def _matching_checkpoint(checkpoint_dir: Path, fingerprint: dict[str, Any]) -> s
     return None
 
 
+def _run_loss(trainer_loss: float, log_history: list[dict[str, Any]], *, resumed: bool) -> float:
+    """The whole run's mean training loss.
+
+    The Trainer's ``training_loss`` averages only the steps this process ran: 0.0 for a restarted
+    run that had already finished, a partial mean after a kill. A resumed run therefore reports the
+    mean of the logged losses, which the checkpoint carries from before the restart (every logging
+    interval weighs the same, so this equals the full-run mean when the interval divides the steps).
+    """
+    if resumed:
+        losses = [float(entry["loss"]) for entry in log_history if "loss" in entry]
+        return sum(losses) / len(losses) if losses else float("nan")
+    return float(trainer_loss) if not math.isnan(trainer_loss) else float("nan")
+
+
 def run_stage(
     model: torch.nn.Module,
     dataset: torch.utils.data.Dataset,
@@ -204,7 +218,7 @@ def run_stage(
     return StageResult(
         steps=output.global_step,
         resumed_from=resume,
-        train_loss=float(output.training_loss) if not math.isnan(output.training_loss) else float("nan"),
+        train_loss=_run_loss(output.training_loss, trainer.state.log_history, resumed=bool(resume)),
         samples_per_second=steps_run * samples_per_step / max(seconds, 1e-9),
         seconds=seconds,
         log_history=list(trainer.state.log_history),
