@@ -57,5 +57,5 @@ INPUTS: dict[str, tuple[str, str, str]] = {
     "mme": ("not used (or the same folder)", "-", "eval-tool folder of <subtask>.txt"),
     "mmbench": ("dev TSV", "-", "submission sheet (.xlsx/.tsv/.csv) or JSONL {question_id, text}"),
     "mmbench_cn": ("CN dev TSV", "-", "as mmbench"),
-    "mmvet": ("mm-vet.json", "-", '{"v1_0": answer, ...}; prints "not scored: no judge"'),
+    "mmvet": ("mm-vet.json", "-", '{"v1_0": answer, ...}; a number only with --judge-endpoint/--judge-model'),
 }
