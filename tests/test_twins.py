@@ -107,7 +107,10 @@ def test_manifest_and_prompt_files_cover_every_benchmark(heldout_dir, twins):
     for benchmark, entry in manifest["benchmarks"].items():
         rows = read_prompts(out / benchmark)
         assert len(rows) == entry["n_prompts"] > 0
-        assert all(set(row) == {"id", "image", "prompt", "benchmark"} and row["benchmark"] == benchmark for row in rows)
+        assert all(
+            set(row) == {"id", "image", "prompt", "type", "benchmark"} and row["benchmark"] == benchmark and row["type"]
+            for row in rows
+        )
         assert len({row["id"] for row in rows}) == len(rows), f"{benchmark}: duplicate prompt ids"
         assert {row["image"] for row in rows} - {None} <= images
         assert [g["id"] for g in load_jsonl(out / entry["gold"])] == [row["id"] for row in rows]
@@ -115,7 +118,7 @@ def test_manifest_and_prompt_files_cover_every_benchmark(heldout_dir, twins):
 
 
 def test_sizes_are_validated_and_a_missing_world_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="TwinSizes.gqa"):
+    with pytest.raises(ValueError, match="eval.twins.gqa"):
         dataclasses.replace(SIZES, gqa=0)
     with pytest.raises(FileNotFoundError, match="scenes.jsonl"):
         generate_twins(tmp_path / "nowhere", tmp_path / "out", seed=0, sizes=SIZES)

@@ -98,7 +98,7 @@ def sqa(heldout: Heldout, rng: random.Random, n: int) -> TwinFiles:
             "lecture": "", "solution": "", "split": "test",
         }  # fmt: skip
         prompt = prompts.scienceqa(question, choices, hint)
-        prompt_rows.append(Prompt(pid, item.image if item else None, prompt, prompts.OPTION_LETTERS[answer]))
+        prompt_rows.append(Prompt(pid, item.image if item else None, prompt, prompts.OPTION_LETTERS[answer], topic))
     splits = {"train": [], "val": [], "test": list(problems), "minival": [], "minitest": []}
     return TwinFiles(
         files={"problems.json": problems, "pid_splits.json": splits},
@@ -317,7 +317,8 @@ def mmbench(items: list[ChoiceItem], language: str) -> TwinFiles:
                 "index": str(index), "question": question, "hint": hint, **cells, "answer": letter,
                 "category": category, "l2-category": l2, "split": "dev", "image_path": item.image,
             })  # fmt: skip
-            prompt_rows.append(Prompt(str(index), item.image, prompts.mmbench(question, shown, hint, language), letter))
+            prompt = prompts.mmbench(question, shown, hint, language)
+            prompt_rows.append(Prompt(str(index), item.image, prompt, letter, category))
     name = "MMBench_DEV_EN.tsv" if language == "en" else "MMBench_DEV_CN.tsv"
     return TwinFiles(
         files={name: Table(MMBENCH_COLUMNS, rows)},

@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from impkit.config import ConfigError
 from impkit.data.synth import language as lang
 from impkit.data.synth.scene import POSITIONS, SHAPES, WORDS, Chart, Scene, SceneObject, Spec, TextImage
+from impkit.eval.judge import JudgeConfig
 from impkit.eval.scoring.vqa import NUMBER_WORDS as NORMALISED_NUMBERS
 from impkit.eval.scoring.vqa import normalize_answer
 
@@ -36,15 +38,25 @@ class TwinSizes:
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"TwinSizes.{name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"eval.twins.{name} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """The `eval` section of params.yaml: the twins' seed and sizes."""
+    """The `eval` section of params.yaml: the twins' seed and sizes, and how releases are asked."""
 
     seed: int
     twins: TwinSizes
+    batch_size: int = 32
+    max_new_tokens: int = 16  # short answers and option letters (greedy, cut at the template's stop)
+    open_max_new_tokens: int = 128  # MM-Vet's open-ended answers (LLaVA-1.5's evaluation budget)
+    blind: bool = True  # also ask every question with blank images (the "blind" baseline)
+    judge: JudgeConfig | None = None  # MM-Vet's LLM judge; none: MM-Vet is "not scored: no judge"
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "max_new_tokens", "open_max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"eval.{name} must be at least 1, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -137,15 +149,20 @@ def pick(rng: random.Random, pool: Sequence[HeldoutImage], n: int) -> list[Heldo
 
 @dataclass
 class Prompt:
-    """One line of ``prompts.jsonl``: what the runner asks, and the answer that scores full marks."""
+    """One line of ``prompts.jsonl``: what the runner asks, and the answer that scores full marks.
+
+    ``type`` is the question's type in the benchmark's own taxonomy (VQAv2's question type, GQA's
+    detailed type, the POPE split, the MME subtask, the MMBench category, ...): the group within
+    which the majority-answer baseline answers every question alike."""
 
     id: str
     image: str | None
     prompt: str
     gold: str
+    type: str
 
     def line(self, benchmark: str) -> dict[str, Any]:
-        return {"id": self.id, "image": self.image, "prompt": self.prompt, "benchmark": benchmark}
+        return {"id": self.id, "image": self.image, "prompt": self.prompt, "type": self.type, "benchmark": benchmark}
 
 
 class Jsonl(list):

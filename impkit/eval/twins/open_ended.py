@@ -46,5 +46,5 @@ def mmvet(heldout: Heldout, rng: random.Random, n: int) -> TwinFiles:
         question, answer, capability = _item(rng, item)
         qid = f"v1_{i}"
         data[qid] = {"imagename": item.image, "capability": capability, "question": question, "answer": answer}
-        prompt_rows.append(Prompt(qid, item.image, prompts.mmvet(question), answer))
+        prompt_rows.append(Prompt(qid, item.image, prompts.mmvet(question), answer, "+".join(capability)))
     return TwinFiles(files={"mm-vet.json": data}, prompts=prompt_rows, annotations="mm-vet.json")

@@ -72,7 +72,8 @@ def vqav2(heldout: Heldout, rng: random.Random, n: int) -> TwinFiles:
                 "answer_type": vqa_answer_type(qa.answer),
                 "question_id": qid,
             })  # fmt: skip
-            prompt_rows.append(Prompt(str(qid), item.image, prompts.short_answer(qa.question), qa.answer))
+            prompt_rows.append(Prompt(str(qid), item.image, prompts.short_answer(qa.question), qa.answer,
+                                      annotations[-1]["question_type"]))  # fmt: skip
     return TwinFiles(
         files={"questions.json": {"questions": questions}, "annotations.json": {"annotations": annotations}},
         prompts=prompt_rows,
@@ -166,7 +167,7 @@ def gqa(heldout: Heldout, rng: random.Random, n: int) -> TwinFiles:
             "isBalanced": rng.random() >= 1 / 6,
             "types": {"structural": structural, "semantic": semantic, "detailed": detailed},
         }
-        prompt_rows.append(Prompt(qid, item.image, prompts.short_answer(qa.question), qa.answer))
+        prompt_rows.append(Prompt(qid, item.image, prompts.short_answer(qa.question), qa.answer, detailed))
     return TwinFiles(
         files={"testdev_balanced_questions.json": data},
         prompts=prompt_rows,
@@ -221,7 +222,7 @@ def vizwiz(heldout: Heldout, rng: random.Random, n: int) -> TwinFiles:
             "image": item.image, "question": question, "answers": answers,
             "answerable": answerable, "answer_type": answer_type,
         })  # fmt: skip
-        prompt_rows.append(Prompt(item.image, item.image, prompts.vizwiz(question), gold))
+        prompt_rows.append(Prompt(item.image, item.image, prompts.vizwiz(question), gold, answer_type))
     records.sort(key=lambda r: r["image"])
     prompt_rows.sort(key=lambda p: p.id)
     return TwinFiles(files={"val.json": records}, prompts=prompt_rows, annotations="val.json")
@@ -270,7 +271,8 @@ def textvqa(heldout: Heldout, rng: random.Random, n: int) -> TwinFiles:
             "question_tokens": qa.question.rstrip("?").lower().split(), "question_id": qid,
             "set_name": "val", "answers": answers, "ocr_tokens": tokens_of[item.image],
         })  # fmt: skip
-        prompt_rows.append(Prompt(str(qid), item.image, prompts.textvqa(qa.question, tokens_of[item.image]), qa.answer))
+        prompt = prompts.textvqa(qa.question, tokens_of[item.image])
+        prompt_rows.append(Prompt(str(qid), item.image, prompt, qa.answer, vqa_question_type(qa.question)))
     return TwinFiles(
         files={"TextVQA_0.5.1_val.json": {"dataset_type": "val", "dataset_name": "textvqa", "data": data}},
         prompts=prompt_rows,

@@ -98,7 +98,7 @@ def pope(heldout: Heldout, rng: random.Random, n_images: int) -> TwinFiles:
                 text = f"Is there {lang.with_article(_name(cat))} in the image?"
                 qid = len(lines) + 1
                 lines.append({"question_id": qid, "image": item.image, "text": text, "label": label})
-                prompt_rows.append(Prompt(f"{split}/{qid}", item.image, prompts.short_answer(text), label))
+                prompt_rows.append(Prompt(f"{split}/{qid}", item.image, prompts.short_answer(text), label, split))
         files[f"questions/coco_pope_{split}.json"] = Jsonl(lines)
     return TwinFiles(
         files=files,
@@ -297,7 +297,7 @@ def mme(heldout: Heldout, rng: random.Random, n_images: int) -> TwinFiles:
         for item, (yes, no) in sorted(chosen, key=lambda pair: pair[0].image):
             for question, gold in ((yes, "Yes"), (no, "No")):
                 full = f"{question} {prompts.MME_YES_NO}"
-                prompt_rows.append(Prompt(f"{subtask}/{len(lines)}", item.image, prompts.mme(full), gold))
+                prompt_rows.append(Prompt(f"{subtask}/{len(lines)}", item.image, prompts.mme(full), gold, subtask))
                 lines.append(f"{item.image}\t{full}\t{gold}")
         files[f"ground_truth/{subtask}.txt"] = "".join(line + "\n" for line in lines)
     return TwinFiles(files=files, prompts=prompt_rows, annotations="ground_truth")
