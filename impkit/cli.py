@@ -48,6 +48,38 @@ def _cmd_twins(args: argparse.Namespace) -> None:
     print(json.dumps({"out": str(args.out), "prompts": counts}, indent=2))
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from impkit.config import from_dict, load_params, section
+    from impkit.eval.evaluate import compact_metrics, evaluate_release
+    from impkit.eval.twins import BENCHMARKS, EvalConfig
+
+    cfg = from_dict(EvalConfig, section(load_params(args.params), "eval"), "eval")
+    if args.batch_size is not None:
+        cfg = dataclasses.replace(cfg, batch_size=args.batch_size)
+    if args.no_blind:
+        cfg = dataclasses.replace(cfg, blind=False)
+    release = Path(args.release)
+    out = Path(args.out) if args.out else Path("build/eval") / release.name
+    details = evaluate_release(release, Path(args.twins), Path(args.images), out, cfg,
+                               benchmarks=args.benchmarks or BENCHMARKS)  # fmt: skip
+    if details is not None:  # the main process (see impkit.eval.parallel)
+        print(json.dumps(compact_metrics(details), indent=2, ensure_ascii=False))
+        print(f"predictions, metrics.json, details.json and table3.md in {out}")
+
+
+def _cmd_table3(args: argparse.Namespace) -> None:
+    from impkit.eval.evaluate import collect_details, table3
+    from impkit.io import atomic_open
+
+    text = table3(collect_details(Path(args.root)))
+    if args.out:
+        with atomic_open(args.out, "w", encoding="utf-8") as f:
+            f.write(text)
+    print(text, end="")
+
+
 def _cmd_score(args: argparse.Namespace) -> None:
     import logging
 
@@ -55,13 +87,31 @@ def _cmd_score(args: argparse.Namespace) -> None:
     from impkit.io import write_json
 
     try:
-        metrics = SCORERS[args.benchmark](args.annotations, args.predictions, questions=args.questions)
+        extra = {"judge": judge} if (judge := _judge_from_args(args)) is not None else {}
+        metrics = SCORERS[args.benchmark](args.annotations, args.predictions, questions=args.questions, **extra)
     except ScoringError as exc:  # bad input: the one-line message is the whole story
         logging.getLogger("impkit").error("%s", exc)
         sys.exit(1)
     if args.out:
         write_json(args.out, metrics)
     print(json.dumps(metrics, indent=2, ensure_ascii=False))
+
+
+def _judge_from_args(args: argparse.Namespace):
+    """The MM-Vet judge the --judge-* flags describe, or None when none is given."""
+    from impkit.eval.scoring import ScoringError
+
+    flags = {"--judge-endpoint": args.judge_endpoint, "--judge-model": args.judge_model}
+    given = [flag for flag, value in [*flags.items(), ("--judge-api-key-env", args.judge_api_key_env)] if value]
+    if not given:
+        return None
+    if args.benchmark != "mmvet":
+        raise ScoringError(f"{', '.join(given)}: only mmvet is graded by an LLM judge, not {args.benchmark}")
+    if not all(flags.values()):
+        raise ScoringError("--judge-endpoint and --judge-model go together: give both (or neither, for no score)")
+    from impkit.eval.judge import JudgeConfig, make_judge
+
+    return make_judge(JudgeConfig(args.judge_endpoint, args.judge_model, api_key_env=args.judge_api_key_env))
 
 
 def _score_epilog() -> str:
@@ -77,7 +127,8 @@ def _score_epilog() -> str:
         "what each benchmark reads (official formats; --questions is an error where not listed):\n"
         + "\n".join(rows)
         + "\n\nmme: ground truth and predictions are in the same eval-tool files, so --annotations is not\n"
-        "needed (if given it must be the --predictions folder). mmvet has no number without an LLM judge.\n"
+        "needed (if given it must be the --predictions folder). mmvet has no number without an LLM judge:\n"
+        "give --judge-endpoint and --judge-model (an OpenAI-compatible server, e.g. a local llama.cpp one).\n"
         "Rates are x100 (percent); missing predictions count as wrong and are reported as 'missing'."
     )
 
@@ -106,6 +157,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_twins)
 
     p = sub.add_parser(
+        "evaluate",
+        help="answer and score the benchmark twins (or files in their layout) with a release",
+        description="Ask a release every benchmark's prompts (batched greedy; blank-image and majority-answer "
+        "baselines beside it), write the answers in the official result formats and score them. "
+        "Run under `accelerate launch` to split the questions across processes.",
+    )
+    p.add_argument("release", help="a release folder (releases/<preset>)")
+    p.add_argument("--params", default="params.yaml", help="its `eval` section sets batch size, budgets, judge")
+    p.add_argument("--twins", default="data/twins", help="the benchmarks folder written by `impkit twins`")
+    p.add_argument("--images", default="data/world/heldout/images", help="the folder image paths are relative to")
+    p.add_argument("--out", help="output folder (default build/eval/<release name>)")
+    p.add_argument("--benchmarks", nargs="+", metavar="NAME", help="a subset of the ten (default: all)")
+    p.add_argument("--batch-size", type=int, help="override eval.batch_size")
+    p.add_argument("--no-blind", action="store_true", help="skip the blank-image baseline")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("table3", help="the paper's Table 3 layout (Markdown) over evaluated releases")
+    p.add_argument("root", nargs="?", default="reports/eval", help="folder of <release>/details.json")
+    p.add_argument("--out", help="also write the table here")
+    p.set_defaults(func=_cmd_table3)
+
+    p = sub.add_parser(
         "score",
         help="score a benchmark's predictions against its official annotation files",
         description="Score predictions as the benchmark's reference code does; print the metrics as JSON.",
@@ -117,6 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--questions", help="a second official file, for vqav2 and sqa only (see below)")
     p.add_argument("--predictions", required=True, help="the model's answers in the benchmark's result format")
     p.add_argument("--out", help="also write the metrics JSON here (atomically)")
+    p.add_argument(
+        "--judge-endpoint",
+        metavar="URL",
+        help="mmvet only: base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1",
+    )
+    p.add_argument("--judge-model", metavar="NAME", help="mmvet only: the judge model's name on that server")
+    p.add_argument(
+        "--judge-api-key-env", metavar="VAR", help="mmvet only: environment variable holding the API key (if needed)"
+    )
     p.set_defaults(func=_cmd_score)
     return parser
 

@@ -9,10 +9,11 @@ from collections.abc import Callable
 from impkit.config import ConfigError
 from impkit.data.llava_format import SourceError
 from impkit.data.quality import QualityGateError
+from impkit.eval.scoring.inputs import ScoringError
 from impkit.progress import setup_logging
 
 # Errors that describe bad input or a failed gate: the message is the whole story.
-USER_ERRORS = (ConfigError, SourceError, QualityGateError, FileNotFoundError)
+USER_ERRORS = (ConfigError, SourceError, QualityGateError, ScoringError, FileNotFoundError)
 
 
 def run_stage(main: Callable[[], None]) -> None:

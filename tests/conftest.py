@@ -76,3 +76,42 @@ def paths(tmp_path):
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# A tiny phi2-family preset and corpus for tests that need a real (random) LLaVA model.
+TINY = {
+    "family": "phi2", "template": "phi2", "image_aspect": "pad", "offline": True, "train": "nano",
+    "vision": {"arch": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                        "num_attention_heads": 2, "image_size": 32, "patch_size": 8}},
+    "llm": {"arch": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                     "num_attention_heads": 2, "max_position_embeddings": 512, "partial_rotary_factor": 0.5}},
+}  # fmt: skip
+CORPUS = ["a red circle", "two blue squares", "the word lamp", "what colour is the shape", "how many objects",
+          "answer the question using a single word or phrase", "a chat between a curious user and an assistant"]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """A tiny random phi2-family LLaVA model, its tokenizer and preset (images 32 px, 16 tokens)."""
+    import torch
+
+    from impkit.config import PresetConfig, from_dict
+    from impkit.model.presets import build_model, llava_config
+    from impkit.model.tokenizer import IMAGE_TOKEN, family_tokenizer, train_bpe
+
+    preset = from_dict(PresetConfig, TINY)
+    tok = family_tokenizer(train_bpe(CORPUS * 10, 300), "phi2")
+    ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
+    config = llava_config(
+        preset, image_token_id=tok.convert_tokens_to_ids(IMAGE_TOKEN), vocab_size=len(tok), special_ids=ids
+    )
+    # Wider random weights than training's init (0.02): the untrained model's answers then depend on
+    # the prompt and the image instead of collapsing to one string, so tests comparing answers can fail.
+    for cfg in (config, config.text_config, config.vision_config):
+        cfg.initializer_range = 0.2
+    model = build_model(config, seed=0).eval()
+    # Readable answers: raw bytes that decode to U+FFFD would make different answers look alike.
+    unreadable = [i for i in range(len(tok)) if not (tok.decode([i]).isascii() and tok.decode([i]).isprintable())]
+    with torch.no_grad():
+        model.lm_head.weight[unreadable] = 0
+    return preset, tok, model

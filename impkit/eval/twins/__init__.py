@@ -43,6 +43,8 @@ from impkit.io import atomic_open, atomic_path, dumps_line
 
 __all__ = [
     "BENCHMARKS",
+    "MANIFEST",
+    "PREDICTION_FILES",
     "EvalConfig",
     "TwinSizes",
     "generate_twins",
@@ -67,6 +69,9 @@ PREDICTIONS = {
     "mmbench_cn": "answers.jsonl: {question_id (= index), text}",
     "mmvet": 'results.json: {"v1_0": answer, ...}',
 }
+
+# The file (or folder, for POPE and MME) name each run's answers are written under.
+PREDICTION_FILES = {name: spec.split(":")[0].split("/")[0] for name, spec in PREDICTIONS.items()}
 
 
 def _builders(heldout: Heldout, seed: int, sizes: TwinSizes) -> dict[str, Callable[[], TwinFiles]]:
