@@ -1,7 +1,11 @@
 """Benchmark: evaluation throughput of the PyTorch runner, batched vs one question at a time.
 
     .venv/bin/python benchmarks/eval_throughput.py [--release releases/nano-3b] [--n 128] [--batch 32]
-        [--max-new-tokens 8] [--twins build/twins] [--device cpu|cuda]
+        [--max-new-tokens 8] [--twins data/twins] [--device cpu|cuda]
+
+Three modes over the same questions, side by side in one run: one question at a time (no batching,
+no shared prefix: what a plain generation loop does), batched without the shared-prefix cache, and
+the runner as the pipeline uses it (batched, shared prefix computed once).
 
 Needs a release folder (``dvc repro`` builds ``releases/nano-3b``). The questions are the first
 ``--n`` prompts of the benchmark twins (taken in turn from each twin, so prompt lengths vary as in a
@@ -48,9 +52,12 @@ def load_questions(twins: Path, n: int) -> tuple[list[Question], str]:
     return [Question(id=r["id"], image=r["image"], prompt=short_answer(r["question"])) for r in rows], str(path)
 
 
-def timed(runner: TorchRunner, questions: list[Question], batch_size: int) -> tuple[list[str], float]:
+def timed(
+    runner: TorchRunner, questions: list[Question], batch_size: int, prefix_cache: bool
+) -> tuple[list[str], float]:
     runner.batch_size = batch_size
-    runner.desc = f"batch {batch_size}"
+    runner.prefix_cache = prefix_cache
+    runner.desc = f"batch {batch_size}{' + prefix' if prefix_cache else ''}"
     start = time.perf_counter()
     answers = runner.answer(questions)
     if torch.cuda.is_available():
@@ -64,7 +71,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=128, help="questions to answer in each mode")
     parser.add_argument("--batch", type=int, default=32, help="batch size of the batched mode")
     parser.add_argument("--max-new-tokens", type=int, default=8)
-    parser.add_argument("--twins", type=Path, default=Path("build/twins"))
+    parser.add_argument("--twins", type=Path, default=Path("data/twins"))
     parser.add_argument("--images", type=Path, default=HELDOUT / "images", help="root of the questions' images")
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     args = parser.parse_args()
@@ -81,18 +88,22 @@ def main() -> None:
     with_image = sum(q.image is not None for q in questions)
     print(f"{len(questions)} questions from {source} ({with_image} with an image), "
           f"greedy, max_new_tokens={args.max_new_tokens}")  # fmt: skip
-    timed(runner, questions[: min(4, len(questions))], 2)  # warm-up: first-call allocations and kernels
+    timed(runner, questions[: min(4, len(questions))], 2, True)  # warm-up: first-call allocations and kernels
 
-    single, t_single = timed(runner, questions, 1)
-    batched, t_batched = timed(runner, questions, args.batch)
-    rate_single, rate_batched = len(questions) / t_single, len(questions) / t_batched
-    agree = sum(a == b for a, b in zip(single, batched, strict=True))
-    print(f"batch 1           : {rate_single:8.2f} questions/s ({t_single:.1f} s)")
-    print(f"batch {args.batch:<12}: {rate_batched:8.2f} questions/s ({t_batched:.1f} s)")
-    print(f"speed-up          : {rate_batched / rate_single:8.2f}x (target >= 4x)")
-    print(f"agreement         : {agree}/{len(questions)} answers identical")
-    for q, a, b in [(q, a, b) for q, a, b in zip(questions, single, batched, strict=True) if a != b][:5]:
-        print(f"  differs on {q.id}: batch 1 {a!r} vs batch {args.batch} {b!r}")
+    single, t_single = timed(runner, questions, 1, False)
+    plain, t_plain = timed(runner, questions, args.batch, False)
+    batched, t_batched = timed(runner, questions, args.batch, True)
+    rows = [("batch 1 (one at a time)", t_single), (f"batch {args.batch}", t_plain),
+            (f"batch {args.batch} + shared prefix", t_batched)]  # fmt: skip
+    for label, seconds in rows:
+        print(f"{label:<28}: {len(questions) / seconds:8.2f} questions/s ({seconds:.1f} s)")
+    print(f"speed-up, batched + prefix vs one at a time: {t_single / t_batched:.2f}x (target >= 4x); "
+          f"batching alone {t_single / t_plain:.2f}x")  # fmt: skip
+    for label, answers in ((f"batch {args.batch}", plain), (f"batch {args.batch} + prefix", batched)):
+        agree = sum(a == b for a, b in zip(single, answers, strict=True))
+        print(f"agreement with one at a time, {label}: {agree}/{len(questions)} answers identical")
+        for q, a, b in [(q, a, b) for q, a, b in zip(questions, single, answers, strict=True) if a != b][:5]:
+            print(f"  differs on {q.id}: batch 1 {a!r} vs {label} {b!r}")
 
 
 if __name__ == "__main__":

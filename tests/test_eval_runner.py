@@ -93,7 +93,7 @@ def test_batches_are_left_padded_sorted_by_length_and_masked(tiny, images, monke
 
     monkeypatch.setattr(model, "generate", spy)
     before = tok.padding_side
-    run = runner(preset, tok, model, images, batch_size=4)
+    run = runner(preset, tok, model, images, batch_size=4, prefix_cache=False)
     run.answer(questions())
     assert tok.padding_side == before  # the tokenizer is left as it was
     lengths = [int(mask.sum(1).max()) for _, mask in seen]
@@ -105,6 +105,45 @@ def test_batches_are_left_padded_sorted_by_length_and_masked(tiny, images, monke
     total = sum(ids.numel() for ids, _ in seen)
     real = sum(int(mask.sum()) for _, mask in seen)
     assert total - real < 0.5 * real  # sorting keeps the padding small
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+def test_the_shared_prefix_is_computed_once_and_changes_no_answer(tiny, images, one_by_one, batch_size, monkeypatch):
+    preset, tok, model = tiny
+    run = runner(preset, tok, model, images, batch_size=batch_size)
+    ids = tok([run.prompt_text(q) for q in questions()], add_special_tokens=False)["input_ids"]
+    prefix = run.shared_prefix(ids)
+    assert len(prefix) >= 10  # the phi2 system prompt and "USER:": most of a short prompt
+    assert all(row[: len(prefix)] == prefix for row in ids) and len({row[len(prefix)] for row in ids}) > 1
+    assert run.image_token_id not in prefix
+    seen = []
+    generate = model.generate
+
+    def spy(**kwargs):
+        cached = kwargs["past_key_values"].get_seq_length()  # generate extends the cache it is given
+        seen.append((kwargs["input_ids"].clone(), kwargs["attention_mask"].clone(), cached))
+        return generate(**kwargs)
+
+    monkeypatch.setattr(model, "generate", spy)
+    assert run.answer(questions()) == one_by_one
+    for input_ids, mask, cached in seen:
+        assert cached == len(prefix)  # the prefix arrives as a filled cache
+        assert (input_ids[:, : len(prefix)] == torch.tensor(prefix)).all() and mask[:, : len(prefix)].all()
+        own = mask[:, len(prefix) :]
+        assert own[:, -1].all() and (own.cummax(1).values == own).all()  # then pads, then the row's own tokens
+
+
+def test_a_prefix_never_swallows_image_tokens_or_a_whole_prompt(tiny, images):
+    preset, tok, model = tiny
+    run = runner(preset, tok, model, images)
+    same = [Question(id=str(i), image="scene0.png", prompt="Colour?") for i in range(3)]
+    ids = tok([run.prompt_text(q) for q in same], add_special_tokens=False)["input_ids"]
+    prefix = run.shared_prefix(ids)
+    assert ids[0][len(prefix)] == run.image_token_id  # identical prompts: cut before the first image token
+    text_only = [Question(id=str(i), image=None, prompt="Colour?") for i in range(3)]
+    ids = tok([run.prompt_text(q) for q in text_only], add_special_tokens=False)["input_ids"]
+    assert len(run.shared_prefix(ids)) == len(ids[0]) - 1  # the last token stays each row's own
+    assert run.shared_prefix(ids[:1]) == []
 
 
 def pixel_spy(model, monkeypatch):

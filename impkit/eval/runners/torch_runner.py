@@ -18,10 +18,19 @@ rows that have one and nothing for the others. Mixing keeps batches full, and so
 separates the two kinds in practice anyway (an image adds ``n_image_tokens`` tokens to a prompt).
 
 The tokenizer is never modified: padding is built here, so its ``padding_side`` stays as it was.
+
+**Shared prefix.** Every prompt of an evaluation starts with the same tokens (the template's system
+prompt and the user-turn opening: most of a short question's prompt). The runner finds the longest
+token prefix all questions share (stopping before any image token), runs it through the model once,
+and hands each batch a copy of that KV cache; a row is then ``[prefix][pads][own tokens]``, the
+pads masked out and the position ids (cumsum of the mask) exactly those of the unpadded prompt.
+Causal attention makes the prefix's keys and values independent of what follows, so the answers
+are those of the full prompt; only the work is saved.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,6 +68,7 @@ class TorchRunner(Runner):
         image_std: Sequence[float] = SIGLIP_STD,
         desc: str = "answer",
         source: str | None = None,
+        prefix_cache: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -75,6 +85,8 @@ class TorchRunner(Runner):
         self.max_new_tokens = max_new_tokens
         self.desc = desc
         self.source = source or type(model).__name__
+        self.prefix_cache = prefix_cache
+        self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         self.processor = ImageProcessor(size=image_size, aspect=image_aspect, mean=tuple(image_mean),
                                         std=tuple(image_std))  # fmt: skip
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -154,6 +166,7 @@ class TorchRunner(Runner):
             "batch_size": self.batch_size,
             "max_new_tokens": self.max_new_tokens,
             "decoding": "greedy",
+            "prefix_cache": self.prefix_cache,
             "device": str(param.device),
             "dtype": str(param.dtype).removeprefix("torch."),
         }
@@ -185,6 +198,23 @@ class TorchRunner(Runner):
             mask[r, width - len(ids) :] = 1
         return input_ids, mask
 
+    def shared_prefix(self, ids: Sequence[Sequence[int]]) -> list[int]:
+        """The longest token prefix of every prompt in ``ids``, cut before the first image token
+        (image features are placed by the forward pass that sees the pixels) and leaving every
+        prompt at least one token of its own (the first answer token is predicted from it)."""
+        if len(ids) < 2:
+            return []
+        limit = min(len(row) for row in ids) - 1
+        first = ids[0]
+        n = 0
+        while n < limit and first[n] != self.image_token_id and all(row[n] == first[n] for row in ids):
+            n += 1
+        return list(first[:n])
+
+    def _prefill(self, prefix: list[int], device: torch.device) -> Any:
+        out = self.model(input_ids=torch.tensor([prefix], device=device), use_cache=True)
+        return out.past_key_values
+
     @torch.inference_mode()
     def answer(self, questions: Sequence[Question], *, blank_images: bool = False) -> list[str]:
         questions = list(questions)
@@ -196,14 +226,24 @@ class TorchRunner(Runner):
         order = sorted(range(len(questions)), key=lambda i: -len(ids[i]))
         self.model.eval()
         param = next(self.model.parameters())
+        prefix = self.shared_prefix(ids) if self.prefix_cache else []
+        cache = self._prefill(prefix, param.device) if prefix else None
         answers: list[str | None] = [None] * len(questions)
         bar = progress(total=len(questions), desc=self.desc, unit="q")
         try:
             for start in range(0, len(order), self.batch_size):
                 rows = order[start : start + self.batch_size]
-                input_ids, mask = self._batch([ids[i] for i in rows])
+                input_ids, mask = self._batch([ids[i][len(prefix) :] for i in rows])
+                extra: dict[str, Any] = {}
+                if cache is not None:  # [prefix][pads][own tokens]; the prefix's KV computed once
+                    n = len(rows)
+                    input_ids = torch.cat([torch.tensor([prefix] * n, dtype=torch.long), input_ids], dim=1)
+                    mask = torch.cat([torch.ones((n, len(prefix)), dtype=torch.long), mask], dim=1)
+                    past = copy.deepcopy(cache)
+                    past.batch_repeat_interleave(n)
+                    extra["past_key_values"] = past
                 inputs: dict[str, Any] = {"input_ids": input_ids.to(param.device),
-                                          "attention_mask": mask.to(param.device)}  # fmt: skip
+                                          "attention_mask": mask.to(param.device), **extra}  # fmt: skip
                 images = [self._image(questions[i], blank_images) for i in rows if questions[i].image is not None]
                 if images:
                     inputs["pixel_values"] = self.processor(images).to(device=param.device, dtype=param.dtype)
