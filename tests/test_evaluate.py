@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -21,6 +22,8 @@ from impkit.config import WorldConfig, WorldSizes
 from impkit.data.synth import generate_world
 from impkit.eval.evaluate import (
     MAJORITY,
+    NO_ANNOTATIONS,
+    NO_GOLD,
     NO_MAJORITY,
     collect_details,
     evaluate,
@@ -177,6 +180,23 @@ def test_with_a_judge_mmvet_is_asked_with_the_open_ended_runner_and_scored(twins
     assert details["scores"][MAJORITY]["mmvet"]["reason"] == NO_MAJORITY
     assert set(details["scores"]) == {"gold", MAJORITY}  # blind=False: no blank-image run
     assert set(details["scores"]["gold"]) == {"gqa", "mmvet"}
+
+
+def test_a_split_without_answers_is_answered_and_written_for_submission_but_not_scored(twins, tmp_path):
+    test_split = tmp_path / "test-split"
+    shutil.copytree(twins, test_split)
+    manifest = json.loads((test_split / "twins.json").read_text())
+    manifest["benchmarks"]["vqav2"].update(annotations=None, gold=None)  # as VQAv2 test-dev comes
+    (test_split / "twins.json").write_text(json.dumps(manifest))
+    (test_split / "vqav2" / "gold.jsonl").unlink()
+    runner = GoldRunner(gold_of(twins))
+    details = evaluate(runner, test_split, tmp_path / "eval", run="gold", benchmarks=["vqav2", "gqa"])
+    vqav2 = details["scores"]["gold"]["vqav2"]
+    assert vqav2["scored"] is False and vqav2["reason"] == NO_ANNOTATIONS
+    submitted = json.loads((tmp_path / "eval" / vqav2["predictions"]).read_text())
+    assert len(submitted) == SIZES.vqav2 and set(submitted[0]) == {"question_id", "answer"}  # EvalAI's upload
+    assert details["scores"][MAJORITY]["vqav2"]["reason"] == NO_GOLD
+    assert details["scores"]["gold"]["gqa"]["headline"]["value"] == 100.0  # the other benchmark is scored
 
 
 def test_unknown_benchmarks_and_missing_twins_are_clear_errors(twins, tmp_path):

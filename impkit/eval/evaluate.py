@@ -52,6 +52,8 @@ TABLE3_COLUMNS = (
 MAJORITY = "majority"
 OPEN_ENDED = ("mmvet",)
 NO_MAJORITY = "open-ended answers: no majority baseline"
+NO_GOLD = "no answers in the files: no majority baseline"
+NO_ANNOTATIONS = "not scored: no annotations (the answer file is the submission)"
 
 
 def load_twins(twins_dir: Path) -> dict[str, Any]:
@@ -115,9 +117,13 @@ def evaluate(
     seconds: dict[str, float] = {}
     for benchmark in benchmarks:
         rows = read_prompts(twins_dir / benchmark)
-        gold = {row["id"]: row["answer"] for row in _read_jsonl(twins_dir / manifest["benchmarks"][benchmark]["gold"])}
-        # MM-Vet's answers are open-ended: a majority answer is meaningless there (and costs judge calls).
-        answers[benchmark] = {} if benchmark in OPEN_ENDED else {MAJORITY: majority_answers(rows, gold)}
+        gold_file = manifest["benchmarks"][benchmark].get("gold")
+        # MM-Vet's answers are open-ended: a majority answer is meaningless there (and costs judge
+        # calls); a test split without answers has none to count.
+        answers[benchmark] = {}
+        if gold_file and benchmark not in OPEN_ENDED:
+            gold = {row["id"]: row["answer"] for row in _read_jsonl(twins_dir / gold_file)}
+            answers[benchmark][MAJORITY] = majority_answers(rows, gold)
         if benchmark == "mmvet" and judge is None:
             log.info("mmvet: %s (set eval.judge in params.yaml); not asked", NOT_SCORED)
             continue
@@ -159,16 +165,26 @@ def _write_and_score(answers: Mapping[str, Mapping[str, Mapping[str, str]]], twi
     for benchmark, by_run in answers.items():
         entry = manifest["benchmarks"][benchmark]
         for name in scored:
-            if name not in by_run:  # MM-Vet without a judge, or its majority: nothing asked, nothing scored
-                reason = NO_MAJORITY if name == MAJORITY else NOT_SCORED
-                scored[name][benchmark] = {"benchmark": benchmark, "headline": {"name": "judge_mean", "value": None},
-                                           "scored": False, "reason": reason}  # fmt: skip
+            if name not in by_run:  # MM-Vet without a judge, a majority without answers: nothing to score
+                if name == MAJORITY:
+                    reason = NO_MAJORITY if benchmark in OPEN_ENDED else NO_GOLD
+                else:
+                    reason = NOT_SCORED
+                scored[name][benchmark] = _unscored(benchmark, reason)
                 continue
             target = out / name / benchmark / PREDICTION_FILES[benchmark]
             target.parent.mkdir(parents=True, exist_ok=True)
             written = write_predictions(benchmark, twins_dir / benchmark, by_run[name], target)
-            scored[name][benchmark] = score(benchmark, twins_dir, entry, written, judge=judge)
+            if entry.get("annotations") is None and benchmark != "mme":  # a test split: submit the file
+                scored[name][benchmark] = _unscored(benchmark, NO_ANNOTATIONS, predictions=str(target.relative_to(out)))
+            else:
+                scored[name][benchmark] = score(benchmark, twins_dir, entry, written, judge=judge)
     return {"run": run, "scores": scored}
+
+
+def _unscored(benchmark: str, reason: str, **extra: Any) -> dict[str, Any]:
+    return {"benchmark": benchmark, "headline": {"name": None, "value": None}, "scored": False, "reason": reason,
+            **extra}  # fmt: skip
 
 
 def compact_metrics(details: Mapping[str, Any]) -> dict[str, Any]:
@@ -216,10 +232,10 @@ def table3(all_details: Sequence[Mapping[str, Any]]) -> str:
             if scores is None:
                 continue
             cells = []
-            for benchmark, _ in TABLE3_COLUMNS:
+            for benchmark, column in TABLE3_COLUMNS:
                 metrics = scores.get(benchmark)
                 if metrics is not None and metrics.get("scored") is False:
-                    unscored.add(metrics.get("reason", NOT_SCORED))
+                    unscored.add((column, metrics.get("reason", NOT_SCORED)))
                 cells.append(_cell(metrics))
             llm, vision = model.get("llm", ""), model.get("vision", "")
             lines.append("| " + " | ".join([method, llm, vision, label, *cells]) + " |")
@@ -229,7 +245,7 @@ def table3(all_details: Sequence[Mapping[str, Any]]) -> str:
         "adversarial; MME-P: perception score (max 2000); MMB, MMB-CN: circular accuracy (dev); "
         "MM-Vet: LLM-judge mean.",
     ]
-    notes += [f"MM-Vet –: {reason}." for reason in sorted(unscored)]
+    notes += [f"{column} –: {reason}." for column, reason in sorted(unscored)]
     return "\n".join(lines + notes) + "\n"
 
 
