@@ -39,6 +39,10 @@ MICRO = {
     "train.recipes.nano.stage2.global_batch_size": 8,
     "train.recipes.nano.stage2.per_device_batch_size": 8,
     "train.recipes.nano.stage2.epochs": 1,
+    "eval.twins": {"vqav2": 10, "gqa": 10, "vizwiz": 8, "textvqa": 5, "sqa": 8, "pope_images": 2, "mme_images": 1,
+                   "mmbench": 4, "mmvet": 3},
+    "eval.batch_size": 8,
+    "eval.max_new_tokens": 4,
 }  # fmt: skip
 
 
@@ -124,6 +128,16 @@ def test_dvc_repro_builds_the_default_pipeline_and_reruns_as_a_no_op(micro_repo)
         report = json.loads((micro_repo / "reports" / "train" / f"{preset}.json").read_text())
         assert report["heldout"]["release"]["with_image"]["n"] == 8
         assert (micro_repo / "reports" / "train" / f"tune-{preset}" / "plots" / "metrics").is_dir()
+
+        # every release on the ten twins: nine scored beside their blind baseline, MM-Vet without a judge
+        evaluated = micro_repo / "reports" / "eval" / preset
+        metrics = json.loads((evaluated / "metrics.json").read_text())
+        assert metrics["torch"].pop("mmvet") == "not scored: no judge"
+        assert len(metrics["torch"]) == 9 and all(
+            isinstance(row["blind"], float) and row["n"] > 0 for row in metrics["torch"].values()
+        )
+        assert (evaluated / "torch" / "pope" / "answers" / "random.jsonl").is_file()
+        assert f"| {preset} |" in (evaluated / "table3.md").read_text()
 
     status = run([DVC, "status"], micro_repo)
     assert "up to date" in status.stdout.lower(), status.stdout
