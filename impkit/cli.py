@@ -80,6 +80,16 @@ def _cmd_table3(args: argparse.Namespace) -> None:
     print(text, end="")
 
 
+def _cmd_prepare(args: argparse.Namespace) -> None:
+    from impkit.eval.readers import prepare
+
+    entry = prepare(args.benchmark, Path(args.out), annotations=args.annotations, questions=args.questions,
+                    images=args.images, image_pattern=args.image_pattern)  # fmt: skip
+    summary = {"benchmark": args.benchmark, "prompts": entry["n_prompts"], "gold": entry["gold"] is not None,
+               "out": str(args.out)}  # fmt: skip
+    print(json.dumps(summary, indent=2))
+
+
 def _cmd_score(args: argparse.Namespace) -> None:
     import logging
 
@@ -177,6 +187,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("root", nargs="?", default="reports/eval", help="folder of <release>/details.json")
     p.add_argument("--out", help="also write the table here")
     p.set_defaults(func=_cmd_table3)
+
+    p = sub.add_parser(
+        "prepare",
+        help="write a benchmark's real official files in the twins' layout, for `impkit evaluate --twins`",
+        description="Read a benchmark's official files into <out>/<benchmark>/prompts.jsonl (and gold.jsonl when "
+        "the files have answers) and merge its entry into <out>/twins.json; every referenced image must exist.",
+    )
+    p.add_argument("benchmark", help="vqav2, gqa, vizwiz, textvqa, sqa, pope, mme, mmbench, mmbench_cn or mmvet")
+    p.add_argument("--out", required=True, help="the folder to prepare (pass it to `impkit evaluate --twins`)")
+    p.add_argument("--images", help="the benchmark's image folder (not needed for MMBench's base64 images)")
+    p.add_argument("--annotations", help="the official file or folder `impkit score` reads (sqa: problems.json)")
+    p.add_argument("--questions", help="vqav2: the questions file; sqa: pid_splits.json; else a split without answers")
+    p.add_argument(
+        "--image-pattern", metavar="FMT", help="image path under --images, e.g. 'COCO_val2014_{image_id:012d}.jpg'"
+    )
+    p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser(
         "score",
