@@ -318,11 +318,11 @@ def test_bad_inputs_are_one_line_errors_naming_the_file(twins, heldout, tmp_path
     mmvet = write_json(tmp_path / "mm-vet.json", {"v1_0": {"imagename": "x.png", "answer": "a"}})
     with pytest.raises(ScoringError, match=r"mm-vet\.json: question v1_0 has no 'question' field"):
         prepare("mmvet", tmp_path / "out", annotations=mmvet, images=images)
-    with pytest.raises(ScoringError, match=r"not found: .*nowhere\.json"):
+    with pytest.raises(FileNotFoundError, match=r"not found: .*nowhere\.json"):
         prepare("vizwiz", tmp_path / "out", annotations=tmp_path / "nowhere.json", images=images)
     with pytest.raises(ScoringError, match=r"uses \{image_name\}"):
         prepare("gqa", tmp_path / "out", annotations=gqa, images=images, image_pattern="{image_name}.png")
-    with pytest.raises(ScoringError, match="images folder not found"):
+    with pytest.raises(FileNotFoundError, match="images folder not found"):
         prepare("gqa", tmp_path / "out", annotations=gqa, images=tmp_path / "no-images")
     with pytest.raises(ScoringError, match="vqav2: give the questions file"):
         prepare("vqav2", tmp_path / "out", annotations=twins / "vqav2" / "annotations.json", images=images)

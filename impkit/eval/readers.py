@@ -58,6 +58,7 @@ from impkit.eval import prompts
 from impkit.eval.scoring.inputs import (
     PathLike,
     ScoringError,
+    existing,
     field,
     id_key,
     read_json,
@@ -143,17 +144,8 @@ class PromptRow:
 
 # --------------------------------------------------------------------------- shared helpers
 def _file(path: PathLike | None, what: str, *, folder: bool = False) -> Path:
-    """``path`` as a Path, or a ScoringError naming what is missing."""
-    if path is None:
-        raise ScoringError(f"{what} is required")
-    path = Path(path)
-    if not path.exists():
-        raise ScoringError(f"{what} not found: {path}")
-    if folder and not path.is_dir():
-        raise ScoringError(f"{path}: {what} must be a folder")
-    if not folder and path.is_dir():
-        raise ScoringError(f"{path}: {what} must be a file, not a folder")
-    return path
+    """``path`` as a Path, or a one-line error naming what is missing (as the scorers say it)."""
+    return existing(path, what, folder=folder)
 
 
 def _absolute(path: PathLike) -> Path:
@@ -525,15 +517,18 @@ def _mme_answer(value: str, where: str) -> str:
     return answer
 
 
+def _utf8(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ScoringError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+
+
 def _mme_eval_tool(files: dict[str, Path]) -> dict[str, list[MmeLine]]:
     out = {}
     for subtask, path in files.items():
         lines = []
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise ScoringError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-        for number, line in enumerate(text.splitlines(), start=1):
+        for number, line in enumerate(_utf8(path).splitlines(), start=1):
             if not line.strip():
                 continue
             cells = line.rstrip("\r\n").split("\t")
@@ -557,11 +552,7 @@ def _mme_release(root: Path, subtasks: list[str]) -> dict[str, list[MmeLine]]:
             if path.stem not in names:
                 orphans.append(path.name)
                 continue
-            try:
-                text = path.read_text(encoding="utf-8-sig")
-            except UnicodeDecodeError as exc:
-                raise ScoringError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-            for number, line in enumerate(text.splitlines(), start=1):
+            for number, line in enumerate(_utf8(path).splitlines(), start=1):
                 if not line.strip():
                     continue
                 cells = line.strip().split("\t")
