@@ -137,7 +137,8 @@ def test_evaluate_writes_official_files_scored_as_impkit_score_with_both_baselin
     # The files are the official formats: `impkit score` on them gives the numbers evaluate() reports.
     entries = json.loads((twins / "twins.json").read_text())["benchmarks"]
     for benchmark, predictions in (("vqav2", "gold/vqav2/results.json"), ("pope", "gold-blind/pope/answers"),
-                                   ("mmbench", "majority/mmbench/answers.jsonl"), ("mme", "gold/mme/results")):  # fmt: skip
+                                   ("mmbench", "majority/mmbench/answers.jsonl"), ("mme", "gold/mme/results"),
+                                   ("mmbench_cn", "gold-blind/mmbench_cn/submission.xlsx")):  # fmt: skip
         args = ["score", benchmark, "--predictions", str(out / predictions)]
         if benchmark != "mme":
             args += ["--annotations", str(twins / entries[benchmark]["annotations"])]

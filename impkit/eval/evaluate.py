@@ -17,7 +17,8 @@ Outputs under ``out_dir`` (written by the main process only; see ``impkit.eval.p
     details.json                      every scorer's full output, the runner, the release record
     table3.md                         the paper's Table 3 layout: model, blind and majority rows
     <run>/<benchmark>/<file>          the answers in the official result format (``impkit score``
-    <run>-blind/..., majority/...     reads them; so do the official tools)
+    <run>-blind/..., majority/...     reads them; so do the official tools); MMBench also as the
+                                      submission sheet (``submission.xlsx``) its server takes
 
 A run is one backend/quantization of the release (``torch`` here; the GGUF levels add theirs).
 MM-Vet is asked and scored only with an LLM judge configured; without one it is reported as "not
@@ -39,6 +40,8 @@ from impkit.eval.parallel import answer_all, is_main_process, wait_for_everyone
 from impkit.eval.runners import Runner, questions_from_prompts
 from impkit.eval.scoring import SCORERS
 from impkit.eval.scoring.mmvet import NOT_SCORED, Judge, score_mmvet
+from impkit.eval.submission import SHEET as MMBENCH_SHEET
+from impkit.eval.submission import write_mmbench_sheet
 from impkit.eval.twins import BENCHMARKS, MANIFEST, PREDICTION_FILES, read_prompts, write_predictions
 from impkit.io import atomic_path, write_json
 
@@ -175,6 +178,8 @@ def _write_and_score(answers: Mapping[str, Mapping[str, Mapping[str, str]]], twi
             target = out / name / benchmark / PREDICTION_FILES[benchmark]
             target.parent.mkdir(parents=True, exist_ok=True)
             written = write_predictions(benchmark, twins_dir / benchmark, by_run[name], target)
+            if benchmark in ("mmbench", "mmbench_cn") and entry.get("annotations"):  # the server's upload form
+                write_mmbench_sheet(twins_dir / entry["annotations"], by_run[name], target.with_name(MMBENCH_SHEET))
             if entry.get("annotations") is None and benchmark != "mme":  # a test split: submit the file
                 scored[name][benchmark] = _unscored(benchmark, NO_ANNOTATIONS, predictions=str(target.relative_to(out)))
             else:
