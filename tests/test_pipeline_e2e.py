@@ -139,6 +139,16 @@ def test_dvc_repro_builds_the_default_pipeline_and_reruns_as_a_no_op(micro_repo)
         assert (evaluated / "torch" / "pope" / "answers" / "random.jsonl").is_file()
         assert f"| {preset} |" in (evaluated / "table3.md").read_text()
 
+        # and as GGUF files for llama.cpp, quantized: smaller at every step down
+        sizes = json.loads((micro_repo / "reports" / "export" / f"{preset}.json").read_text())["bytes"]
+        assert sizes["Q4_K_M"]["llm"] < sizes["Q8_0"]["llm"] < sizes["F16"]["llm"]
+        assert {p.name for p in (micro_repo / "models" / "gguf" / preset).iterdir()} == {
+            "llm-F16.gguf",
+            "llm-Q8_0.gguf",
+            "llm-Q4_K_M.gguf",
+            "mmproj-F16.gguf",
+        }
+
     status = run([DVC, "status"], micro_repo)
     assert "up to date" in status.stdout.lower(), status.stdout
     again = run([DVC, "repro"], micro_repo)
