@@ -114,7 +114,7 @@ def test_the_shared_prefix_is_computed_once_and_changes_no_answer(tiny, images, 
     ids = tok([run.prompt_text(q) for q in questions()], add_special_tokens=False)["input_ids"]
     prefix = run.shared_prefix(ids)
     assert len(prefix) >= 10  # the phi2 system prompt and "USER:": most of a short prompt
-    assert all(row[: len(prefix)] == prefix for row in ids) and len({row[len(prefix)] for row in ids}) > 1
+    assert all(row[: len(prefix)] == prefix for row in ids)
     assert run.image_token_id not in prefix
     seen = []
     generate = model.generate
@@ -138,12 +138,25 @@ def test_a_prefix_never_swallows_image_tokens_or_a_whole_prompt(tiny, images):
     run = runner(preset, tok, model, images)
     same = [Question(id=str(i), image="scene0.png", prompt="Colour?") for i in range(3)]
     ids = tok([run.prompt_text(q) for q in same], add_special_tokens=False)["input_ids"]
-    prefix = run.shared_prefix(ids)
-    assert ids[0][len(prefix)] == run.image_token_id  # identical prompts: cut before the first image token
+    assert run.image_token_id not in run.shared_prefix(ids)
+    run._probe_ids = []  # without the template's probes, identical prompts meet only the guards:
+    assert ids[0][len(run.shared_prefix(ids))] == run.image_token_id  # cut before the first image token
     text_only = [Question(id=str(i), image=None, prompt="Colour?") for i in range(3)]
     ids = tok([run.prompt_text(q) for q in text_only], add_special_tokens=False)["input_ids"]
     assert len(run.shared_prefix(ids)) == len(ids[0]) - 1  # the last token stays each row's own
     assert run.shared_prefix(ids[:1]) == []
+
+
+def test_the_prefix_is_the_templates_whatever_questions_share_a_call(tiny, images):
+    # A data-parallel shard or one benchmark must get the prefix (and so the arithmetic) of the
+    # whole list, or near-tie answers could differ between a sharded and an unsharded run.
+    preset, tok, model = tiny
+    run = runner(preset, tok, model, images)
+    qs = questions() + [Question(id="x", image=None, prompt="What colour is it? Colour?")]
+    ids = tok([run.prompt_text(q) for q in qs], add_special_tokens=False)["input_ids"]
+    whole = run.shared_prefix(ids)
+    for part in (ids[:2], ids[2:5], [ids[0], ids[5]], [ids[-1], ids[-1]]):
+        assert run.shared_prefix(part) == whole
 
 
 def pixel_spy(model, monkeypatch):

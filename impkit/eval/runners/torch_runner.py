@@ -20,8 +20,8 @@ separates the two kinds in practice anyway (an image adds ``n_image_tokens`` tok
 The tokenizer is never modified: padding is built here, so its ``padding_side`` stays as it was.
 
 **Shared prefix.** Every prompt of an evaluation starts with the same tokens (the template's system
-prompt and the user-turn opening: most of a short question's prompt). The runner finds the longest
-token prefix all questions share (stopping before any image token), runs it through the model once,
+prompt and the user-turn opening: most of a short question's prompt). The runner finds that prefix
+(the template's opening, stopping before any image token), runs it through the model once,
 and hands each batch a copy of that KV cache; a row is then ``[prefix][pads][own tokens]``, the
 pads masked out and the position ids (cumsum of the mask) exactly those of the unpadded prompt.
 Causal attention makes the prefix's keys and values independent of what follows, so the answers
@@ -87,6 +87,8 @@ class TorchRunner(Runner):
         self.source = source or type(model).__name__
         self.prefix_cache = prefix_cache
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+        probes = [Question("probe", "probe.png", "A"), Question("probe", None, "b"), Question("probe", None, "\n1")]
+        self._probe_ids = tokenizer([self.prompt_text(q) for q in probes], add_special_tokens=False)["input_ids"]
         self.processor = ImageProcessor(size=image_size, aspect=image_aspect, mean=tuple(image_mean),
                                         std=tuple(image_std))  # fmt: skip
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -199,15 +201,25 @@ class TorchRunner(Runner):
         return input_ids, mask
 
     def shared_prefix(self, ids: Sequence[Sequence[int]]) -> list[int]:
-        """The longest token prefix of every prompt in ``ids``, cut before the first image token
-        (image features are placed by the forward pass that sees the pixels) and leaving every
-        prompt at least one token of its own (the first answer token is predicted from it)."""
+        """The token prefix every prompt in ``ids`` shares with the template's own opening, cut
+        before the first image token (image features are placed by the forward pass that sees the
+        pixels) and leaving every prompt at least one token of its own (the first answer token is
+        predicted from it).
+
+        The template's opening is what a few probe prompts share (with and without an image,
+        different first characters), so the prefix does not depend on which questions are asked
+        together: a shard of a data-parallel run or a single benchmark gets the same prefix, the
+        same arithmetic and hence the same answers as the whole list.
+        """
         if len(ids) < 2:
             return []
         limit = min(len(row) for row in ids) - 1
-        first = ids[0]
+        rows = [*self._probe_ids, *ids]
+        first = rows[0]
         n = 0
-        while n < limit and first[n] != self.image_token_id and all(row[n] == first[n] for row in ids):
+        while (
+            n < limit and first[n] != self.image_token_id and all(len(row) > n and row[n] == first[n] for row in rows)
+        ):
             n += 1
         return list(first[:n])
 
