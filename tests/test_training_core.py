@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoProcessor, LlavaForConditionalGeneration
+from transformers import AutoProcessor, LlavaForConditionalGeneration, TrainerCallback
 
 from impkit.config import LoraTraining, PresetConfig, StageTraining, from_dict
 from impkit.model.presets import build_model, llava_config, num_image_tokens
@@ -109,27 +109,50 @@ def test_projector_gets_its_own_learning_rate(setup, tmp_path):
     assert by_lr == {2e-5: {"projector"}, 2e-4: {"lora"}}
 
 
+class CurveLogger(TrainerCallback):
+    """Records what a curve logger (dvclive) is handed, as the stage's plots would show it."""
+
+    def __init__(self):
+        self.logged: list[dict] = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.logged.append(dict(logs))
+
+
+def losses(logger: CurveLogger) -> list[float]:
+    return [entry["loss"] for entry in logger.logged if "loss" in entry]
+
+
 def test_a_killed_stage_resumes_from_its_last_checkpoint_and_ends_where_an_unbroken_run_ends(setup, tmp_path):
     _, _, config = setup
     data, cfg, fp = ToyData(config), stage(epochs=1), {"run": "toy"}  # 24 samples / 4 = 6 steps, checkpoint every 2
 
-    straight = prepare_stage1(build_model(config))
-    result = run_stage(straight, data, collate, cfg, checkpoint_dir=tmp_path / "a", fingerprint=fp, seed=0, label="toy")
+    straight, unbroken = prepare_stage1(build_model(config)), CurveLogger()
+    result = run_stage(straight, data, collate, cfg, checkpoint_dir=tmp_path / "a", fingerprint=fp, seed=0, label="toy",
+                       callbacks=[unbroken])  # fmt: skip
     assert result.steps == 6 and result.resumed_from is None and result.train_loss > 0
+    assert len(losses(unbroken)) == 6 and unbroken.logged[-1]["train_samples_per_second"] > 0
 
-    # Restarting a finished run trains nothing and still reports the run's loss, not 0.0.
+    # Restarting a finished run (DVC reruns a stage when any dependency changes) trains nothing and
+    # reports the run itself: its loss, timing and whole curves, not an empty session's 0 samples/s.
+    again_logger = CurveLogger()
     finished = run_stage(prepare_stage1(build_model(config)), data, collate, cfg, checkpoint_dir=tmp_path / "a",
-                         fingerprint=fp, seed=0, label="toy")  # fmt: skip
+                         fingerprint=fp, seed=0, label="toy", callbacks=[again_logger])  # fmt: skip
     assert finished.resumed_from.endswith("checkpoint-6") and finished.steps == 6
-    assert finished.train_loss == pytest.approx(result.train_loss, rel=0.05)
+    assert finished.train_loss == pytest.approx(result.train_loss)
+    assert (finished.seconds, finished.samples_per_second) == pytest.approx((result.seconds, result.samples_per_second))
+    assert losses(again_logger) == pytest.approx(losses(unbroken))
+    assert again_logger.logged[-1] == pytest.approx(unbroken.logged[-1])
 
     killed = prepare_stage1(build_model(config))
     with pytest.raises(KeyboardInterrupt):
         run_stage(killed, data, collate, cfg, checkpoint_dir=tmp_path / "b", fingerprint=fp, seed=0, label="toy",
                   callbacks=[StopAfter(3)])  # fmt: skip
-    resumed = prepare_stage1(build_model(config))
-    again = run_stage(resumed, data, collate, cfg, checkpoint_dir=tmp_path / "b", fingerprint=fp, seed=0, label="toy")
+    resumed, resumed_logger = prepare_stage1(build_model(config)), CurveLogger()
+    again = run_stage(resumed, data, collate, cfg, checkpoint_dir=tmp_path / "b", fingerprint=fp, seed=0, label="toy",
+                      callbacks=[resumed_logger])  # fmt: skip
     assert again.resumed_from.endswith("checkpoint-2") and again.steps == 6  # lost at most one interval
+    assert losses(resumed_logger) == pytest.approx(losses(unbroken), rel=1e-4)  # the curve is whole
     for (name, a), b in zip(straight.named_parameters(), resumed.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), name
 

@@ -23,11 +23,15 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from impkit.config import StageTraining
+from impkit.io import write_json
 from impkit.progress import enabled as progress_enabled
 
 log = logging.getLogger(__name__)
 
 FINGERPRINT = "impkit-fingerprint.json"
+# Written beside the checkpoints when a run completes: its timing and closing summary, so a restart of
+# a finished run (DVC reruns a stage when any dependency changes) reports the run, not an empty session.
+RUN_RECORD = "impkit-run.json"
 
 
 class ImpTrainer(Trainer):
@@ -99,6 +103,32 @@ class PlainProgress(TrainerCallback):
         eta = (state.max_steps - state.global_step) * elapsed / max(done, 1)
         log.info("%s step %d/%d  loss %.4f  %.1f samples/s  ETA %.0f s", self.label, state.global_step,
                  state.max_steps, logs["loss"], rate, eta)  # fmt: skip
+
+
+class ResumedHistory(TrainerCallback):
+    """Keep the curve loggers' history whole across a restart.
+
+    DVC deletes a stage's outputs before it runs, so after a resume the dvclive curves would start at
+    the restart step. The Trainer restores the logged history from the checkpoint only after
+    ``on_train_begin``, so the first ``on_log`` of the session hands everything logged before it to
+    the loggers. When the run had already finished, the session's closing summary (a runtime of a few
+    milliseconds, 0 samples/s) is replaced in place by the recorded one before the loggers see it —
+    callbacks share the ``logs`` dict, which is why this callback must come before them.
+    """
+
+    def __init__(self, loggers: list[TrainerCallback], finished_summary: dict[str, Any] | None):
+        self.loggers, self.finished_summary = loggers, finished_summary
+        self.replayed = False
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not self.replayed:
+            self.replayed = True
+            for entry in state.log_history[:-1]:
+                for logger in self.loggers:
+                    logger.on_log(args, state, control, logs={k: v for k, v in entry.items() if k != "step"}, **kwargs)
+        if self.finished_summary and logs is not None and "train_runtime" in logs:
+            logs.clear()
+            logs.update(self.finished_summary)
 
 
 class StopAfter(TrainerCallback):
@@ -197,7 +227,11 @@ def run_stage(
 ) -> StageResult:
     """Train ``model`` in place; resumes from the last checkpoint of an identical earlier run."""
     resume = _matching_checkpoint(checkpoint_dir, fingerprint)
-    if resume:
+    record_file = checkpoint_dir / RUN_RECORD
+    finished = json.loads(record_file.read_text()) if resume and record_file.is_file() else None
+    if finished:
+        log.info("%s: this run already finished (%s); loading its weights, training nothing", label, resume)
+    elif resume:
         log.info("%s: resuming from %s", label, resume)
     # Under `accelerate launch` every process sees WORLD_SIZE; the global batch stays the recipe's.
     args = training_arguments(cfg, checkpoint_dir, seed, world_size=int(os.environ.get("WORLD_SIZE", "1")))
@@ -209,17 +243,32 @@ def run_stage(
         data_collator=collator,
         projector_lr=cfg.projector_lr,
         sampler_factory=sampler_factory,
-        callbacks=[PlainProgress(label, samples_per_step), *callbacks],
+        callbacks=[
+            PlainProgress(label, samples_per_step),
+            ResumedHistory(list(callbacks), finished["summary"] if finished else None),
+            *callbacks,
+        ],
     )
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
+    history = list(trainer.state.log_history)
+    if finished:
+        return StageResult(steps=output.global_step, resumed_from=resume, train_loss=finished["train_loss"],
+                           samples_per_second=finished["samples_per_second"], seconds=finished["seconds"],
+                           log_history=history)  # fmt: skip
     steps_run = output.global_step - (int(Path(resume).name.split("-")[-1]) if resume else 0)
-    return StageResult(
+    result = StageResult(
         steps=output.global_step,
         resumed_from=resume,
-        train_loss=_run_loss(output.training_loss, trainer.state.log_history, resumed=bool(resume)),
+        train_loss=_run_loss(output.training_loss, history, resumed=bool(resume)),
         samples_per_second=steps_run * samples_per_step / max(seconds, 1e-9),
         seconds=seconds,
-        log_history=list(trainer.state.log_history),
+        log_history=history,
     )
+    if trainer.is_world_process_zero():
+        summary = {key: value for key, value in history[-1].items() if key != "step"}
+        record = {"summary": summary, "train_loss": result.train_loss, "seconds": seconds,
+                  "samples_per_second": result.samples_per_second}  # fmt: skip
+        write_json(record_file, record)
+    return result
