@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import io
 import json
 import os
@@ -41,6 +40,7 @@ from impkit.export import (
 )
 from impkit.export import names as export_names
 from impkit.export.llm import _SPLIT_PRE, bpe_pre, gguf_model_name
+from impkit.llamacpp import GGUFSession
 from impkit.model.presets import build_model, llava_config
 from impkit.model.tokenizer import IMAGE_TOKEN, family_tokenizer, train_bpe
 from impkit.train.release import save_release
@@ -194,50 +194,23 @@ def test_text_logits_match_pytorch(exported, reference, family):
 # Image
 
 
-@contextlib.contextmanager
-def mtmd_context(llm, mmproj: str):
-    params = mtmd.mtmd_context_params_default()
-    params.use_gpu, params.n_threads, params.print_timings = False, THREADS, False
-    ctx = mtmd.mtmd_init_from_file(str(mmproj).encode(), llm.model, params)
-    assert ctx, f"mtmd could not load {mmproj}"
-    try:
-        yield ctx
-    finally:
-        mtmd.mtmd_free(ctx)
-
-
-def run_image_prompt(llm, ctx, prompt: str, rgb: np.ndarray) -> tuple[int, np.ndarray]:
-    """Feed a prompt with one image through mtmd as llama.cpp's tools do (text chunks decoded,
-    the image chunk encoded by the ViT + projector, then decoded); returns the image chunk's token
-    count and its embeddings. ``llm.scores`` holds the logits of every text position."""
-    buffer = (ctypes.c_uint8 * rgb.size).from_buffer(bytearray(rgb.tobytes()))
-    bitmap = mtmd.mtmd_bitmap_init(rgb.shape[1], rgb.shape[0], buffer)
-    text = prompt.replace(IMAGE_TOKEN, MEDIA_MARKER).encode()
-    spec = mtmd.mtmd_input_text()
-    spec.text, spec.text_len, spec.add_special, spec.parse_special = text, len(text), False, True
-    chunks = mtmd.mtmd_input_chunks_init()
+def run_image_prompt(session: GGUFSession, prompt: str, rgb: np.ndarray) -> tuple[int, np.ndarray]:
+    """Feed a prompt with one image through llama.cpp's multimodal path as the project's runners
+    do (``GGUFSession``: text chunks decoded, the image chunk encoded by the ViT + projector, then
+    decoded); returns the image chunk's token count and its embeddings. ``session.llama.scores``
+    holds the logits of every text position."""
     n_image, embeddings = 0, None
-    try:
-        assert mtmd.mtmd_tokenize(ctx, chunks, ctypes.byref(spec), (mtmd.mtmd_bitmap_p_ctypes * 1)(bitmap), 1) == 0
-        llm.reset()
-        for i in range(mtmd.mtmd_input_chunks_size(chunks)):
-            chunk = mtmd.mtmd_input_chunks_get(chunks, i)
-            if mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
-                n = ctypes.c_size_t()
-                tokens = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n))
-                llm.eval([tokens[j] for j in range(n.value)])
+    session.reset()
+    with session.chunks(prompt.replace(IMAGE_TOKEN, session.marker), Image.fromarray(rgb)) as chunks:
+        for chunk in chunks:
+            if chunk.kind == "text":
+                session.eval_text(chunk.tokens)
                 continue
-            n_image = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
-            assert mtmd.mtmd_encode_chunk(ctx, chunk) == 0
-            out = mtmd.mtmd_get_output_embd(ctx)
-            embeddings = np.ctypeslib.as_array(out, shape=(n_image * llm.n_embd(),)).reshape(n_image, -1).copy()
-            n_past = llama_cpp.llama_pos(0)
-            assert mtmd.mtmd_helper_eval_chunk_single(ctx, llm._ctx.ctx, chunk, llm.n_tokens, 0, llm.n_batch, False,
-                                                      ctypes.byref(n_past)) == 0  # fmt: skip
-            llm.n_tokens = n_past.value
-    finally:
-        mtmd.mtmd_input_chunks_free(chunks)
-        mtmd.mtmd_bitmap_free(bitmap)
+            n_image = chunk.n_tokens
+            out = session.encode_image(chunk)
+            width = session.llama.n_embd()
+            embeddings = np.ctypeslib.as_array(out, shape=(n_image * width,)).reshape(n_image, -1).copy()
+            session.decode_image(chunk, out)
     return n_image, embeddings
 
 
@@ -252,11 +225,12 @@ def test_image_embeddings_and_logits_match_pytorch(exported, reference, family):
         features = model.get_image_features(pixel_values=pix)
     features = getattr(features, "pooler_output", features)
     features = (features[0] if isinstance(features, list | tuple) else features).reshape(meta["image_tokens"], -1)
-    with llama(record["llm"]["path"]) as llm, mtmd_context(llm, record["mmproj"]["path"]) as ctx:
-        n_image, embeddings = run_image_prompt(llm, ctx, prompt, rgb)
+    with GGUFSession(record["llm"]["path"], record["mmproj"]["path"], n_threads=THREADS, n_ctx=256,
+                     logits_all=True) as session:  # fmt: skip
+        n_image, embeddings = run_image_prompt(session, prompt, rgb)
         assert n_image == meta["image_tokens"] == record["image_tokens"] == 16
-        assert llm.n_tokens == len(ids)
-        ours = np.array(llm.scores[: llm.n_tokens])
+        assert session.n_past == len(ids)
+        ours = np.array(session.llama.scores[: session.n_past])
     ref_features = features.numpy()
     assert np.abs(embeddings - ref_features).max() / np.abs(ref_features).max() < REL_TOL
     after = ids.index(model.config.image_token_id) + meta["image_tokens"]  # positions that see the image
@@ -438,9 +412,9 @@ def test_quantized_levels_are_smaller_and_run(tmp_path, reference):
     assert sorted(os.listdir(tmp_path / "q6")) == ["llm-Q6_K.gguf", "mmproj-Q8_0.gguf"]
     assert other["mmproj"]["bytes"] < record["mmproj"]["bytes"]
     prompt, ids = image_prompt_ids(tok, meta)
-    with llama(other["llm"]["Q6_K"]["path"]) as llm, mtmd_context(llm, other["mmproj"]["path"]) as ctx:
-        n_image, _ = run_image_prompt(llm, ctx, prompt, random_image(32))
-        assert n_image == meta["image_tokens"] and llm.n_tokens == len(ids)
+    with GGUFSession(other["llm"]["Q6_K"]["path"], other["mmproj"]["path"], n_threads=THREADS, n_ctx=256) as session:
+        n_image, _ = run_image_prompt(session, prompt, random_image(32))
+        assert n_image == meta["image_tokens"] and session.n_past == len(ids)
 
 
 def test_unknown_quantization_level_is_a_clear_error(tmp_path, exported):
