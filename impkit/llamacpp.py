@@ -95,6 +95,12 @@ class GGUFSession:
                 verbose=verbose,
             )
         self.mtmd_ctx = None
+        # mtmd logs a line per image through its own callbacks, straight to stderr; route them through
+        # llama-cpp-python's, which keeps only errors unless the Llama was made verbose
+        from llama_cpp._logger import llama_log_callback
+
+        mtmd_cpp.mtmd_log_set(llama_log_callback, None)
+        mtmd_cpp.mtmd_helper_log_set(llama_log_callback, None)
         if mmproj_path is not None:
             params = mtmd_cpp.mtmd_context_params_default()
             params.use_gpu = False
@@ -107,6 +113,10 @@ class GGUFSession:
                 self.llama.close()
                 raise GGUFRunError(f"llama.cpp could not load the vision file {mmproj_path} for {llm_path}")
         self.marker = mtmd_cpp.mtmd_default_marker().decode()
+        self.n_vocab = self.llama.n_vocab()
+        # one-token batches for generation: llama_batch_get_one keeps a raw pointer to its tokens, so
+        # the array must outlive the decode (a temporary would be freed first)
+        self._one_token = (llama_cpp.llama_token * 1)()
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -229,24 +239,48 @@ class GGUFSession:
 
     # -- generation -------------------------------------------------------------------------
 
+    def _logits_view(self) -> np.ndarray:
+        """The logits after the last decoded position, as a view of llama.cpp's buffer (valid until
+        the next decode)."""
+        ptr = self._llama_cpp.llama_get_logits_ith(self.llama._ctx.ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+
     def last_logits(self) -> np.ndarray:
         """Logits after the last decoded position (a copy, float32)."""
-        ctx = self.llama._ctx.ctx
-        ptr = self._llama_cpp.llama_get_logits_ith(ctx, -1)
-        return np.ctypeslib.as_array(ptr, shape=(self.llama.n_vocab(),)).copy()
+        return self._logits_view().copy()
+
+    def next_greedy(self) -> int:
+        """The most likely next token (ties to the lowest id, as torch's argmax)."""
+        return int(np.argmax(self._logits_view()))
+
+    def decode_token(self, token: int) -> None:
+        """Append one token at the next position: llama.cpp's decode called directly, without
+        ``Llama.eval``'s batch building and logits copy, which cost more than a nano model's
+        forward pass (the latency benchmark compares this loop with a bare one)."""
+        if self.n_past + 1 > self.llama.n_ctx():
+            raise GGUFRunError(f"generation exceeds the context of {self.llama.n_ctx()} positions")
+        self._one_token[0] = token
+        status = self._llama_cpp.llama_decode(
+            self.llama._ctx.ctx, self._llama_cpp.llama_batch_get_one(self._one_token, 1)
+        )
+        if status != 0:
+            raise GGUFRunError(f"llama_decode failed with status {status} at position {self.n_past}")
+        self.llama.input_ids[self.n_past] = token  # keep the Llama object's view of the context
+        self.llama.n_tokens += 1
+        self.synchronize()
 
     def greedy(self, max_new_tokens: int, stop_ids: Sequence[int] = ()) -> list[int]:
         """Greedy tokens after the prompt read by ``eval_prompt``; stops after a stop id (not
-        included) or ``max_new_tokens``. Ties go to the lowest id, as torch's argmax does."""
+        included) or ``max_new_tokens``."""
         out: list[int] = []
         stops = set(stop_ids)
         for _ in range(max_new_tokens):
-            token = int(np.argmax(self.last_logits()))
+            token = self.next_greedy()
             if token in stops:
                 break
             out.append(token)
             if len(out) < max_new_tokens:
-                self.eval_text([token])
+                self.decode_token(token)
         return out
 
     def detokenize(self, tokens: Sequence[int]) -> str:

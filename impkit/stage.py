@@ -10,10 +10,11 @@ from impkit.config import ConfigError
 from impkit.data.llava_format import SourceError
 from impkit.data.quality import QualityGateError
 from impkit.eval.scoring.inputs import ScoringError
+from impkit.llamacpp import GGUFRunError
 from impkit.progress import setup_logging
 
 # Errors that describe bad input or a failed gate: the message is the whole story.
-USER_ERRORS = (ConfigError, SourceError, QualityGateError, ScoringError, FileNotFoundError)
+USER_ERRORS = (ConfigError, SourceError, QualityGateError, ScoringError, GGUFRunError, FileNotFoundError)
 
 
 def run_stage(main: Callable[[], None]) -> None:

@@ -115,3 +115,33 @@ def tiny():
     with torch.no_grad():
         model.lm_head.weight[unreadable] = 0
     return preset, tok, model
+
+
+# Benchmark twins small enough for tests, from a small held-out world (shared by the evaluation and
+# runner tests; generating them takes a few seconds, so once per session).
+TWIN_SIZES = dict(vqav2=30, gqa=30, vizwiz=20, textvqa=15, sqa=20, pope_images=4, mme_images=1, mmbench=8, mmvet=6)
+HELDOUT_SIZES = {"heldout_scenes": 30, "heldout_charts": 10, "heldout_text": 10}
+
+
+@pytest.fixture(scope="session")
+def eval_world(tmp_path_factory) -> Path:
+    """A held-out world with nothing else (the twins' source): its folder."""
+    import dataclasses
+
+    from impkit.config import WorldConfig, WorldSizes
+    from impkit.data.synth import generate_world
+
+    sizes = WorldSizes(**{f.name: 0 for f in dataclasses.fields(WorldSizes)} | HELDOUT_SIZES)
+    root = tmp_path_factory.mktemp("world")
+    generate_world(WorldConfig(seed=5, heldout_seed=6, image_size=64, sizes=sizes), root, progress=False)
+    return root / "heldout"
+
+
+@pytest.fixture(scope="session")
+def eval_twins(eval_world, tmp_path_factory) -> Path:
+    """The ten twins of ``eval_world`` at ``TWIN_SIZES``."""
+    from impkit.eval.twins import TwinSizes, generate_twins
+
+    out = tmp_path_factory.mktemp("twins") / "twins"
+    generate_twins(eval_world, out, seed=1, sizes=TwinSizes(**TWIN_SIZES))
+    return out

@@ -17,10 +17,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import TWIN_SIZES
 
 from impkit.cli import main as cli
-from impkit.config import WorldConfig, WorldSizes
-from impkit.data.synth import generate_world
 from impkit.eval.evaluate import (
     MAJORITY,
     NO_ANNOTATIONS,
@@ -35,28 +34,21 @@ from impkit.eval.evaluate import (
 from impkit.eval.parallel import shard_bounds
 from impkit.eval.runners import Question, Runner
 from impkit.eval.scoring.mmvet import NOT_SCORED
-from impkit.eval.twins import BENCHMARKS, EvalConfig, TwinSizes, generate_twins
+from impkit.eval.twins import BENCHMARKS, EvalConfig, TwinSizes
 from impkit.train.release import save_release
 
-SIZES = TwinSizes(vqav2=30, gqa=30, vizwiz=20, textvqa=15, sqa=20, pope_images=4, mme_images=1, mmbench=8, mmvet=6)
-WORLD = WorldSizes(**{f.name: 0 for f in dataclasses.fields(WorldSizes)} | {
-    "heldout_scenes": 30, "heldout_charts": 10, "heldout_text": 10,
-})  # fmt: skip
+SIZES = TwinSizes(**TWIN_SIZES)
 FULL_MARKS = {"mme": 2000.0}  # perception: 10 subtasks x 200
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("world")
-    generate_world(WorldConfig(seed=5, heldout_seed=6, image_size=64, sizes=WORLD), root, progress=False)
-    return root / "heldout"
+@pytest.fixture
+def world(eval_world) -> Path:
+    return eval_world
 
 
-@pytest.fixture(scope="module")
-def twins(world, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("twins") / "twins"
-    generate_twins(world, out, seed=1, sizes=SIZES)
-    return out
+@pytest.fixture
+def twins(eval_twins) -> Path:
+    return eval_twins
 
 
 def gold_of(twins: Path) -> dict[tuple[str, str | None], str]:

@@ -43,7 +43,7 @@ from impkit.eval.scoring.mmvet import NOT_SCORED, Judge, score_mmvet
 from impkit.eval.submission import SHEET as MMBENCH_SHEET
 from impkit.eval.submission import write_mmbench_sheet
 from impkit.eval.twins import BENCHMARKS, MANIFEST, PREDICTION_FILES, read_prompts, write_predictions
-from impkit.io import atomic_path, write_json
+from impkit.io import atomic_path, dumps_line, write_json
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ TABLE3_COLUMNS = (
     ("pope", "POPE"), ("mme", "MME-P"), ("mmbench", "MMB"), ("mmbench_cn", "MMB-CN"), ("mmvet", "MM-Vet"),
 )  # fmt: skip
 MAJORITY = "majority"
+ANSWERS_FILE = "raw_answers.jsonl"  # per run and benchmark: {"id", "answer"} lines, the answer strings as given
 OPEN_ENDED = ("mmvet",)
 NO_MAJORITY = "open-ended answers: no majority baseline"
 NO_GOLD = "no answers in the files: no majority baseline"
@@ -177,6 +178,10 @@ def _write_and_score(answers: Mapping[str, Mapping[str, Mapping[str, str]]], twi
                 continue
             target = out / name / benchmark / PREDICTION_FILES[benchmark]
             target.parent.mkdir(parents=True, exist_ok=True)
+            # the raw answers by question id, whatever the official format: what backends are compared on
+            (target.parent / ANSWERS_FILE).write_text(
+                "".join(dumps_line({"id": qid, "answer": text}) for qid, text in by_run[name].items()), encoding="utf-8"
+            )
             written = write_predictions(benchmark, twins_dir / benchmark, by_run[name], target)
             if benchmark in ("mmbench", "mmbench_cn") and entry.get("annotations"):  # the server's upload form
                 write_mmbench_sheet(twins_dir / entry["annotations"], by_run[name], target.with_name(MMBENCH_SHEET))

@@ -5,7 +5,10 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 # The "blind" baseline's image: mid-grey, i.e. (close to) zero after SigLIP's 0.5/0.5 normalisation,
 # so the image tokens carry as little as an image can while the prompt stays exactly the same.
@@ -29,6 +32,19 @@ class Question:
     def from_prompt_line(cls, row: Mapping[str, Any]) -> Question:
         """A twin's ``prompts.jsonl`` line ``{id, image, prompt, benchmark}``."""
         return cls(id=str(row["id"]), image=row.get("image") or None, prompt=row["prompt"])
+
+
+def question_image(question: Question, image_root: Path | None, size: int, *, blank: bool = False) -> Image.Image:
+    """The question's image as RGB (its path taken under ``image_root`` unless absolute), or the
+    blind baseline's mid-grey square of the model's input ``size``. Every runner loads images here,
+    so backends differ only in what they do with the pixels."""
+    if blank:
+        return Image.new("RGB", (size, size), BLANK_GREY)
+    path = Path(question.image)
+    if image_root is not None and not path.is_absolute():
+        path = Path(image_root) / path
+    with Image.open(path) as image:
+        return image.convert("RGB")
 
 
 def questions_from_prompts(rows: Iterable[Mapping[str, Any]]) -> list[Question]:

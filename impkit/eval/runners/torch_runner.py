@@ -37,10 +37,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 
 from impkit.data.templates import get_template, render_prompt
-from impkit.eval.runners.base import BLANK_GREY, Question, Runner, clean_answer
+from impkit.eval.runners.base import Question, Runner, clean_answer, question_image
 from impkit.model.image_processing import SIGLIP_MEAN, SIGLIP_STD, ImageProcessor
 from impkit.model.tokenizer import IMAGE_TOKEN
 from impkit.progress import progress
@@ -180,15 +179,6 @@ class TorchRunner(Runner):
         text = render_prompt(self.template, question.prompt, has_image=has_image)
         return text.replace(IMAGE_TOKEN, IMAGE_TOKEN * self.n_image_tokens) if has_image else text
 
-    def _image(self, question: Question, blank: bool) -> Image.Image:
-        if blank:
-            return Image.new("RGB", (self.image_size, self.image_size), BLANK_GREY)
-        path = Path(question.image)
-        if self.image_root is not None and not path.is_absolute():
-            path = self.image_root / path
-        with Image.open(path) as image:
-            return image.convert("RGB")
-
     def _batch(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-padded ids and the mask that keeps the pads out of attention (and out of the
         position ids that ``generate`` derives from it)."""
@@ -256,7 +246,11 @@ class TorchRunner(Runner):
                     extra["past_key_values"] = past
                 inputs: dict[str, Any] = {"input_ids": input_ids.to(param.device),
                                           "attention_mask": mask.to(param.device), **extra}  # fmt: skip
-                images = [self._image(questions[i], blank_images) for i in rows if questions[i].image is not None]
+                images = [
+                    question_image(questions[i], self.image_root, self.image_size, blank=blank_images)
+                    for i in rows
+                    if questions[i].image is not None
+                ]
                 if images:
                     inputs["pixel_values"] = self.processor(images).to(device=param.device, dtype=param.dtype)
                 out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
