@@ -1,0 +1,372 @@
+"""GGUF pairs with the exact shapes of the real Imp-2B/3B/4B (at 384 or 196 px) and random weights.
+
+Latency depends on shapes, quantization level and hardware, not on what the weights say, so a pair
+with Imp-3B@196's shapes measures Imp-3B@196's deployment speed (paper Table 4) without the real
+checkpoint, which cannot be downloaded here. The files are written by the same code as a release's
+export (``llm.add_hparams`` / ``add_tokenizer`` / ``add_weights``, ``mmproj.add_vision``,
+``names.plan_tensors``, ``writer.write_gguf``, ``quantize.quantize``), so they have exactly the
+tensors, names, types and metadata a real Imp export would have:
+
+* names and shapes come from ``LlavaForConditionalGeneration`` built on the ``meta`` device (no
+  memory) from the preset in params.yaml (``model.presets``: imp-2b, imp-3b, imp-3b-196, imp-4b);
+  the 196-px variants of imp-2b / imp-4b change the vision ``image_size`` to 196 (14 x 14 = 196
+  visual tokens, as Imp-3B@196);
+* the tokenizer is a small byte-level BPE (``impkit.model.tokenizer``) with the family's special
+  tokens, padded to the real vocabulary size (151936 Qwen1.5, 51200 Phi-2, 32064 Phi-3) by
+  ``add_tokenizer``: the embedding and output matrices have the real shapes;
+* weights are generated when the exporter asks for them: uniform noise with std 0.02 (norm scales 1)
+  written in chunks into float16 memory-mapped scratch files, so a multi-GB model never sits in RAM;
+* the F16 files are the quantizer's input, written into a scratch folder under the output folder
+  and deleted unless F16 is among the requested levels.
+
+``TABLE4_GB`` holds the paper's sizes (Imp-3B: 6.0 / 3.6 / 2.3 GB at 16 / 8 / 4 bits) for comparison.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gguf
+import numpy as np
+import torch
+
+from impkit.config import ConfigError, PresetConfig, from_dict
+from impkit.export import llm as llm_part
+from impkit.export import mmproj as mmproj_part
+from impkit.export.gguf_export import llm_filename, mmproj_filename
+from impkit.export.names import ExportError, TensorPlan, plan_tensors
+from impkit.export.quantize import ftype, quantize
+from impkit.export.writer import summary, write_gguf
+from impkit.io import write_json
+from impkit.progress import progress
+
+log = logging.getLogger(__name__)
+
+PAPER_PROFILES = ("imp-2b", "imp-2b-196", "imp-3b", "imp-3b-196", "imp-4b", "imp-4b-196")
+LOW_RES = 196  # Imp-3B@196's input size; "-196" profiles of the other presets use it too
+# Paper Table 4, "Size (GB)" per level (Imp-3B at either resolution; the other sizes are not given).
+TABLE4_GB = {p: {"F16": 6.0, "Q8_0": 3.6, "Q4_K_M": 2.3} for p in ("imp-3b", "imp-3b-196")}
+RECORD = "paper-size.json"
+GIB = 2**30
+WEIGHT_STD = 0.02
+IMAGE_MEAN = IMAGE_STD = (0.5, 0.5, 0.5)  # SigLIP's normalisation
+# Text for the small stand-in tokenizer (its merges; the vocabulary is padded to the real size).
+_CORPUS = (
+    "a chat between a curious user and an artificial intelligence assistant",
+    "the assistant gives helpful detailed and polite answers to the user's questions",
+    "describe the picture: a red circle, two blue squares and the word lamp",
+    "what colour is the shape? how many objects are there? answer with a single word",
+)
+
+
+def paper_preset(profile: str, presets: Mapping[str, Any]) -> PresetConfig:
+    """The preset of a paper-size profile: ``model.presets[profile]``, or for ``<name>-196`` the
+    preset ``<name>`` with the vision input at 196 px."""
+    if profile not in PAPER_PROFILES:
+        raise ConfigError(f"unknown paper-size profile '{profile}'; known: {list(PAPER_PROFILES)}")
+    if profile in presets:
+        raw = presets[profile]
+    else:
+        base = profile.removesuffix(f"-{LOW_RES}")
+        if base == profile or base not in presets:
+            raise ConfigError(f"paper-size profile '{profile}' needs model.presets.{base} in params.yaml")
+        raw = copy.deepcopy(dict(presets[base]))
+        raw["vision"] = {**raw["vision"], "arch": {**raw["vision"]["arch"], "image_size": LOW_RES}}
+    return from_dict(PresetConfig, raw, f"model.presets.{profile}")
+
+
+@dataclass
+class PaperSizePlan:
+    """What the pair holds: the Llava config, every state-dict tensor's shape and its GGUF name."""
+
+    profile: str
+    preset: PresetConfig
+    config: Any  # LlavaConfig
+    tokenizer: Any
+    shapes: dict[str, tuple[int, ...]]  # HF state-dict name -> shape
+    plan: TensorPlan
+
+    @property
+    def arch(self) -> llm_part.LlmArch:
+        return llm_part.llm_arch(self.preset.family)
+
+    def gguf_shapes(self, part: str) -> dict[str, tuple[int, ...]]:
+        """GGUF name -> shape (torch order) of the tensors the ``llm`` or ``mmproj`` file holds."""
+        mapping = self.plan.llm if part == "llm" else self.plan.mmproj
+        shapes = {target: self.shapes[hf] for hf, target in mapping.items()}
+        if part == "llm" and self.arch.explicit_output:  # add_weights adds these for phi2
+            vocab, width = self.shapes[next(hf for hf, t in mapping.items() if t == "token_embd.weight")]
+            shapes.setdefault("output.weight", (vocab, width))
+            shapes.setdefault("output.bias", (vocab,))
+        return shapes
+
+    def n_params(self, part: str) -> int:
+        return sum(int(np.prod(shape)) for shape in self.gguf_shapes(part).values())
+
+    def f16_bytes(self, part: str) -> int:
+        """Tensor bytes of the F16 file (matrices 2 bytes, vectors and position embeddings 4)."""
+        return sum(int(np.prod(s)) * (4 if len(s) <= 1 or n.startswith("v.position_embd") else 2)
+                   for n, s in self.gguf_shapes(part).items())  # fmt: skip
+
+    def digest(self) -> str:
+        text = json.dumps({"profile": self.profile, "llm": sorted(self.gguf_shapes("llm").items()),
+                           "mmproj": sorted(self.gguf_shapes("mmproj").items())})  # fmt: skip
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def stand_in_tokenizer(family: str) -> Any:
+    from impkit.model.tokenizer import family_tokenizer, train_bpe
+
+    return family_tokenizer(train_bpe(list(_CORPUS) * 4, 400), family)
+
+
+def plan_paper_size(
+    profile: str,
+    presets: Mapping[str, Any],
+    *,
+    llm_layers: int | None = None,
+    vision_layers: int | None = None,
+) -> PaperSizePlan:
+    """Shapes and names of the profile's pair; ``*_layers`` reduce depth (tests), nothing else."""
+    from transformers import LlavaForConditionalGeneration
+
+    from impkit.model.presets import llava_config
+    from impkit.model.tokenizer import IMAGE_TOKEN
+
+    preset = paper_preset(profile, presets)
+    tok = stand_in_tokenizer(preset.family)
+    ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
+    config = llava_config(preset, image_token_id=tok.convert_tokens_to_ids(IMAGE_TOKEN), special_ids=ids,
+                          vision_layers=vision_layers, llm_layers=llm_layers)  # fmt: skip
+    mmproj_part.check_vision(config)
+    with torch.device("meta"):
+        model = LlavaForConditionalGeneration(config)
+    state = model.state_dict()
+    tied = bool(config.tie_word_embeddings) and "lm_head.weight" in state
+    plan = plan_tensors(state, arch=llm_part.llm_arch(preset.family).arch,
+                        n_llm_layers=config.text_config.num_hidden_layers,
+                        n_vision_layers_kept=mmproj_part.vision_layers_kept(config), tied_output=tied)  # fmt: skip
+    shapes = {name: tuple(t.shape) for name, t in state.items()}
+    return PaperSizePlan(profile, preset, config, tok, shapes, plan)
+
+
+class RandomWeights(Mapping[str, torch.Tensor]):
+    """State-dict tensors made on first access: matrices as float16 memory-mapped scratch files
+    filled in chunks (uniform noise, std ``std``), vectors in memory (norm scales 1, biases noise).
+    Each tensor's values depend only on (seed, its name), not on the order of access."""
+
+    CHUNK = 1 << 24  # values generated per step
+
+    def __init__(self, shapes: Mapping[str, tuple[int, ...]], scratch: Path, *, seed: int = 0,
+                 std: float = WEIGHT_STD, bar: Any = None) -> None:  # fmt: skip
+        self.shapes, self.scratch, self.seed, self.std, self.bar = dict(shapes), Path(scratch), seed, std, bar
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        self._made: dict[str, torch.Tensor] = {}
+        self._files = 0
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self._made:
+            self._made[name] = self._make(name)
+        return self._made[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.shapes)
+
+    def __len__(self) -> int:
+        return len(self.shapes)
+
+    def _rng(self, name: str) -> np.random.Generator:
+        return np.random.default_rng([self.seed, int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little")])
+
+    def _make(self, name: str) -> torch.Tensor:
+        shape, rng = self.shapes[name], self._rng(name)
+        half_width = self.std * 3**0.5  # uniform(-a, a) has std a / sqrt(3)
+        n = int(np.prod(shape))
+        if len(shape) <= 1:
+            if "norm" in name and name.endswith(".weight"):
+                values = np.ones(n, dtype=np.float32)
+            else:
+                values = ((rng.random(n, dtype=np.float32) - 0.5) * 2 * half_width).astype(np.float32)
+            if self.bar is not None:
+                self.bar.update(n * 2)
+            return torch.from_numpy(values.reshape(shape))
+        self._files += 1
+        path = self.scratch / f"{self._files:05d}.f16"
+        array = np.memmap(path, dtype=np.float16, mode="w+", shape=shape)
+        flat = array.reshape(-1)
+        for start in range(0, n, self.CHUNK):
+            stop = min(n, start + self.CHUNK)
+            flat[start:stop] = (rng.random(stop - start, dtype=np.float32) - 0.5) * (2 * half_width)
+            if self.bar is not None:
+                self.bar.update((stop - start) * 2)
+        return torch.from_numpy(array)
+
+    def release(self, names: Sequence[str]) -> None:
+        """Forget tensors (their scratch files stay until the scratch folder goes)."""
+        for name in names:
+            self._made.pop(name, None)
+
+
+def _fill_llm(writer: gguf.GGUFWriter, plan: PaperSizePlan, state: Mapping[str, torch.Tensor]) -> dict:
+    arch, config = plan.arch, plan.config
+    writer.add_name(llm_part.gguf_model_name(f"{plan.profile} (paper-size, random weights)", plan.tokenizer))
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    hparams = llm_part.add_hparams(writer, arch, config.text_config)
+    n_vocab = config.text_config.vocab_size
+    tok = llm_part.add_tokenizer(writer, plan.tokenizer, family=plan.preset.family, template=plan.preset.template,
+                                 n_vocab=n_vocab)  # fmt: skip
+    llm_part.add_weights(writer, arch, state, plan.plan, config.text_config)
+    return {"hparams": hparams, "tokenizer": tok}
+
+
+def _fill_mmproj(writer: gguf.GGUFWriter, plan: PaperSizePlan, state: Mapping[str, torch.Tensor]) -> dict:
+    writer.add_name(f"{plan.profile} vision (paper-size, random weights)")
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    return mmproj_part.add_vision(writer, plan.config, state, plan.plan, image_mean=IMAGE_MEAN, image_std=IMAGE_STD)
+
+
+def disk_need(plan: PaperSizePlan, levels: Sequence[str]) -> int:
+    """Peak bytes under the output folder: scratch weights + F16 files + the quantized files."""
+    llm, mm = plan.f16_bytes("llm"), plan.f16_bytes("mmproj")
+    quantized = sum(llm for level in levels if level != "F16")  # at most F16's size each
+    return 2 * (llm + mm) + quantized
+
+
+def size_report(profile: str, sizes: Mapping[str, Mapping[str, int]]) -> dict[str, Any]:
+    """Bytes per level with GiB (2^30) and decimal GB, and the ratio to Table 4 where it has one."""
+    out = {}
+    for level, parts in sizes.items():
+        row: dict[str, Any] = {"bytes": dict(parts), "gib": {k: round(v / GIB, 3) for k, v in parts.items()},
+                               "gb": {k: round(v / 1e9, 3) for k, v in parts.items()}}  # fmt: skip
+        paper = TABLE4_GB.get(profile, {}).get(level)
+        if paper is not None:
+            row["table4_gb"] = paper
+            row["total_gib_over_table4"] = round(parts["total"] / GIB / paper, 3)
+            row["total_gb_over_table4"] = round(parts["total"] / 1e9 / paper, 3)
+        out[level] = row
+    return out
+
+
+def write_paper_size(
+    profile: str,
+    out_dir: str | os.PathLike,
+    *,
+    presets: Mapping[str, Any],
+    levels: Sequence[str] = ("Q4_K_M",),
+    mmproj_level: str = "F16",
+    seed: int = 0,
+    threads: int | None = None,
+    llm_layers: int | None = None,
+    vision_layers: int | None = None,
+) -> dict[str, Any]:
+    """Write ``llm-<LEVEL>.gguf`` for each level and ``mmproj-<LEVEL>.gguf`` into ``out_dir``, plus
+    ``paper-size.json`` (the record returned: plan digest, tensor counts, sizes vs Table 4, times)."""
+    levels = list(dict.fromkeys(levels))
+    if not levels:
+        raise ExportError("no quantization levels given")
+    for level in (*levels, mmproj_level):
+        ftype(level)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    plan = plan_paper_size(profile, presets, llm_layers=llm_layers, vision_layers=vision_layers)
+    need, free = disk_need(plan, levels), shutil.disk_usage(out_dir).free
+    log.info("%s: %.2f G LLM + %.2f G vision parameters; needs up to %.1f GiB of disk, %.1f GiB free",
+             profile, plan.n_params("llm") / 1e9, plan.n_params("mmproj") / 1e9, need / GIB, free / GIB)  # fmt: skip
+    if need > free:
+        raise ExportError(f"{profile}: writing needs about {need / GIB:.1f} GiB under {out_dir}, only "
+                          f"{free / GIB:.1f} GiB free")  # fmt: skip
+    seconds: dict[str, float] = {}
+    facts: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix=".paper-size-", dir=out_dir) as work:
+        work = Path(work)
+        total = 2 * sum(int(np.prod(plan.shapes[hf])) for hf in (*plan.plan.mmproj, *plan.plan.llm))
+        with progress(total=total, unit="B", unit_scale=True, desc=f"{profile}: random weights (f16)") as bar:
+            state = RandomWeights(plan.shapes, work / "weights", seed=seed, bar=bar)
+            f16: dict[str, dict[str, Any]] = {}
+            for part, arch_name, fill in (("mmproj", "clip", _fill_mmproj), ("llm", plan.arch.name, _fill_llm)):
+                t = time.perf_counter()
+                name = llm_filename("F16") if part == "llm" else mmproj_filename("F16")
+                f16[part] = write_gguf(work / name, arch_name,
+                                       lambda w, fill=fill, part=part: facts.__setitem__(part, fill(w, plan, state)))  # fmt: skip
+                state.release(list(plan.plan.llm if part == "llm" else plan.plan.mmproj))
+                shutil.rmtree(work / "weights", ignore_errors=True)  # scratch weights are in the file now
+                (work / "weights").mkdir()
+                seconds[f"write_{part}_f16"] = round(time.perf_counter() - t, 1)
+                log.info("%s: wrote %s (%.2f GiB) in %.0f s", profile, name, f16[part]["bytes"] / GIB,
+                         seconds[f"write_{part}_f16"])  # fmt: skip
+        llm: dict[str, dict[str, Any]] = {}
+        for level in [lv for lv in levels if lv != "F16"]:
+            t = time.perf_counter()
+            llm[level] = quantize(f16["llm"]["path"], out_dir / llm_filename(level), level, threads=threads)
+            seconds[f"quantize_{level}"] = round(time.perf_counter() - t, 1)
+            log.info(
+                "%s: %s %.2f GiB in %.0f s", profile, level, llm[level]["bytes"] / GIB, seconds[f"quantize_{level}"]
+            )
+        if "F16" in levels:
+            os.replace(f16["llm"]["path"], out_dir / llm_filename("F16"))
+            llm["F16"] = {**summary(out_dir / llm_filename("F16")), "level": "F16"}
+        if mmproj_level == "F16":
+            os.replace(f16["mmproj"]["path"], out_dir / mmproj_filename("F16"))
+            mmproj = {**summary(out_dir / mmproj_filename("F16")), "level": "F16"}
+        else:
+            t = time.perf_counter()
+            mmproj = quantize(f16["mmproj"]["path"], out_dir / mmproj_filename(mmproj_level), mmproj_level,
+                              threads=threads)  # fmt: skip
+            seconds[f"quantize_mmproj_{mmproj_level}"] = round(time.perf_counter() - t, 1)
+    sizes = {lv: {"llm": llm[lv]["bytes"], "mmproj": mmproj["bytes"], "total": llm[lv]["bytes"] + mmproj["bytes"]}
+             for lv in levels}  # fmt: skip
+    seconds["total"] = round(time.perf_counter() - start, 1)
+    record = {
+        "profile": profile, "digest": plan.digest(), "seed": seed, "weight_std": WEIGHT_STD,
+        "family": plan.preset.family, "arch": plan.arch.name,
+        "llm_params": plan.n_params("llm"), "vision_params": plan.n_params("mmproj"),
+        "image_tokens": facts["mmproj"]["image_tokens"], "vision_layers": facts["mmproj"]["vision_layers"],
+        "hparams": facts["llm"]["hparams"], "tokenizer": facts["llm"]["tokenizer"],
+        "llm": {lv: {**rec, "path": Path(rec["path"]).name} for lv, rec in llm.items()},
+        "mmproj": {**mmproj, "path": Path(mmproj["path"]).name},
+        "sizes": size_report(profile, sizes), "seconds": seconds,
+    }  # fmt: skip
+    write_json(out_dir / RECORD, record)
+    return record
+
+
+def existing_paper_size(
+    profile: str,
+    out_dir: str | os.PathLike,
+    *,
+    presets: Mapping[str, Any],
+    levels: Sequence[str],
+    seed: int = 0,
+    llm_layers: int | None = None,
+    vision_layers: int | None = None,
+) -> dict[str, Any] | None:
+    """The record of a pair already in ``out_dir`` with this profile's shapes (at the given depth),
+    seed and every level (files present at their recorded sizes), else None."""
+    out_dir = Path(out_dir)
+    path = out_dir / RECORD
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    plan = plan_paper_size(profile, presets, llm_layers=llm_layers, vision_layers=vision_layers)
+    if record.get("digest") != plan.digest() or record.get("seed") != seed:
+        return None
+    files = [(out_dir / record["mmproj"]["path"], record["mmproj"]["bytes"])]
+    for level in levels:
+        if level not in record.get("llm", {}):
+            return None
+        files.append((out_dir / record["llm"][level]["path"], record["llm"][level]["bytes"]))
+    if all(p.is_file() and p.stat().st_size == n for p, n in files):
+        return record
+    return None
