@@ -43,6 +43,11 @@ MICRO = {
                    "mmbench": 4, "mmvet": 3},
     "eval.batch_size": 8,
     "eval.max_new_tokens": 4,
+    "parity.prompts": 6,
+    "latency.runs": 1,
+    "latency.warmup": 0,
+    "latency.gen_tokens": 8,
+    "latency.paper.profiles": [],  # multi-GB files; tests/test_paper_size.py covers them at reduced depth
 }  # fmt: skip
 
 
@@ -148,6 +153,16 @@ def test_dvc_repro_builds_the_default_pipeline_and_reruns_as_a_no_op(micro_repo)
             "llm-Q4_K_M.gguf",
             "mmproj-F16.gguf",
         }
+
+        # the F16 file computes what PyTorch computes, every level is scored, latency is measured
+        parity = json.loads((micro_repo / "reports" / "parity" / f"{preset}.json").read_text())
+        assert parity["passed"] and parity["prompts"] == 6 and parity["top1_agreement"] >= 0.99
+        levels = json.loads((micro_repo / "reports" / "eval-gguf" / f"{preset}.json").read_text())["levels"]
+        assert sorted(levels) == ["F16", "Q4_K_M", "Q8_0"]
+        assert levels["F16"]["answer_agreement"]["all"] >= 0.9 and "vs_f16" in levels["Q8_0"]
+        latency = json.loads((micro_repo / "reports" / "latency" / f"{preset}.json").read_text())
+        measured = json.dumps(latency["metrics"])
+        assert all(name in measured for name in ("cpu-llamacpp", "cpu-torch-fp32", "Q4_K_M"))
 
     status = run([DVC, "status"], micro_repo)
     assert "up to date" in status.stdout.lower(), status.stdout

@@ -1,0 +1,113 @@
+"""The llama.cpp runner over exported GGUF files: the same answers as the PyTorch runner on the
+benchmark twins' questions, the parity check that passes on a faithful export and fails on a file
+that computes something else, and every quantization level scored and compared with PyTorch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import TWIN_SIZES
+from test_gguf_export import THREADS, make_release
+
+from impkit.eval.evaluate import ANSWERS_FILE, evaluate
+from impkit.eval.gguf_levels import GGUFEvalConfig, compare_levels, evaluate_levels
+from impkit.eval.runners import LlamaCppRunner, TorchRunner, questions_from_prompts
+from impkit.eval.twins import BENCHMARKS, EvalConfig, TwinSizes, read_prompts
+from impkit.export import export_and_quantize
+from impkit.export.parity import ParityConfig, check, logit_parity, pick_prompts
+
+pytest.importorskip("llama_cpp.mtmd_cpp")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny qwen2 release and its GGUF files at F16 and Q8_0."""
+    root = tmp_path_factory.mktemp("runner")
+    release = make_release(root / "releases", "qwen2")
+    export_and_quantize(release, root / "gguf", levels=("F16", "Q8_0"), threads=THREADS)
+    return release, root / "gguf"
+
+
+def twin_questions(twins: Path, per_benchmark: int):
+    rows = {b: read_prompts(twins / b) for b in BENCHMARKS}
+    return rows, [q for b in BENCHMARKS for q in questions_from_prompts(rows[b][:per_benchmark])]
+
+
+def test_f16_answers_equal_the_torch_runners_with_and_without_the_image(exported, eval_twins, eval_world):
+    release, gguf = exported
+    _, questions = twin_questions(eval_twins, 4)
+    torch_runner = TorchRunner.from_release(release, image_root=eval_world / "images", max_new_tokens=6, device="cpu")
+    runner = LlamaCppRunner.from_export(gguf, "F16", release, image_root=eval_world / "images", max_new_tokens=6,
+                                        n_threads=THREADS)  # fmt: skip
+    try:
+        for blank in (False, True):
+            ours = runner.answer(questions, blank_images=blank)
+            ref = torch_runner.answer(questions, blank_images=blank)
+            same = sum(a == b for a, b in zip(ours, ref, strict=True)) / len(ref)
+            assert same >= 0.9, list(zip(ours, ref, strict=True))
+            assert len(set(ref)) > 3  # the answers depend on the question: the comparison can fail
+        seeing, blind = runner.answer(questions), runner.answer(questions, blank_images=True)
+        assert seeing != blind  # the image reaches the model through llama.cpp's vision file
+        described = runner.describe()
+        assert described["backend"] == "llama.cpp" and described["level"] == "F16"
+    finally:
+        runner.close()
+
+
+def test_parity_holds_for_the_export_and_breaks_for_another_models_file(exported, eval_twins, eval_world, tmp_path):
+    release, gguf = exported
+    rows, _ = twin_questions(eval_twins, 3)
+    questions = pick_prompts(rows, 6)
+    # one question with an image from each benchmark in turn (sorted names), first questions first
+    first = {b: next(r for r in rows[b] if r.get("image")) for b in sorted(rows)}
+    assert [(q.id, q.prompt) for q in questions] == [(r["id"], r["prompt"]) for r in list(first.values())[:6]]
+    torch_runner = TorchRunner.from_release(release, image_root=eval_world / "images", device="cpu")
+    runner = LlamaCppRunner.from_export(gguf, "F16", release, image_root=eval_world / "images", n_threads=THREADS,
+                                        logits_all=True, n_ctx=512)  # fmt: skip
+    try:
+        report = logit_parity(torch_runner, runner, questions)
+        # the same tokenizer and template, other weights: a file that computes something else
+        other = make_release(tmp_path, "qwen2", width=128)
+        broken = logit_parity(TorchRunner.from_release(other, image_root=eval_world / "images", device="cpu"), runner,
+                              questions)  # fmt: skip
+    finally:
+        runner.close()
+    cfg = ParityConfig()
+    assert report["prompts"] == 6 and report["positions"] > 6 * 10
+    assert report["top1_agreement"] >= cfg.min_top1 and report["max_rel_error"] < cfg.max_rel_error
+    assert check(report, cfg) == []
+    problems = check(broken, cfg)
+    assert broken["top1_agreement"] < 0.5 and any("top-1" in p for p in problems)
+
+
+def test_every_level_is_scored_and_compared_with_pytorch(exported, eval_twins, eval_world, tmp_path):
+    release, gguf = exported
+    cfg = EvalConfig(seed=1, twins=TwinSizes(**TWIN_SIZES), batch_size=8, max_new_tokens=6, open_max_new_tokens=8,
+                     blind=False, judge=None)  # fmt: skip
+    torch_dir = tmp_path / "torch"
+    torch_runner = TorchRunner.from_release(release, image_root=eval_world / "images", max_new_tokens=6, device="cpu")
+    torch_details = evaluate(torch_runner, eval_twins, torch_dir, run="torch", blind=False)
+    levels = evaluate_levels(release, gguf, ["F16", "Q8_0"], eval_twins, eval_world / "images", tmp_path / "gguf", cfg,
+                             GGUFEvalConfig(threads=THREADS, workers=2))  # fmt: skip
+    assert sorted(levels) == ["F16", "Q8_0"]
+    for level in levels:
+        metrics = json.loads((tmp_path / "gguf" / level / "metrics.json").read_text())
+        assert set(metrics) == {f"gguf-{level}", "majority"}
+        answers = (tmp_path / "gguf" / level / f"gguf-{level}" / "vqav2" / ANSWERS_FILE).read_text().splitlines()
+        assert len(answers) == TWIN_SIZES["vqav2"]
+    summary = compare_levels(torch_details, torch_dir, levels, tmp_path / "gguf")
+    f16 = summary["levels"]["F16"]
+    assert f16["answer_agreement"]["all"] >= 0.9
+    assert set(f16["headline"]) == set(summary["torch"])
+    assert "vs_f16" in summary["levels"]["Q8_0"] and "vs_f16" not in f16
+    for benchmark, value in f16["headline"].items():
+        ref = summary["torch"][benchmark]
+        assert f16["vs_torch"][benchmark] == (None if value is None or ref is None else round(value - ref, 2))
+
+
+def test_a_missing_export_is_a_clear_error(exported, tmp_path):
+    release, _ = exported
+    with pytest.raises(FileNotFoundError, match="mmproj"):
+        LlamaCppRunner.from_export(tmp_path, "F16", release)
