@@ -16,6 +16,7 @@ from test_gguf_export import make_release
 
 from impkit.config import ConfigError, from_dict
 from impkit.export import export_and_quantize
+from impkit.export.gguf_export import gguf_levels, mmproj_file
 from impkit.latency import (
     RUNNERS,
     DeviceProfile,
@@ -31,7 +32,7 @@ from impkit.latency import (
     table_row,
 )
 from impkit.latency.protocol import PROMPT_SENTENCE
-from impkit.latency.report import gguf_levels, measure_release, mmproj_file
+from impkit.latency.report import measure_release
 from impkit.latency.settings import LatencyConfig
 
 pytest.importorskip("llama_cpp")

@@ -274,13 +274,13 @@ def evaluate_release(release: Path, twins_dir: Path, image_root: Path, out_dir: 
     from impkit.eval.judge import make_judge
     from impkit.eval.parallel import device
     from impkit.eval.runners import TorchRunner
-    from impkit.eval.runners.torch_runner import RELEASE_META
+    from impkit.train.release import read_release_meta
 
     runner = TorchRunner.from_release(release, image_root=image_root, batch_size=cfg.batch_size,
                                       max_new_tokens=cfg.max_new_tokens, device=device())  # fmt: skip
     open_runner = copy.copy(runner)  # the same model with MM-Vet's longer generation budget
     open_runner.max_new_tokens = cfg.open_max_new_tokens
     judge = make_judge(cfg.judge) if cfg.judge is not None else None
-    meta = json.loads((Path(release) / RELEASE_META).read_text(encoding="utf-8"))
+    meta = read_release_meta(release)
     return evaluate(runner, twins_dir, out_dir, run=run, benchmarks=benchmarks, blind=cfg.blind, judge=judge,
                     open_runner=open_runner, release=meta)  # fmt: skip

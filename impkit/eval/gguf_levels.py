@@ -25,7 +25,6 @@ from typing import Any
 
 from impkit.config import ConfigError
 from impkit.eval.evaluate import ANSWERS_FILE, evaluate
-from impkit.eval.runners.torch_runner import RELEASE_META
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +82,10 @@ def _evaluate_level(release: Path, gguf_dir: Path, level: str, twins_dir: Path, 
                     cfg: Any, threads: int | None) -> dict[str, Any]:  # fmt: skip
     from impkit.eval.judge import make_judge
     from impkit.eval.runners import LlamaCppRunner
+    from impkit.train.release import read_release_meta
 
     judge = make_judge(cfg.judge) if cfg.judge is not None else None
-    meta = json.loads((release / RELEASE_META).read_text(encoding="utf-8"))
+    meta = read_release_meta(release)
     runner = LlamaCppRunner.from_export(gguf_dir, level, release, image_root=image_root,
                                         max_new_tokens=cfg.max_new_tokens, n_threads=threads, desc=level)  # fmt: skip
     open_runner = copy.copy(runner)  # the same session with MM-Vet's longer generation budget

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,13 +28,10 @@ import torch
 from impkit.export import llm as llm_part
 from impkit.export import mmproj as mmproj_part
 from impkit.export.names import LLM_PREFIX, ExportError, TensorPlan, plan_tensors
-from impkit.export.quantize import ftype, quantize
+from impkit.export.quantize import QUANT_LEVELS, ftype, quantize
 from impkit.export.writer import summary, write_gguf
 
 log = logging.getLogger(__name__)
-
-RELEASE_META = "impkit.json"  # written by impkit.train.release.save_release
-PROCESSOR_CONFIG = "processor_config.json"
 
 
 def llm_filename(level: str = "F16") -> str:
@@ -44,6 +42,28 @@ def llm_filename(level: str = "F16") -> str:
 def mmproj_filename(level: str = "F16") -> str:
     ftype(level)
     return f"mmproj-{level}.gguf"
+
+
+_LLM_FILE = re.compile(r"llm-(.+)\.gguf")
+
+
+def gguf_levels(folder: str | Path) -> dict[str, Path]:
+    """``llm-<LEVEL>.gguf`` files of an export folder, level -> path, in ``QUANT_LEVELS`` order."""
+    found = {}
+    for path in Path(folder).glob("llm-*.gguf"):
+        match = _LLM_FILE.fullmatch(path.name)
+        if match and match.group(1) in QUANT_LEVELS:
+            found[match.group(1)] = path
+    return {level: found[level] for level in QUANT_LEVELS if level in found}
+
+
+def mmproj_file(folder: str | Path) -> Path:
+    """The export folder's vision file (``mmproj-F16.gguf`` preferred when several levels exist)."""
+    files = {p.name.removeprefix("mmproj-").removesuffix(".gguf"): p for p in Path(folder).glob("mmproj-*.gguf")}
+    for level in ("F16", *QUANT_LEVELS):
+        if level in files:
+            return files[level]
+    raise FileNotFoundError(f"no mmproj-<LEVEL>.gguf in {folder} (run the export stage first)")
 
 
 @dataclass
@@ -66,15 +86,16 @@ def load_release(folder: str | os.PathLike) -> Release:
     tokenizer, ``impkit.json`` and the image normalisation of ``processor_config.json``."""
     from transformers import AutoTokenizer, LlavaForConditionalGeneration
 
+    from impkit.train.release import PROCESSOR_CONFIG, RELEASE_META, ReleaseError, read_release_meta
+
     folder = Path(folder)
+    try:
+        meta = read_release_meta(folder, ("family", "template"))
+    except ReleaseError as exc:
+        raise ExportError(str(exc)) from None
     meta_path, proc_path = folder / RELEASE_META, folder / PROCESSOR_CONFIG
-    for path in (meta_path, proc_path):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: {folder} is not a release folder")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    missing = [key for key in ("family", "template") if key not in meta]
-    if missing:
-        raise ExportError(f"{meta_path} lacks {missing}")
+    if not proc_path.is_file():
+        raise FileNotFoundError(f"{proc_path} not found: {folder} is not a release folder")
     proc = json.loads(proc_path.read_text(encoding="utf-8"))
     proc = proc.get("image_processor", proc)
     if "image_mean" not in proc or "image_std" not in proc:

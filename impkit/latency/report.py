@@ -9,38 +9,17 @@ Table 4's.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from impkit.export.quantize import QUANT_LEVELS
+from impkit.export.gguf_export import gguf_levels, mmproj_file
 from impkit.latency.protocol import host_info, table_row
 from impkit.latency.runners import GGUFPair, TorchRelease, runner_for
 from impkit.latency.settings import LatencyConfig
+from impkit.train.release import read_release_meta
 
 log = logging.getLogger(__name__)
-
-_LLM_FILE = re.compile(r"llm-(.+)\.gguf")
-
-
-def gguf_levels(folder: str | Path) -> dict[str, Path]:
-    """``llm-<LEVEL>.gguf`` files of an export folder, level -> path, in ``QUANT_LEVELS`` order."""
-    found = {}
-    for path in Path(folder).glob("llm-*.gguf"):
-        match = _LLM_FILE.fullmatch(path.name)
-        if match and match.group(1) in QUANT_LEVELS:
-            found[match.group(1)] = path
-    return {level: found[level] for level in QUANT_LEVELS if level in found}
-
-
-def mmproj_file(folder: str | Path) -> Path:
-    """The export folder's vision file (``mmproj-F16.gguf`` preferred when several levels exist)."""
-    files = {p.name.removeprefix("mmproj-").removesuffix(".gguf"): p for p in Path(folder).glob("mmproj-*.gguf")}
-    for level in ("F16", *QUANT_LEVELS):
-        if level in files:
-            return files[level]
-    raise FileNotFoundError(f"no mmproj-<LEVEL>.gguf in {folder} (run the export stage first)")
 
 
 def _row(result: Mapping[str, Any]) -> dict[str, Any]:
@@ -68,8 +47,7 @@ def measure_release(
     mmproj = mmproj_file(gguf_dir)
     targets = [GGUFPair(name, path, mmproj, level) for level, path in levels.items()]
     if release_dir is not None:
-        if not (Path(release_dir) / "impkit.json").is_file():
-            raise FileNotFoundError(f"{release_dir} is not a release folder (no impkit.json)")
+        read_release_meta(release_dir)  # a clear error now, not after the llama.cpp measurements
         targets.append(TorchRelease(name, Path(release_dir)))
     return _measure(name, "release", cfg, targets)
 

@@ -268,12 +268,11 @@ class TorchModel(LoadedModel):
         from transformers import AutoTokenizer, LlavaForConditionalGeneration
 
         from impkit.model.image_processing import ImageProcessor
+        from impkit.train.release import PROCESSOR_CONFIG, read_release_meta
 
         folder = Path(target.folder)
-        meta_path, proc_path = folder / "impkit.json", folder / "processor_config.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{meta_path} not found: {folder} is not a release folder")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = read_release_meta(folder)
+        proc_path = folder / PROCESSOR_CONFIG
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[options.get("dtype", "fp32")]
         self._threads = torch.get_num_threads()
         torch.set_num_threads(threads)

@@ -172,7 +172,7 @@ def align(name: str, preset: PresetConfig, recipe: TrainRecipe, *, backbones: Pa
                     label=f"align {name}", callbacks=callbacks)  # fmt: skip
     meta = {"preset": name, "stage": "align", "model": describe(preset), "parameters": count_parameters(model),
             "train": _result_summary(result)}  # fmt: skip
-    save_release(model, tokenizer, preset, out, meta)
+    save_release(model, tokenizer, preset, out, _release_record(meta))
     return meta
 
 
@@ -197,8 +197,17 @@ def tune(name: str, preset: PresetConfig, recipe: TrainRecipe, *, aligned: Path,
         )
     meta = {"preset": name, "stage": "tune", "model": describe(preset), "parameters": counts,
             "lora": recipe.lora.__dict__, "train": _result_summary(result)}  # fmt: skip
-    save_release(model, tokenizer, preset, out, meta)
+    save_release(model, tokenizer, preset, out, _release_record(meta))
     return meta
+
+
+def _release_record(meta: dict[str, Any]) -> dict[str, Any]:
+    """What the saved folder's ``impkit.json`` keeps of a stage's record: what describes the weights.
+    How long the run took and whether it was restarted go to the stage report only, so a restart
+    that trains nothing (DVC reruns a stage when any dependency changes) writes the same release
+    and the evaluation and export stages after it have nothing to redo."""
+    run = meta["train"]
+    return {**meta, "train": {"steps": run["steps"], "train_loss": run["train_loss"]}}
 
 
 def _result_summary(result: StageResult) -> dict[str, Any]:

@@ -22,6 +22,24 @@ from impkit.model.tokenizer import IMAGE_TOKEN
 from impkit.train.parts import merged
 
 RELEASE_META = "impkit.json"
+PROCESSOR_CONFIG = "processor_config.json"
+
+
+class ReleaseError(ValueError):
+    """A release folder that does not say what its readers need (the message names the file and keys)."""
+
+
+def read_release_meta(folder: str | Path, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A release folder's ``impkit.json`` (template, image aspect, family, preset, training facts),
+    with a clear error when the folder is no release or the record lacks a ``required`` key."""
+    path = Path(folder) / RELEASE_META
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {folder} is not a release folder")
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    missing = [key for key in required if key not in meta]
+    if missing:
+        raise ReleaseError(f"{path} lacks {missing}")
+    return meta
 
 
 def processor_for(preset: PresetConfig, tokenizer: PreTrainedTokenizerBase) -> LlavaProcessor:

@@ -30,8 +30,6 @@ from impkit.model.image_processing import ImageProcessor
 from impkit.model.tokenizer import IMAGE_TOKEN
 from impkit.progress import progress
 
-RELEASE_META = "impkit.json"  # written by impkit.train.release.save_release
-
 
 class LlamaCppRunner(Runner):
     name = "llama.cpp"
@@ -85,25 +83,21 @@ class LlamaCppRunner(Runner):
         """A runner over ``llm-<level>.gguf`` + the mmproj in ``gguf_dir`` (the export stage's folder),
         with the template, image aspect and input size the release folder records.
         ``logits_all`` keeps every position's logits (the parity check); it costs n_ctx x vocab floats."""
-        from impkit.export import llm_filename
+        from impkit.export.gguf_export import llm_filename, mmproj_file
+        from impkit.train.release import read_release_meta
 
         gguf_dir, release = Path(gguf_dir), Path(release)
-        meta_path, config_path = release / RELEASE_META, release / "config.json"
-        for path in (meta_path, config_path):
-            if not path.is_file():
-                raise FileNotFoundError(f"{path} not found: {release} is not a release folder")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = read_release_meta(release, ("template", "image_aspect"))
+        config_path = release / "config.json"
+        if not config_path.is_file():
+            raise FileNotFoundError(f"{config_path} not found: {release} is not a release folder")
         image_size = int(json.loads(config_path.read_text(encoding="utf-8"))["vision_config"]["image_size"])
         llm = gguf_dir / llm_filename(level)
-        mmprojs = sorted(gguf_dir.glob("mmproj-*.gguf"))  # one per export, at export.mmproj_level
-        if len(mmprojs) != 1:
-            raise FileNotFoundError(
-                f"{gguf_dir} holds {len(mmprojs)} mmproj-*.gguf files, not one: run the export stage"
-            )
-        session = GGUFSession(llm, mmprojs[0], n_threads=n_threads, n_ctx=n_ctx, logits_all=logits_all)
+        mmproj = mmproj_file(gguf_dir)
+        session = GGUFSession(llm, mmproj, n_threads=n_threads, n_ctx=n_ctx, logits_all=logits_all)
         return cls(session, template=meta["template"], image_size=image_size, image_aspect=meta["image_aspect"],
                    image_root=image_root, max_new_tokens=max_new_tokens, desc=desc,
-                   source={"llm": str(llm), "mmproj": str(mmprojs[0]), "level": level, "release": str(release)})  # fmt: skip
+                   source={"llm": str(llm), "mmproj": str(mmproj), "level": level, "release": str(release)})  # fmt: skip
 
     def close(self) -> None:
         self.session.close()

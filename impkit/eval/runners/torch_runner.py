@@ -44,9 +44,6 @@ from impkit.model.image_processing import SIGLIP_MEAN, SIGLIP_STD, ImageProcesso
 from impkit.model.tokenizer import IMAGE_TOKEN
 from impkit.progress import progress
 
-RELEASE_META = "impkit.json"  # written by impkit.train.release.save_release
-PROCESSOR_CONFIG = "processor_config.json"
-
 
 class TorchRunner(Runner):
     name = "torch"
@@ -121,15 +118,11 @@ class TorchRunner(Runner):
         checked against ``impkit.json``, so a folder that disagrees with itself fails here.
         """
         from impkit.train.assembly import load_checkpoint
+        from impkit.train.release import PROCESSOR_CONFIG, RELEASE_META, read_release_meta
 
         folder = Path(folder)
+        meta = read_release_meta(folder, ("template", "image_aspect"))
         meta_path = folder / RELEASE_META
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{meta_path} not found: {folder} is not a release folder")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        missing = [key for key in ("template", "image_aspect") if key not in meta]
-        if missing:
-            raise ValueError(f"{meta_path} lacks {missing}")
         model, tokenizer = load_checkpoint(folder)
         vision = model.config.vision_config
         n_tokens = (vision.image_size // vision.patch_size) ** 2  # SigLIP: every patch, no CLS
