@@ -41,12 +41,12 @@ SIZES = TwinSizes(**TWIN_SIZES)
 FULL_MARKS = {"mme": 2000.0}  # perception: 10 subtasks x 200
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def world(eval_world) -> Path:
     return eval_world
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def twins(eval_twins) -> Path:
     return eval_twins
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import dataclasses
 import io
 import json
 import shutil
@@ -16,11 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from conftest import TWIN_SIZES
 from PIL import Image
 
 from impkit.cli import main as cli
-from impkit.config import WorldConfig, WorldSizes
-from impkit.data.synth import generate_world
 from impkit.eval import prompts
 from impkit.eval.evaluate import MAJORITY, NO_ANNOTATIONS, NO_GOLD, evaluate
 from impkit.eval.readers import (
@@ -34,12 +32,9 @@ from impkit.eval.readers import (
 from impkit.eval.runners import Question, Runner
 from impkit.eval.scoring import SCORERS, ScoringError
 from impkit.eval.scoring.mme import PERCEPTION
-from impkit.eval.twins import BENCHMARKS, PREDICTION_FILES, TwinSizes, generate_twins, read_prompts, write_predictions
+from impkit.eval.twins import BENCHMARKS, PREDICTION_FILES, TwinSizes, read_prompts, write_predictions
 
-SIZES = TwinSizes(vqav2=20, gqa=20, vizwiz=15, textvqa=12, sqa=16, pope_images=4, mme_images=1, mmbench=8, mmvet=5)
-WORLD = WorldSizes(**{f.name: 0 for f in dataclasses.fields(WorldSizes)} | {
-    "heldout_scenes": 24, "heldout_charts": 8, "heldout_text": 8,
-})  # fmt: skip
+SIZES = TwinSizes(**TWIN_SIZES)
 # Where the twins' official files keep each benchmark's image reference, as patterns onto the
 # held-out images folder (VQAv2's image_id is the line in scenes.jsonl, the scenes come first;
 # GQA's imageId and TextVQA's image_id are the image path without its extension).
@@ -61,18 +56,14 @@ MAJORITY_GOLD = ("vizwiz", "textvqa")
 FULL_MARKS = {"mme": 2800.0}  # perception + cognition: 14 subtasks x 200 (the headline is perception)
 
 
-@pytest.fixture(scope="module")
-def heldout(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("world")
-    generate_world(WorldConfig(seed=3, heldout_seed=4, image_size=64, sizes=WORLD), root, progress=False)
-    return root / "heldout"
+@pytest.fixture(scope="session")
+def heldout(eval_world) -> Path:
+    return eval_world
 
 
-@pytest.fixture(scope="module")
-def twins(heldout, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("twins") / "twins"
-    generate_twins(heldout, out, seed=11, sizes=SIZES)
-    return out
+@pytest.fixture(scope="session")
+def twins(eval_twins) -> Path:
+    return eval_twins
 
 
 def twin_args(twins: Path, benchmark: str) -> dict:
