@@ -62,6 +62,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         cfg = dataclasses.replace(cfg, blind=False)
     release = Path(args.release)
     out = Path(args.out) if args.out else Path("build/eval") / release.name
+    if args.gguf:  # the exported files through llama.cpp, one evaluation per level
+        from impkit.eval.gguf_levels import GGUFEvalConfig, evaluate_levels
+
+        run_cfg = GGUFEvalConfig(threads=args.threads, workers=1)
+        levels = evaluate_levels(release, Path(args.gguf), args.levels, Path(args.twins), Path(args.images), out, cfg,
+                                 run_cfg, benchmarks=args.benchmarks or BENCHMARKS)  # fmt: skip
+        print(json.dumps({level: compact_metrics(d) for level, d in levels.items()}, indent=2, ensure_ascii=False))
+        print(f"predictions, metrics.json, details.json and table3.md per level in {out}/<level>")
+        return
     details = evaluate_release(release, Path(args.twins), Path(args.images), out, cfg,
                                benchmarks=args.benchmarks or BENCHMARKS)  # fmt: skip
     if details is not None:  # the main process (see impkit.eval.parallel)
@@ -181,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmarks", nargs="+", metavar="NAME", help="a subset of the ten (default: all)")
     p.add_argument("--batch-size", type=int, help="override eval.batch_size")
     p.add_argument("--no-blind", action="store_true", help="skip the blank-image baseline")
+    p.add_argument("--gguf", metavar="DIR", help="answer with the release's GGUF files in DIR (models/gguf/<preset>) "
+                   "through llama.cpp instead of PyTorch; no blind baseline")  # fmt: skip
+    p.add_argument("--levels", nargs="+", default=["F16"], metavar="LEVEL", help="with --gguf: levels (default F16)")
+    p.add_argument("--threads", type=int, help="with --gguf: llama.cpp threads (default: every core)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("table3", help="the paper's Table 3 layout (Markdown) over evaluated releases")

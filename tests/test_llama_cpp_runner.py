@@ -8,9 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import TWIN_SIZES
 from test_gguf_export import THREADS, make_release
 
+from impkit.cli import main as cli
 from impkit.eval.evaluate import ANSWERS_FILE, evaluate
 from impkit.eval.gguf_levels import GGUFEvalConfig, compare_levels, evaluate_levels
 from impkit.eval.runners import LlamaCppRunner, TorchRunner, questions_from_prompts
@@ -111,3 +113,20 @@ def test_a_missing_export_is_a_clear_error(exported, tmp_path):
     release, _ = exported
     with pytest.raises(FileNotFoundError, match="mmproj"):
         LlamaCppRunner.from_export(tmp_path, "F16", release)
+
+
+def test_impkit_evaluate_answers_with_the_gguf_files(exported, eval_twins, eval_world, tmp_path, capsys):
+    release, gguf = exported
+    params = tmp_path / "params.yaml"
+    eval_section = {"seed": 1, "twins": TWIN_SIZES, "batch_size": 4, "max_new_tokens": 6, "open_max_new_tokens": 8,
+                    "blind": True, "judge": None}  # fmt: skip
+    params.write_text(yaml.safe_dump({"eval": eval_section}))
+    out = tmp_path / "cli"
+    cli(["evaluate", str(release), "--gguf", str(gguf), "--levels", "F16", "Q8_0", "--threads", "1",
+         "--params", str(params), "--twins", str(eval_twins), "--images", str(eval_world / "images"),
+         "--out", str(out), "--benchmarks", "pope", "sqa"])  # fmt: skip
+    printed = capsys.readouterr().out
+    metrics = json.loads(printed[: printed.rindex("}") + 1])
+    assert sorted(metrics) == ["F16", "Q8_0"]
+    assert set(metrics["F16"]["gguf-F16"]) == {"pope", "sqa"} and metrics["F16"]["gguf-F16"]["pope"]["n"] > 0
+    assert sorted(p.name for p in (out / "Q8_0" / "gguf-Q8_0").iterdir()) == ["pope", "sqa"]

@@ -25,6 +25,7 @@ from typing import Any
 
 from impkit.config import ConfigError
 from impkit.eval.evaluate import ANSWERS_FILE, evaluate
+from impkit.eval.twins import BENCHMARKS
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class GGUFEvalConfig:
     Measured on the 2-core machine with a nano release: one llama.cpp thread answers 2.5x faster
     than two (ggml's OpenMP threads synchronise after every operation, and a nano model's
     operations take microseconds; with sleeping OpenMP threads, the pipeline's default, two threads
-    were 20x slower). So the default runs one single-threaded level per core at once. A real Imp
+    were about 24x slower). So the default runs one single-threaded level per core at once. A real Imp
     release wants the opposite: ``threads: null`` (every core) and ``workers: 1``.
     """
 
@@ -55,13 +56,14 @@ def gguf_run(level: str) -> str:
 
 
 def evaluate_levels(release: Path, gguf_dir: Path, levels: Sequence[str], twins_dir: Path, image_root: Path,
-                    out_root: Path, cfg: Any, run_cfg: GGUFEvalConfig | None = None) -> dict[str, dict[str, Any]]:  # fmt: skip
+                    out_root: Path, cfg: Any, run_cfg: GGUFEvalConfig | None = None, *,
+                    benchmarks: Sequence[str] = BENCHMARKS) -> dict[str, dict[str, Any]]:  # fmt: skip
     """``evaluate`` once per level (no blind baseline: that is the model's, not the file's), up to
     ``run_cfg.workers`` levels at once in separate processes. Each level's folder is written
     atomically by its own process, so the levels cannot mix."""
     run_cfg = run_cfg or GGUFEvalConfig()
     jobs = [(Path(release), Path(gguf_dir), level, Path(twins_dir), Path(image_root), Path(out_root) / level, cfg,
-             run_cfg.threads) for level in levels]  # fmt: skip
+             run_cfg.threads, tuple(benchmarks)) for level in levels]  # fmt: skip
     if run_cfg.workers == 1 or len(jobs) == 1:
         return {job[2]: _evaluate_level(*job) for job in jobs}
     # spawn: a fresh interpreter per worker (forking a process that holds OpenMP threads is unsafe)
@@ -79,7 +81,7 @@ def _worker_logging() -> None:
 
 
 def _evaluate_level(release: Path, gguf_dir: Path, level: str, twins_dir: Path, image_root: Path, out_dir: Path,
-                    cfg: Any, threads: int | None) -> dict[str, Any]:  # fmt: skip
+                    cfg: Any, threads: int | None, benchmarks: Sequence[str]) -> dict[str, Any]:  # fmt: skip
     from impkit.eval.judge import make_judge
     from impkit.eval.runners import LlamaCppRunner
     from impkit.train.release import read_release_meta
@@ -92,8 +94,8 @@ def _evaluate_level(release: Path, gguf_dir: Path, level: str, twins_dir: Path, 
     open_runner.max_new_tokens = cfg.open_max_new_tokens
     try:
         log.info("%s: answering with %s (%s thread(s))", level, runner.source["llm"], runner.session.n_threads)
-        return evaluate(runner, twins_dir, out_dir, run=gguf_run(level), blind=False, judge=judge,
-                        open_runner=open_runner, release=meta)  # fmt: skip
+        return evaluate(runner, twins_dir, out_dir, run=gguf_run(level), benchmarks=benchmarks, blind=False,
+                        judge=judge, open_runner=open_runner, release=meta)  # fmt: skip
     finally:
         runner.close()
 
