@@ -25,6 +25,7 @@ import torch
 
 from impkit.config import ConfigError
 from impkit.eval.runners.base import Question, question_image
+from impkit.llamacpp import GGUFRunError
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def logit_parity(torch_runner: Any, gguf_runner: Any, questions: Sequence[Questi
         prepared = gguf_runner.processor.prepare(image) if image is not None else None
         n = session.eval_prompt(gguf_runner.prompt_text(question), prepared)
         if n != len(ids):
-            raise ValueError(f"question {question.id}: llama.cpp reads {n} positions, PyTorch {len(ids)}: "
+            raise GGUFRunError(f"question {question.id}: llama.cpp reads {n} positions, PyTorch {len(ids)}: "
                              "the prompt or the image token count differs between the two")  # fmt: skip
         ours = np.array(session.llama.scores[:n], dtype=np.float32)
         text = np.array(ids) != image_token
