@@ -160,14 +160,16 @@ def test_the_prefix_is_the_templates_whatever_questions_share_a_call(tiny, image
 
 
 def pixel_spy(model, monkeypatch):
-    seen: list[torch.Tensor | None] = []
-    generate = model.generate
+    """The pixels every call of the vision tower receives (whichever path encodes them)."""
+    seen: list[torch.Tensor] = []
+    tower = model.model.vision_tower
+    forward = tower.forward
 
-    def spy(**kwargs):
-        seen.append(kwargs.get("pixel_values"))
-        return generate(**kwargs)
+    def spy(pixel_values, *args, **kwargs):
+        seen.append(pixel_values.clone())
+        return forward(pixel_values, *args, **kwargs)
 
-    monkeypatch.setattr(model, "generate", spy)
+    monkeypatch.setattr(tower, "forward", spy)
     return seen
 
 
@@ -178,7 +180,8 @@ def test_blank_images_feed_mid_grey_pixels_and_real_images_feed_the_images(tiny,
     real = runner(preset, tok, model, images, batch_size=16).answer(qs)
     blind = runner(preset, tok, model, images, batch_size=16).answer(qs, blank_images=True)
     real_px, blind_px = seen
-    assert real_px.shape[0] == blind_px.shape[0] == 9  # one image per image question; none for text-only
+    # 9 image questions about 5 distinct images: each encoded once; the blank image once for all
+    assert real_px.shape[0] == 5 and blind_px.shape[0] == 1
     grey = (BLANK_GREY[0] / 255 - 0.5) / 0.5
     assert torch.allclose(blind_px, torch.full_like(blind_px, grey))
     assert real_px.amax() > 0.5 and real_px.amin() < -0.5  # saturated colours, not grey
@@ -191,7 +194,40 @@ def test_text_only_batches_pass_no_pixels(tiny, images, monkeypatch):
     seen = pixel_spy(model, monkeypatch)
     qs = [Question(id="t", image=None, prompt="Name the shape.")]
     answers = runner(preset, tok, model, images).answer(qs, blank_images=True)
-    assert seen == [None] and len(answers) == 1
+    assert seen == [] and len(answers) == 1
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+@pytest.mark.parametrize("cache_mb", [0, 1e-6, 256])
+def test_each_image_is_encoded_once_and_the_cache_changes_no_answer(
+    tiny, images, one_by_one, batch_size, cache_mb, monkeypatch
+):
+    preset, tok, model = tiny
+    seen = pixel_spy(model, monkeypatch)
+    qs = questions()
+    run = runner(preset, tok, model, images, batch_size=batch_size, feature_cache_mb=cache_mb)
+    assert run.answer(qs) == one_by_one
+    encoded = sum(px.shape[0] for px in seen)
+    if cache_mb == 0:  # no cache: every image question's image, as generate(pixel_values=...) does
+        assert encoded == 9
+    elif cache_mb == 256:  # room for all: the 5 distinct images once each, whatever the batches
+        assert encoded == 5
+    else:  # a cache too small for more than the last batch: a batch encodes what that one lacked
+        held: set[str] = set()
+        expected = 0
+        for batch in _batches_as_run(run, qs):
+            wanted = {q.image for q in batch if q.image}
+            expected += len(wanted - held)
+            held = wanted
+        assert 5 <= expected <= 9 and encoded == expected
+    assert run.describe()["feature_cache_mb"] == cache_mb
+
+
+def _batches_as_run(run: TorchRunner, qs: list[Question]) -> list[list[Question]]:
+    """The batches ``answer`` forms: prompts sorted longest first, cut every ``batch_size``."""
+    ids = run.tokenizer([run.prompt_text(q) for q in qs], add_special_tokens=False)["input_ids"]
+    order = sorted(range(len(qs)), key=lambda i: -len(ids[i]))
+    return [[qs[i] for i in order[s : s + run.batch_size]] for s in range(0, len(order), run.batch_size)]
 
 
 def test_clean_answer_cuts_at_the_earliest_stop_and_strips():

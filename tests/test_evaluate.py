@@ -20,6 +20,7 @@ import yaml
 from conftest import TWIN_SIZES
 
 from impkit.cli import main as cli
+from impkit.config import ConfigError
 from impkit.eval.evaluate import (
     MAJORITY,
     NO_ANNOTATIONS,
@@ -201,8 +202,13 @@ def test_unknown_benchmarks_and_missing_twins_are_clear_errors(twins, tmp_path):
 
 
 # --------------------------------------------------------------------------- the real runner
-EVAL = {"seed": 1, "twins": dataclasses.asdict(SIZES), "batch_size": 4, "max_new_tokens": 4, "open_max_new_tokens": 8,
-        "blind": True, "judge": None}  # fmt: skip
+def test_a_negative_image_cache_size_is_a_config_error():
+    with pytest.raises(ConfigError, match="eval.feature_cache_mb must be 0"):
+        EvalConfig(seed=1, twins=SIZES, feature_cache_mb=-1)
+
+
+EVAL = {"seed": 1, "twins": dataclasses.asdict(SIZES), "batch_size": 4, "feature_cache_mb": 1, "max_new_tokens": 4,
+        "open_max_new_tokens": 8, "blind": True, "judge": None}  # fmt: skip
 SUBSET = ["pope", "sqa", "mmbench_cn"]
 
 
@@ -222,6 +228,7 @@ def test_torch_runner_release_evaluation_and_two_process_accelerate_launch_agree
     one = tmp_path / "one"
     details = evaluate_release(release, twins, world / "images", one, cfg, benchmarks=SUBSET)
     assert details["runner"]["backend"] == "torch" and details["runner"]["batch_size"] == 4
+    assert details["runner"]["feature_cache_mb"] == 1  # eval.feature_cache_mb reaches the runner
     assert details["release"]["preset"] == "nano-test"
     for benchmark in SUBSET:
         assert details["scores"]["torch"][benchmark]["n"] > 0

@@ -270,14 +270,15 @@ def collect_details(root: Path) -> list[dict[str, Any]]:
 def evaluate_release(release: Path, twins_dir: Path, image_root: Path, out_dir: Path, cfg: Any, *,
                      run: str = "torch", benchmarks: Sequence[str] = BENCHMARKS) -> dict[str, Any] | None:  # fmt: skip
     """``evaluate`` with the batched PyTorch runner over a release folder, as ``cfg`` (the `eval`
-    section, ``EvalConfig``) says: batch size, generation budgets, blind baseline, MM-Vet judge."""
+    section, ``EvalConfig``) says: batch size, image cache, generation budgets, blind baseline, MM-Vet judge."""
     from impkit.eval.judge import make_judge
     from impkit.eval.parallel import device
     from impkit.eval.runners import TorchRunner
     from impkit.train.release import read_release_meta
 
     runner = TorchRunner.from_release(release, image_root=image_root, batch_size=cfg.batch_size,
-                                      max_new_tokens=cfg.max_new_tokens, device=device())  # fmt: skip
+                                      max_new_tokens=cfg.max_new_tokens, device=device(),
+                                      feature_cache_mb=cfg.feature_cache_mb)  # fmt: skip
     open_runner = copy.copy(runner)  # the same model with MM-Vet's longer generation budget
     open_runner.max_new_tokens = cfg.open_max_new_tokens
     judge = make_judge(cfg.judge) if cfg.judge is not None else None

@@ -26,17 +26,26 @@ and hands each batch a copy of that KV cache; a row is then ``[prefix][pads][own
 pads masked out and the position ids (cumsum of the mask) exactly those of the unpadded prompt.
 Causal attention makes the prefix's keys and values independent of what follows, so the answers
 are those of the full prompt; only the work is saved.
+
+**Each image encoded once.** Benchmarks ask several questions about one image (POPE six, MME two,
+MMBench's circular copies four, VQAv2 several), and the blind baseline asks every question about
+the same blank image. The runner encodes each distinct image of a batch once (vision tower and
+projector, ``get_image_features``) and keeps the features of recent images in a cache bounded in
+bytes (``feature_cache_mb``); ``generate`` receives them as ``mm_encoder_outputs``, the very
+tensors it would have computed from ``pixel_values`` itself, so the answers do not change.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from impkit.data.templates import get_template, render_prompt
 from impkit.eval.runners.base import Question, Runner, clean_answer, question_image
@@ -65,11 +74,14 @@ class TorchRunner(Runner):
         desc: str = "answer",
         source: str | None = None,
         prefix_cache: bool = True,
+        feature_cache_mb: float = 256,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if n_image_tokens < 1:
             raise ValueError(f"n_image_tokens must be at least 1, got {n_image_tokens}")
+        if feature_cache_mb < 0:
+            raise ValueError(f"feature_cache_mb must be 0 (no cache) or more, got {feature_cache_mb}")
         self.model = model
         self.tokenizer = tokenizer
         self.template = get_template(template)
@@ -82,6 +94,7 @@ class TorchRunner(Runner):
         self.desc = desc
         self.source = source or type(model).__name__
         self.prefix_cache = prefix_cache
+        self.feature_cache_mb = feature_cache_mb  # 0: encode every question's image, even a repeated one
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         probes = [Question("probe", "probe.png", "A"), Question("probe", None, "b"), Question("probe", None, "\n1")]
         self._probe_ids = tokenizer([self.prompt_text(q) for q in probes], add_special_tokens=False)["input_ids"]
@@ -109,6 +122,7 @@ class TorchRunner(Runner):
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
         desc: str = "answer",
+        feature_cache_mb: float = 256,
     ) -> TorchRunner:
         """A runner over a release folder (``impkit.train.release.save_release``).
 
@@ -144,7 +158,7 @@ class TorchRunner(Runner):
         return cls(model, tokenizer, template=meta["template"], image_size=vision.image_size,
                    image_aspect=meta["image_aspect"], n_image_tokens=n_tokens, image_root=image_root,
                    batch_size=batch_size, max_new_tokens=max_new_tokens, image_mean=mean, image_std=std,
-                   desc=desc, source=str(folder))  # fmt: skip
+                   desc=desc, source=str(folder), feature_cache_mb=feature_cache_mb)  # fmt: skip
 
     # -- answering ------------------------------------------------------------------------------
 
@@ -161,6 +175,7 @@ class TorchRunner(Runner):
             "max_new_tokens": self.max_new_tokens,
             "decoding": "greedy",
             "prefix_cache": self.prefix_cache,
+            "feature_cache_mb": self.feature_cache_mb,
             "device": str(param.device),
             "dtype": str(param.dtype).removeprefix("torch."),
         }
@@ -210,6 +225,31 @@ class TorchRunner(Runner):
         out = self.model(input_ids=torch.tensor([prefix], device=device), use_cache=True)
         return out.past_key_values
 
+    def _image_features(
+        self, questions: list[Question], blank: bool, cache: OrderedDict[Any, torch.Tensor], device: torch.device
+    ) -> list[torch.Tensor]:
+        """Projected features ([n_image_tokens, hidden] each) of ``questions``' images, in order:
+        each distinct image encoded once, recent ones taken from ``cache`` (least recently used
+        evicted beyond ``feature_cache_mb``)."""
+        keys = ["blank" if blank else str(q.image) for q in questions]
+        missing = list(dict.fromkeys(k for k in keys if k not in cache))
+        if missing:
+            first = {k: q for k, q in zip(keys, questions, strict=True)}
+            images = [question_image(first[k], self.image_root, self.image_size, blank=blank) for k in missing]
+            param = next(self.model.parameters())
+            pixels = self.processor(images).to(device=device, dtype=param.dtype)
+            features = self.model.get_image_features(pixel_values=pixels, return_dict=True).pooler_output
+            for k, f in zip(missing, features, strict=True):
+                cache[k] = f
+        rows = []
+        for k in keys:
+            cache.move_to_end(k)
+            rows.append(cache[k])
+        budget = self.feature_cache_mb * 2**20
+        while cache and len(cache) > len(set(keys)) and sum(f.nbytes for f in cache.values()) > budget:
+            cache.popitem(last=False)
+        return rows
+
     @torch.inference_mode()
     def answer(self, questions: Sequence[Question], *, blank_images: bool = False) -> list[str]:
         questions = list(questions)
@@ -224,6 +264,7 @@ class TorchRunner(Runner):
         prefix = self.shared_prefix(ids) if self.prefix_cache else []
         cache = self._prefill(prefix, param.device) if prefix else None
         answers: list[str | None] = [None] * len(questions)
+        features: OrderedDict[Any, torch.Tensor] = OrderedDict()
         bar = progress(total=len(questions), desc=self.desc, unit="q")
         try:
             for start in range(0, len(order), self.batch_size):
@@ -239,12 +280,13 @@ class TorchRunner(Runner):
                     extra["past_key_values"] = past
                 inputs: dict[str, Any] = {"input_ids": input_ids.to(param.device),
                                           "attention_mask": mask.to(param.device), **extra}  # fmt: skip
-                images = [
-                    question_image(questions[i], self.image_root, self.image_size, blank=blank_images)
-                    for i in rows
-                    if questions[i].image is not None
-                ]
-                if images:
+                with_image = [questions[i] for i in rows if questions[i].image is not None]
+                if with_image and self.feature_cache_mb > 0:
+                    encoded = self._image_features(with_image, blank_images, features, param.device)
+                    inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=encoded)}
+                elif with_image:
+                    images = [question_image(q, self.image_root, self.image_size, blank=blank_images)
+                              for q in with_image]  # fmt: skip
                     inputs["pixel_values"] = self.processor(images).to(device=param.device, dtype=param.dtype)
                 out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
                                           num_beams=1, use_cache=True, pad_token_id=self.pad_id,

@@ -48,6 +48,7 @@ class EvalConfig:
     seed: int
     twins: TwinSizes
     batch_size: int = 32
+    feature_cache_mb: float = 256  # image features kept per call, so a repeated image is encoded once
     max_new_tokens: int = 16  # short answers and option letters (greedy, cut at the template's stop)
     open_max_new_tokens: int = 128  # MM-Vet's open-ended answers (LLaVA-1.5's evaluation budget)
     blind: bool = True  # also ask every question with blank images (the "blind" baseline)
@@ -57,6 +58,8 @@ class EvalConfig:
         for name in ("batch_size", "max_new_tokens", "open_max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"eval.{name} must be at least 1, got {getattr(self, name)}")
+        if self.feature_cache_mb < 0:
+            raise ConfigError(f"eval.feature_cache_mb must be 0 (no cache) or more, got {self.feature_cache_mb}")
 
 
 @dataclass(frozen=True)
