@@ -39,6 +39,11 @@ MICRO = {
     "train.recipes.nano.stage2.global_batch_size": 8,
     "train.recipes.nano.stage2.per_device_batch_size": 8,
     "train.recipes.nano.stage2.epochs": 1,
+    "train.recipes.nano-long.stage1.global_batch_size": 8,  # nano-3b's recipe: the same micro sizes
+    "train.recipes.nano-long.stage1.per_device_batch_size": 8,
+    "train.recipes.nano-long.stage2.global_batch_size": 8,
+    "train.recipes.nano-long.stage2.per_device_batch_size": 8,
+    "train.recipes.nano-long.stage2.epochs": 1,
     "eval.twins": {"vqav2": 10, "gqa": 10, "vizwiz": 8, "textvqa": 5, "sqa": 8, "pope_images": 2, "mme_images": 1,
                    "mmbench": 4, "mmvet": 3},
     "eval.batch_size": 8,
