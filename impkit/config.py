@@ -288,8 +288,15 @@ class StageTraining:
     gradient_checkpointing: bool
     precision: str  # fp32 | bf16 | fp16
     logging_steps: int
+    # Run the prompt prefix a batch shares (the template's system prompt) once per batch instead of
+    # once per row: the same loss and gradients for less work (impkit.model.shared_prefix). LoRA
+    # dropout then draws one mask for the prefix of all rows. Not with gradient checkpointing, which
+    # recomputes layers that extend the prefix's cache.
+    share_prefix: bool = False
 
     def __post_init__(self) -> None:
+        if self.share_prefix and self.gradient_checkpointing:
+            raise ConfigError("share_prefix cannot be combined with gradient_checkpointing")
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise ConfigError(f"precision must be fp32, bf16 or fp16, got '{self.precision}'")
         if self.global_batch_size % self.per_device_batch_size:

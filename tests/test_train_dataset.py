@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from impkit.data.templates import IGNORE_INDEX, TemplateError
+from impkit.data.templates import IGNORE_INDEX, TemplateError, get_template
 from impkit.model.image_processing import ImageProcessor
 from impkit.model.tokenizer import IMAGE_TOKEN, family_tokenizer, train_bpe
 from impkit.train.dataset import (
@@ -360,3 +360,92 @@ def test_mismatch_from_encode_is_counted(dataset, monkeypatch):
     for i in range(3):
         assert dataset[i]["input_ids"].numel() > 0
     assert dataset.mismatch_report()["ids"] == [r["id"] for r in RECORDS[:3]]
+
+
+# --- shared prefix (impkit.model.shared_prefix) --------------------------------------------------
+
+
+def _lora_llava(tokenizer):
+    from impkit.config import LoraTraining
+    from impkit.train.parts import prepare_stage2
+
+    return prepare_stage2(_tiny_llava(tokenizer), "qwen2", LoraTraining(enabled=True, r=4, alpha=8, dropout=0.0))
+
+
+def _loss_and_grads(model, inputs):
+    model.zero_grad(set_to_none=True)
+    loss = model(**inputs).loss
+    loss.backward()
+    # the projector gets no gradient from a text-only batch
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("indices", [[0, 2, 4], [1, 3, 5], [1, 0, 3, 2]], ids=["images", "text", "mixed"])
+def test_a_shared_prefix_gives_the_whole_batchs_loss_and_gradients(dataset, tokenizer, indices):
+    from impkit.model.shared_prefix import with_shared_prefix
+
+    model = _lora_llava(tokenizer)
+    batch = DataCollator(tokenizer.pad_token_id)([dataset[i] for i in indices])
+    split = with_shared_prefix(model, batch, model.config.image_token_id)
+    rows = batch["input_ids"].tolist()
+    image_id = model.config.image_token_id
+    common = next(n for n in range(len(rows[0])) if len({row[n] for row in rows}) > 1 or rows[0][n] == image_id)
+    shared = batch["input_ids"].shape[1] - split["input_ids"].shape[1]
+    assert shared == common  # every row's ChatML system turn and user-turn opening, up to an image
+    template = get_template("qwen2")
+    assert tokenizer.decode(rows[0][:shared]).startswith(template.system_block() + template.user_prefix)
+    assert split["past_key_values"].get_seq_length() == shared
+    full_loss, full_grads = _loss_and_grads(model, batch)
+    split_loss, split_grads = _loss_and_grads(model, split)
+    torch.testing.assert_close(split_loss, full_loss, rtol=1e-5, atol=1e-6)
+    assert full_grads.keys() == split_grads.keys() and any("lora" in n for n in full_grads)
+    for name, grad in full_grads.items():
+        torch.testing.assert_close(split_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_the_shared_prefix_stops_at_images_supervision_and_each_rows_last_token():
+    from impkit.model.shared_prefix import training_prefix_length
+
+    def batch(rows, first_supervised, lengths=None):
+        ids = torch.tensor(rows)
+        labels = torch.full_like(ids, IGNORE_INDEX)
+        for r, f in enumerate(first_supervised):
+            labels[r, f:] = ids[r, f:]
+        lengths = lengths or [len(r) for r in rows]
+        mask = torch.tensor([[1] * n + [0] * (len(rows[0]) - n) for n in lengths])
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+    rows = [[1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 9, 9, 9, 9]]
+    assert training_prefix_length(batch(rows, [6, 6]), image_token_id=99) == 4  # where the rows differ
+    assert training_prefix_length(batch(rows, [3, 6]), image_token_id=99) == 2  # token 3 is supervised
+    assert training_prefix_length(batch(rows, [6, 6], lengths=[8, 3]), image_token_id=99) == 2  # a short row keeps one
+    assert training_prefix_length(batch([[1, 2, 99, 4, 5, 6], [1, 2, 99, 4, 5, 7]], [5, 5]), image_token_id=99) == 2
+    assert training_prefix_length(batch(rows[:1], [6]), image_token_id=99) == 0  # a lone row shares nothing
+
+
+def test_the_trainer_with_a_shared_prefix_logs_the_same_losses(dataset, tokenizer, tmp_path):
+    from impkit.config import StageTraining
+    from impkit.train.trainer import run_stage
+
+    def losses(share_prefix: bool) -> list[float]:
+        cfg = StageTraining(learning_rate=1e-2, projector_lr=None, lr_scheduler="constant", warmup_ratio=0.0,
+                            weight_decay=0.0, global_batch_size=3, per_device_batch_size=3, epochs=2, max_length=512,
+                            checkpoint_steps=100, gradient_checkpointing=False, precision="fp32", logging_steps=1,
+                            share_prefix=share_prefix)  # fmt: skip
+        result = run_stage(_lora_llava(tokenizer), torch.utils.data.Subset(dataset, [0, 1, 2, 3, 4, 5]),
+                           DataCollator(tokenizer.pad_token_id), cfg, checkpoint_dir=tmp_path / str(share_prefix),
+                           fingerprint={"share_prefix": share_prefix}, seed=0, label="test")  # fmt: skip
+        return [entry["loss"] for entry in result.log_history if "loss" in entry]
+
+    plain, shared = losses(False), losses(True)
+    assert len(plain) == 4 and plain[-1] < plain[0]  # it trained
+    assert shared == pytest.approx(plain, rel=1e-4)
+
+
+def test_a_shared_prefix_with_gradient_checkpointing_is_a_config_error():
+    from impkit.config import ConfigError, StageTraining
+
+    with pytest.raises(ConfigError, match="share_prefix"):
+        StageTraining(learning_rate=1e-3, projector_lr=None, lr_scheduler="cosine", warmup_ratio=0.0, weight_decay=0.0,
+                      global_batch_size=2, per_device_batch_size=2, epochs=1, max_length=64, checkpoint_steps=10,
+                      gradient_checkpointing=True, precision="fp32", logging_steps=1, share_prefix=True)  # fmt: skip

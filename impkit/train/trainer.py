@@ -24,6 +24,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from impkit.config import StageTraining
 from impkit.io import write_json
+from impkit.model.shared_prefix import with_shared_prefix
 from impkit.progress import enabled as progress_enabled
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,17 @@ RUN_RECORD = "impkit-run.json"
 class ImpTrainer(Trainer):
     """Trainer with a separate projector learning rate and LLaVA's modality-length grouping."""
 
-    def __init__(self, *args: Any, projector_lr: float | None = None, sampler_factory=None, **kwargs: Any):
+    def __init__(self, *args: Any, projector_lr: float | None = None, sampler_factory=None,
+                 share_prefix: bool = False, **kwargs: Any):  # fmt: skip
         super().__init__(*args, **kwargs)
         self.projector_lr = projector_lr
         self.sampler_factory = sampler_factory
+        self.share_prefix = share_prefix
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.share_prefix and model.training:
+            inputs = with_shared_prefix(model, inputs, self.model.config.image_token_id)
+        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         """Full-model checkpoints are saved under LLaVA's original key names (transformers converts
@@ -243,6 +251,7 @@ def run_stage(
         data_collator=collator,
         projector_lr=cfg.projector_lr,
         sampler_factory=sampler_factory,
+        share_prefix=cfg.share_prefix,
         callbacks=[
             PlainProgress(label, samples_per_step),
             ResumedHistory(list(callbacks), finished["summary"] if finished else None),
