@@ -13,6 +13,7 @@ from impkit.config import PresetConfig, from_dict
 from impkit.data.templates import get_template
 from impkit.eval.heldout import answer_questions, normalise
 from impkit.eval.runners import BLANK_GREY, Question, TorchRunner, clean_answer, questions_from_prompts
+from impkit.eval.runners.base import question_image
 from impkit.model.presets import num_image_tokens
 from impkit.train.release import save_release
 
@@ -77,6 +78,61 @@ def test_batched_answers_equal_one_question_at_a_time(tiny, images, one_by_one, 
     assert runner(*tiny, images, batch_size=batch_size).answer(questions()) == one_by_one
 
 
+def test_the_greedy_loop_answers_as_transformers_generate_does(tiny, images, one_by_one):
+    preset, tok, model = tiny
+    run = runner(preset, tok, model, images)
+    for q, answer in zip(questions(), one_by_one, strict=True):
+        inputs = reference_inputs(run, q)
+        with torch.no_grad():
+            out = model.generate(**inputs, max_new_tokens=run.max_new_tokens, do_sample=False, num_beams=1,
+                                 pad_token_id=run.pad_id, eos_token_id=run.stop_ids)  # fmt: skip
+        text = tok.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=False)
+        assert clean_answer(text, run.stop_strings) == answer, q.id
+
+
+@pytest.mark.parametrize("batch_size", [3, 10])
+def test_rows_that_stop_leave_the_batch_and_the_answers_stay(tiny, images, batch_size, monkeypatch):
+    preset, tok, model = tiny
+    reference = runner(preset, tok, model, images)
+    # Stop at the commonest token of the reference answers' first steps as well, so rows stop at
+    # different steps (a random model seldom emits its end marker); answers then end there.
+    with torch.no_grad():
+        steps = [reference._greedy(reference_inputs(reference, q))[0] for q in questions()]
+    common = max({t for row in steps for t in row[:3]}, key=lambda t: sum(t in row[:3] for row in steps))
+    reference.stop_ids = [*reference.stop_ids, common]
+    alone = [reference.answer([q])[0] for q in questions()]
+    run = runner(preset, tok, model, images, batch_size=batch_size)
+    run.stop_ids = reference.stop_ids
+    rows_per_forward, generated = [], []
+    forward, greedy = model.forward, run._greedy
+
+    def count_rows(*args, **kwargs):
+        rows_per_forward.append(kwargs["input_ids"].shape[0])
+        return forward(*args, **kwargs)
+
+    def keep(inputs):
+        generated.append(greedy(inputs))
+        return generated[-1]
+
+    monkeypatch.setattr(model, "forward", count_rows)
+    monkeypatch.setattr(run, "_greedy", keep)
+    assert run.answer(questions()) == alone
+    lengths = [len(row) for batch in generated for row in batch]
+    assert min(lengths) < max(lengths)  # some rows stopped before others
+    expected = [1]  # the shared prefix, once; then forward k of a batch computes the rows with more than k tokens
+    for batch in generated:
+        expected += [sum(len(row) > k for row in batch) for k in range(max(len(row) for row in batch))]
+    assert rows_per_forward == expected
+
+
+def reference_inputs(run: TorchRunner, q: Question) -> dict:
+    """One question's unpadded prompt ids, mask and pixels."""
+    inputs = dict(run.tokenizer([run.prompt_text(q)], add_special_tokens=False, return_tensors="pt"))
+    if q.image is not None:
+        inputs["pixel_values"] = run.processor([question_image(q, run.image_root, run.image_size)])
+    return inputs
+
+
 def test_answers_come_back_in_input_order(tiny, images, one_by_one):
     reordered = list(reversed(questions()))
     assert runner(*tiny, images, batch_size=3).answer(reordered) == list(reversed(one_by_one))
@@ -85,15 +141,15 @@ def test_answers_come_back_in_input_order(tiny, images, one_by_one):
 def test_batches_are_left_padded_sorted_by_length_and_masked(tiny, images, monkeypatch):
     preset, tok, model = tiny
     seen = []
-    generate = model.generate
-
-    def spy(**kwargs):
-        seen.append((kwargs["input_ids"].clone(), kwargs["attention_mask"].clone()))
-        return generate(**kwargs)
-
-    monkeypatch.setattr(model, "generate", spy)
     before = tok.padding_side
     run = runner(preset, tok, model, images, batch_size=4, prefix_cache=False)
+    greedy = run._greedy
+
+    def spy(inputs):
+        seen.append((inputs["input_ids"].clone(), inputs["attention_mask"].clone()))
+        return greedy(inputs)
+
+    monkeypatch.setattr(run, "_greedy", spy)
     run.answer(questions())
     assert tok.padding_side == before  # the tokenizer is left as it was
     lengths = [int(mask.sum(1).max()) for _, mask in seen]
@@ -117,14 +173,14 @@ def test_the_shared_prefix_is_computed_once_and_changes_no_answer(tiny, images, 
     assert all(row[: len(prefix)] == prefix for row in ids)
     assert run.image_token_id not in prefix
     seen = []
-    generate = model.generate
+    greedy = run._greedy
 
-    def spy(**kwargs):
-        cached = kwargs["past_key_values"].get_seq_length()  # generate extends the cache it is given
-        seen.append((kwargs["input_ids"].clone(), kwargs["attention_mask"].clone(), cached))
-        return generate(**kwargs)
+    def spy(inputs):
+        cached = inputs["past_key_values"].get_seq_length()  # decoding extends the cache it is given
+        seen.append((inputs["input_ids"].clone(), inputs["attention_mask"].clone(), cached))
+        return greedy(inputs)
 
-    monkeypatch.setattr(model, "generate", spy)
+    monkeypatch.setattr(run, "_greedy", spy)
     assert run.answer(questions()) == one_by_one
     for input_ids, mask, cached in seen:
         assert cached == len(prefix)  # the prefix arrives as a filled cache
@@ -243,13 +299,11 @@ def test_clean_answer_cuts_at_the_earliest_stop_and_strips():
                           (" blue</s><|endoftext|><|endoftext|>", "blue"), (" two blue squares", "two blue squares")])  # fmt: skip
 def test_generated_stop_strings_cut_the_answer(tiny, images, monkeypatch, continuation, expected):
     preset, tok, model = tiny
-
-    def scripted(input_ids, **kwargs):  # the prompt followed by a fixed continuation, for every row
-        tail = torch.tensor(tok(continuation, add_special_tokens=False)["input_ids"])
-        return torch.cat([input_ids, tail.expand(input_ids.shape[0], -1)], dim=1)
-
-    monkeypatch.setattr(model, "generate", scripted)
-    assert runner(preset, tok, model, images, batch_size=4).answer(questions()) == [expected] * len(PROMPTS)
+    run = runner(preset, tok, model, images, batch_size=4)
+    tail = tok(continuation, add_special_tokens=False)["input_ids"]
+    # every row generates a fixed continuation, stop strings and all
+    monkeypatch.setattr(run, "_greedy", lambda inputs: [list(tail)] * inputs["input_ids"].shape[0])
+    assert run.answer(questions()) == [expected] * len(PROMPTS)
 
 
 def test_from_release_reads_template_image_handling_and_tokens_from_the_folder(tiny, images, tmp_path):

@@ -5,12 +5,14 @@ inference, and a score that moves with the batch size is not a score. What keeps
 
 * **Left padding** with an attention mask of zeros over the pads: every row's last prompt token sits
   at the end, so the first generated token of every row is predicted from its own prompt;
-  ``generate`` derives the position ids from the mask (cumsum - 1), so a padded row sees the same
-  positions as the row alone.
+  the position ids are derived from the mask (cumsum - 1), so a padded row sees the same positions
+  as the row alone.
 * Rows are **sorted by prompt length** (longest first) before batching, so a batch pads little, and
   the answers are put back in input order at the end.
-* Rows that finish early keep receiving pad tokens until the batch is done; answers are cut at the
-  template's stop string, eos and pad in text (``clean_answer``), exactly as a lone row would be.
+* A row that emits a stop token **leaves the batch**: its KV-cache rows are dropped and the batch's
+  later steps compute only the rows still answering (a greedy loop of the runner's own, ``_greedy``,
+  in place of ``generate``, which keeps finished rows to the end). Answers are cut at the template's
+  stop string, eos and pad in text (``clean_answer``), exactly as a lone row's would be.
 
 Text-only questions (``image`` None) share batches with image questions: the model places image
 features at the image-token positions, in row order, so ``pixel_values`` holds the images of the
@@ -31,7 +33,7 @@ are those of the full prompt; only the work is saved.
 MMBench's circular copies four, VQAv2 several), and the blind baseline asks every question about
 the same blank image. The runner encodes each distinct image of a batch once (vision tower and
 projector, ``get_image_features``) and keeps the features of recent images in a cache bounded in
-bytes (``feature_cache_mb``); ``generate`` receives them as ``mm_encoder_outputs``, the very
+bytes (``feature_cache_mb``); the forward pass receives them as ``mm_encoder_outputs``, the very
 tensors it would have computed from ``pixel_values`` itself, so the answers do not change.
 """
 
@@ -50,6 +52,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from impkit.data.templates import get_template, render_prompt
 from impkit.eval.runners.base import Question, Runner, clean_answer, question_image
 from impkit.model.image_processing import SIGLIP_MEAN, SIGLIP_STD, ImageProcessor
+from impkit.model.shared_prefix import common_prefix_length, prefill
 from impkit.model.tokenizer import IMAGE_TOKEN
 from impkit.progress import progress
 
@@ -189,7 +192,7 @@ class TorchRunner(Runner):
 
     def _batch(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-padded ids and the mask that keeps the pads out of attention (and out of the
-        position ids that ``generate`` derives from it)."""
+        position ids derived from it)."""
         width = max(len(ids) for ids in rows)
         input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -213,17 +216,7 @@ class TorchRunner(Runner):
             return []
         limit = min(len(row) for row in ids) - 1
         rows = [*self._probe_ids, *ids]
-        first = rows[0]
-        n = 0
-        while (
-            n < limit and first[n] != self.image_token_id and all(len(row) > n and row[n] == first[n] for row in rows)
-        ):
-            n += 1
-        return list(first[:n])
-
-    def _prefill(self, prefix: list[int], device: torch.device) -> Any:
-        out = self.model(input_ids=torch.tensor([prefix], device=device), use_cache=True)
-        return out.past_key_values
+        return list(rows[0][: common_prefix_length(rows, stop_token=self.image_token_id, limit=limit)])
 
     def _image_features(
         self, questions: list[Question], blank: bool, cache: OrderedDict[Any, torch.Tensor], device: torch.device
@@ -250,6 +243,43 @@ class TorchRunner(Runner):
             cache.popitem(last=False)
         return rows
 
+    def _greedy(self, inputs: dict[str, Any]) -> list[list[int]]:
+        """Greedy decoding of a left-padded batch, each row's tokens up to and including its stop token.
+
+        What ``generate`` does with ``do_sample=False`` (position ids from the mask, KV cache, one new
+        token per step), except that a row leaves the batch when it emits a stop token: its cache rows
+        are dropped and later steps compute only the rows still answering. A short answer then costs
+        its own steps, not those of the longest answer in its batch.
+        """
+        input_ids, mask = inputs.pop("input_ids"), inputs.pop("attention_mask")
+        past = inputs.pop("past_key_values", None)
+        done = past.get_seq_length() if past is not None else 0
+        # A padded row's positions are those of the row alone: pads are masked out and not counted.
+        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+        out = self.model(input_ids=input_ids[:, done:], attention_mask=mask, position_ids=positions[:, done:],
+                         past_key_values=past, use_cache=True, logits_to_keep=1, **inputs)  # fmt: skip
+        stop = torch.tensor(self.stop_ids, dtype=torch.long, device=input_ids.device)
+        active = torch.arange(input_ids.shape[0], device=input_ids.device)  # batch row of each answering row
+        next_position = positions[:, -1] + 1
+        generated: list[list[int]] = [[] for _ in range(input_ids.shape[0])]
+        for step in range(self.max_new_tokens):
+            token = out.logits[:, -1].argmax(dim=-1)
+            for row, t in zip(active.tolist(), token.tolist(), strict=True):
+                generated[row].append(t)
+            answering = ~torch.isin(token, stop)
+            if step == self.max_new_tokens - 1 or not bool(answering.any()):
+                break
+            cache = out.past_key_values
+            if not bool(answering.all()):
+                keep = answering.nonzero().squeeze(1)
+                cache.batch_select_indices(keep)
+                active, token, mask, next_position = active[keep], token[keep], mask[keep], next_position[keep]
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+            out = self.model(input_ids=token[:, None], attention_mask=mask, position_ids=next_position[:, None],
+                             past_key_values=cache, use_cache=True)  # fmt: skip
+            next_position = next_position + 1
+        return generated
+
     @torch.inference_mode()
     def answer(self, questions: Sequence[Question], *, blank_images: bool = False) -> list[str]:
         questions = list(questions)
@@ -262,7 +292,7 @@ class TorchRunner(Runner):
         self.model.eval()
         param = next(self.model.parameters())
         prefix = self.shared_prefix(ids) if self.prefix_cache else []
-        cache = self._prefill(prefix, param.device) if prefix else None
+        cache = prefill(self.model, prefix, param.device) if prefix else None
         answers: list[str | None] = [None] * len(questions)
         features: OrderedDict[Any, torch.Tensor] = OrderedDict()
         bar = progress(total=len(questions), desc=self.desc, unit="q")
@@ -288,11 +318,9 @@ class TorchRunner(Runner):
                     images = [question_image(q, self.image_root, self.image_size, blank=blank_images)
                               for q in with_image]  # fmt: skip
                     inputs["pixel_values"] = self.processor(images).to(device=param.device, dtype=param.dtype)
-                out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                          num_beams=1, use_cache=True, pad_token_id=self.pad_id,
-                                          eos_token_id=self.stop_ids or None)  # fmt: skip
-                for i, row in zip(rows, out[:, input_ids.shape[1] :].tolist(), strict=True):
-                    text = self.tokenizer.decode(row, skip_special_tokens=False)
+                generated = self._greedy(inputs)
+                for i, tokens in zip(rows, generated, strict=True):
+                    text = self.tokenizer.decode(tokens, skip_special_tokens=False)
                     answers[i] = clean_answer(text, self.stop_strings)
                 bar.update(len(rows))
         finally:
