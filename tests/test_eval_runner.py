@@ -106,12 +106,17 @@ def test_rows_that_stop_leave_the_batch_and_the_answers_stay(tiny, images, batch
     rows_per_forward, generated = [], []
     forward, greedy = model.forward, run._greedy
 
+    decoding = []
+
     def count_rows(*args, **kwargs):
-        rows_per_forward.append(kwargs["input_ids"].shape[0])
+        if decoding:  # the decoding loop's calls, not the shared prefix's or the image heads'
+            rows_per_forward.append(kwargs["input_ids"].shape[0])
         return forward(*args, **kwargs)
 
     def keep(inputs):
+        decoding.append(True)
         generated.append(greedy(inputs))
+        decoding.clear()
         return generated[-1]
 
     monkeypatch.setattr(model, "forward", count_rows)
@@ -119,7 +124,7 @@ def test_rows_that_stop_leave_the_batch_and_the_answers_stay(tiny, images, batch
     assert run.answer(questions()) == alone
     lengths = [len(row) for batch in generated for row in batch]
     assert min(lengths) < max(lengths)  # some rows stopped before others
-    expected = [1]  # the shared prefix, once; then forward k of a batch computes the rows with more than k tokens
+    expected = []  # forward k of a batch computes the rows that generated more than k tokens
     for batch in generated:
         expected += [sum(len(row) > k for row in batch) for k in range(max(len(row) for row in batch))]
     assert rows_per_forward == expected
@@ -182,11 +187,16 @@ def test_the_shared_prefix_is_computed_once_and_changes_no_answer(tiny, images, 
 
     monkeypatch.setattr(run, "_greedy", spy)
     assert run.answer(questions()) == one_by_one
+    heads = 0
     for input_ids, mask, cached in seen:
-        assert cached == len(prefix)  # the prefix arrives as a filled cache
+        # the prefix arrives as a filled cache, followed there by the rows' image heads, if any
         assert (input_ids[:, : len(prefix)] == torch.tensor(prefix)).all() and mask[:, : len(prefix)].all()
-        own = mask[:, len(prefix) :]
+        head = mask[:, len(prefix) : cached]
+        assert (head.flip(1).cummax(1).values == head.flip(1)).all()  # a row's head, then masked gap
+        heads += int((input_ids[:, len(prefix) : cached] == run.image_token_id).any(1).sum())
+        own = mask[:, cached:]
         assert own[:, -1].all() and (own.cummax(1).values == own).all()  # then pads, then the row's own tokens
+    assert heads == sum(q.image is not None for q in questions())  # every image row started after its image
 
 
 def test_a_prefix_never_swallows_image_tokens_or_a_whole_prompt(tiny, images):

@@ -48,7 +48,7 @@ class EvalConfig:
     seed: int
     twins: TwinSizes
     batch_size: int = 32
-    feature_cache_mb: float = 256  # image features kept per call, so a repeated image is encoded once
+    feature_cache_mb: float = 256  # image features and heads kept per call: a repeated image is encoded and read once
     max_new_tokens: int = 16  # short answers and option letters (greedy, cut at the template's stop)
     open_max_new_tokens: int = 128  # MM-Vet's open-ended answers (LLaVA-1.5's evaluation budget)
     blind: bool = True  # also ask every question with blank images (the "blind" baseline)
