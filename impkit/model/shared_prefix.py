@@ -1,7 +1,7 @@
 """The prompt prefix a batch shares, computed once.
 
 Every chat-template sample starts with the same tokens: the template's system prompt and the
-user-turn opening (73 of a nano short-answer prompt's ~125 tokens with the phi2 template). Causal
+user-turn opening (73 tokens with the phi2 template, more than half of a nano short-answer prompt). Causal
 attention makes the keys and values of those tokens independent of what follows, so a batch can run
 them once at batch size 1, repeat that KV cache across its rows, and run each row's own tokens on top
 of it: the same outputs for a fraction of the work. The evaluation runner does it to answer questions

@@ -36,7 +36,8 @@ RUN_RECORD = "impkit-run.json"
 
 
 class ImpTrainer(Trainer):
-    """Trainer with a separate projector learning rate and LLaVA's modality-length grouping."""
+    """Trainer with a separate projector learning rate, LLaVA's modality-length grouping and, with
+    ``share_prefix``, each batch's shared prompt prefix run once (``impkit.model.shared_prefix``)."""
 
     def __init__(self, *args: Any, projector_lr: float | None = None, sampler_factory=None,
                  share_prefix: bool = False, **kwargs: Any):  # fmt: skip
