@@ -449,3 +449,22 @@ def test_a_shared_prefix_with_gradient_checkpointing_is_a_config_error():
         StageTraining(learning_rate=1e-3, projector_lr=None, lr_scheduler="cosine", warmup_ratio=0.0, weight_decay=0.0,
                       global_batch_size=2, per_device_batch_size=2, epochs=1, max_length=64, checkpoint_steps=10,
                       gradient_checkpointing=True, precision="fp32", logging_steps=1, share_prefix=True)  # fmt: skip
+
+
+def test_a_shared_prefix_trains_the_same_under_two_process_data_parallel(data, tmp_path):
+    """DDP wraps the model; the trainer then calls it twice per step (the prefix, then the rows)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parent / "shared_prefix_ddp.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "IMPKIT_PROGRESS": "0"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29519",
+           str(script), str(data), str(tmp_path)]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    losses = json.loads((tmp_path / "losses.json").read_text())
+    assert losses["world_size"] == 2 and len(losses["False"]) == 4
+    assert losses["True"] == pytest.approx(losses["False"], rel=1e-4)
