@@ -137,11 +137,10 @@ def main() -> None:
           f"{t_single / t_plain:.2f}x; the caches alone {t_single / t_single_cached:.2f}x")  # fmt: skip
     compared = (("runner, batch 1", single), ("runner, batch 1 + caches", single_cached),
                 (f"runner, batch {args.batch}", plain), (f"runner, batch {args.batch} + caches", batched))  # fmt: skip
-    single = generated
     for label, answers in compared:
-        agree = sum(a == b for a, b in zip(single, answers, strict=True))
+        agree = sum(a == b for a, b in zip(generated, answers, strict=True))
         print(f"agreement with generate one at a time, {label}: {agree}/{len(questions)} answers identical")
-        for q, a, b in [(q, a, b) for q, a, b in zip(questions, single, answers, strict=True) if a != b][:5]:
+        for q, a, b in [(q, a, b) for q, a, b in zip(questions, generated, answers, strict=True) if a != b][:5]:
             print(f"  differs on {q.id}: generate {a!r} vs {label} {b!r}")
 
 

@@ -239,8 +239,7 @@ class TorchRunner(Runner):
         if missing:
             first = {k: q for k, q in zip(keys, questions, strict=True)}
             images = [question_image(first[k], self.image_root, self.image_size, blank=blank) for k in missing]
-            param = next(self.model.parameters())
-            pixels = self.processor(images).to(device=param.device, dtype=param.dtype)
+            pixels = self.processor(images).to(device=device, dtype=next(self.model.parameters()).dtype)
             features = self.model.get_image_features(pixel_values=pixels, return_dict=True).pooler_output
             for k, f in zip(missing, features, strict=True):
                 cache[k] = f
@@ -274,7 +273,7 @@ class TorchRunner(Runner):
             return None
         return (self._image_key(question, blank), tuple(ids[prefix_len:start]))
 
-    def _image_heads(
+    def _prefix_and_heads(
         self,
         keys: list[tuple | None],
         questions: list[Question],
@@ -286,7 +285,8 @@ class TorchRunner(Runner):
         device: torch.device,
     ) -> tuple[Any, torch.Tensor, torch.Tensor]:
         """A batch's cache, ids and mask up to the end of its longest head: ``[prefix][head][masked]``
-        for a row with a head key, ``[prefix][masked]`` for the others.
+        for a row with a head key, ``[prefix][masked]`` for the others (a batch without heads gets the
+        prefix alone, repeated for every row).
 
         A head's keys and values depend only on the prefix, the tokens before the image and the image
         (causal attention), so each is computed once: on first use (a batch's new heads together, on
@@ -398,23 +398,17 @@ class TorchRunner(Runner):
         try:
             for start in range(0, len(order), self.batch_size):
                 rows = order[start : start + self.batch_size]
-                n = len(rows)
                 # Rows with an image start after it, from its head's cached keys and values.
                 keys = [self._head_key(questions[i], ids[i], p, blank_images)
                         if cache is not None and self.feature_cache_mb > 0 else None for i in rows]  # fmt: skip
                 own = [ids[i][p + (len(k[1]) + m if k is not None else 0) :] for i, k in zip(rows, keys, strict=True)]
                 input_ids, mask = self._batch(own)
                 extra: dict[str, Any] = {}
-                if cache is not None and any(k is not None for k in keys):  # [prefix][head][gap][pads][own tokens]
-                    past, head_ids, head_mask = self._image_heads(keys, [questions[i] for i in rows], blank_images,
-                                                                  prefix, cache, heads, features, param.device)  # fmt: skip
+                if cache is not None:  # [prefix][head][gap][pads][own tokens]; prefix and heads computed once
+                    past, head_ids, head_mask = self._prefix_and_heads(keys, [questions[i] for i in rows],
+                                                                       blank_images, prefix, cache, heads, features,
+                                                                       param.device)  # fmt: skip
                     input_ids, mask = torch.cat([head_ids, input_ids], dim=1), torch.cat([head_mask, mask], dim=1)
-                    extra["past_key_values"] = past
-                elif cache is not None:  # [prefix][pads][own tokens]; the prefix's KV computed once
-                    input_ids = torch.cat([torch.tensor([prefix] * n, dtype=torch.long), input_ids], dim=1)
-                    mask = torch.cat([torch.ones((n, p), dtype=torch.long), mask], dim=1)
-                    past = copy.deepcopy(cache)
-                    past.batch_repeat_interleave(n)
                     extra["past_key_values"] = past
                 inputs: dict[str, Any] = {"input_ids": input_ids.to(param.device),
                                           "attention_mask": mask.to(param.device), **extra}  # fmt: skip
