@@ -349,6 +349,9 @@ class VisionPretraining:
     lr: float
     text_arch: Mapping[str, Any]  # the contrastive text tower (SiglipTextConfig keys); discarded afterwards
     precision: str  # fp32 | bf16 (autocast)
+    # Train the shared tower at every image size of the presets it serves, in turn (False: at the
+    # largest only, and the lower-resolution twins meet resized position embeddings untrained).
+    multi_resolution: bool = False
 
     def __post_init__(self) -> None:
         _check_backbone_precision(self.precision)

@@ -11,13 +11,23 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors import safe_open
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlavaConfig, LlavaModel, Qwen2Config, SiglipVisionModel
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlavaConfig,
+    LlavaModel,
+    Qwen2Config,
+    SiglipVisionConfig,
+    SiglipVisionModel,
+)
 
 from impkit.config import ConfigError, WorldConfig, WorldSizes
 from impkit.data.synth import generate_world
 from impkit.model.tokenizer import IMAGE_TOKEN, family_tokenizer, train_bpe
+from impkit.train.assembly import resize_position_embeddings
 from impkit.train.backbones import (
     CLASS_LABELS,
+    _in_turn,
     pretrain_causal_lm,
     pretrain_classifier_vision_tower,
     pretrain_vision_tower,
@@ -285,3 +295,51 @@ def test_phi2_lm_head_bias_stays_zero_so_llava_loses_nothing(tmp_path):
                        lr=1e-2, seed=0, out_dir=tmp_path / "lm", progress=False)  # fmt: skip
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "lm")
     assert model.lm_head.bias is not None and float(model.lm_head.bias.abs().max()) == 0.0
+
+
+# --------------------------------------------------------------------------- lower-resolution twins
+def test_multi_resolution_tower_trains_at_each_size_and_loads_as_a_twin_resizes_it(world, base_bpe, tmp_path):
+    """The tower also trains at 24 px (3x3 patches) with its 4x4 positions resized on the fly; the
+    saved tower, its positions resized the way a lower-resolution preset loads it, computes exactly
+    what training computed at that size."""
+    tok = family_tokenizer(base_bpe, "phi2")
+    m = pretrain_vision_tower(world / "backbone" / "vision_pairs.jsonl", world / "images", tok,
+                              **vision_kwargs(tmp_path, steps=4, also_sizes=[24, 32]))  # fmt: skip
+    assert m["image_sizes"] == [32, 24]  # its own size first; the own size listed again is not a second one
+    assert set(m["retrieval_top1_after_by_size"]) == {32, 24}
+    assert m["retrieval_top1_after"] == m["retrieval_top1_after_by_size"][32]
+    tower = assert_clean_tower(tmp_path / "tower")  # saved at its own size, 16 positions
+
+    twin = SiglipVisionModel(SiglipVisionConfig(**{**VISION, "image_size": 24, "vision_use_head": False}))
+    weights = tower.state_dict()
+    key = "embeddings.position_embedding.weight"
+    weights[key] = resize_position_embeddings(weights[key], 9)
+    twin.load_state_dict(weights, strict=True)
+    pixels = torch.randn(2, 3, 24, 24)
+    with torch.no_grad():
+        as_trained = tower(pixel_values=pixels, interpolate_pos_encoding=True).last_hidden_state
+        as_loaded = twin(pixel_values=pixels).last_hidden_state
+    torch.testing.assert_close(as_loaded, as_trained, rtol=0, atol=1e-6)
+
+
+def test_each_step_sees_the_next_size_in_turn():
+    batches = iter([torch.tensor([i]) for i in range(5)])
+    assert [size for size, _ in _in_turn([32, 24], batches)] == [32, 24, 32, 24, 32]
+
+
+def test_multi_resolution_sizes_must_be_lower_multiples_of_the_patch(world, base_bpe, tmp_path):
+    tok = family_tokenizer(base_bpe, "phi2")
+    for size in (20, 48):
+        with pytest.raises(ConfigError, match=f"not at {size} px"):
+            pretrain_vision_tower(world / "backbone" / "vision_pairs.jsonl", world / "images", tok,
+                                  **vision_kwargs(tmp_path, steps=1, also_sizes=[size]))  # fmt: skip
+    assert not (tmp_path / "tower").exists()
+
+
+def test_classifier_tower_also_trains_at_a_lower_size(world, tmp_path):
+    m = pretrain_classifier_vision_tower(
+        world / "scenes.jsonl", world / "images", vision_arch=VISION, steps=4, batch_size=16, lr=3e-3, seed=0,
+        out_dir=tmp_path / "cls", progress=False, also_sizes=[24],
+    )  # fmt: skip
+    assert m["image_sizes"] == [32, 24] and set(m["accuracy_after_by_size"]) == {32, 24}
+    assert_clean_tower(tmp_path / "cls")

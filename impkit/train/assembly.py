@@ -92,7 +92,7 @@ def assemble_model(preset: PresetConfig, backbones: Path | None = None, seed: in
 
 def resize_position_embeddings(weight: torch.Tensor, n_positions: int) -> torch.Tensor:
     """Bicubic resize of a square grid of position embeddings (how Imp-3B@196 reuses SigLIP@384:
-    27x27 -> 14x14; here the shared 64 px tower -> the 48 px twin, 8x8 -> 6x6)."""
+    27x27 -> 14x14; here the shared 64 px tower -> the 48 px twin, 4x4 -> 3x3)."""
     old, new = round(weight.shape[0] ** 0.5), round(n_positions**0.5)
     grid = weight.reshape(1, old, old, -1).permute(0, 3, 1, 2)
     grid = torch.nn.functional.interpolate(grid, size=(new, new), mode="bicubic", align_corners=False)

@@ -23,6 +23,7 @@ output directory is written atomically: a killed run never leaves a half-saved c
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -162,6 +163,36 @@ def _normalise(images_u8: torch.Tensor, processor: ImageProcessor) -> torch.Tens
     return ((x - mean) / std).permute(0, 3, 1, 2).contiguous()
 
 
+def _images_by_size(
+    paths: Sequence[str], image_root: PathLike, sizes: Sequence[int], aspect: str, show: bool
+) -> dict[int, tuple[ImageProcessor, torch.Tensor]]:
+    """Every image decoded once per training resolution, with the processor that squares it."""
+    out = {}
+    for size in sizes:
+        processor = ImageProcessor(size=size, aspect=aspect)
+        out[size] = (processor, _load_images(paths, image_root, processor, f"load images ({size} px)", show))
+    return out
+
+
+def _training_sizes(vision_arch: dict[str, Any], also_sizes: Sequence[int]) -> list[int]:
+    """The tower's own image size first, then the lower ones it also trains at (each once)."""
+    own = int(vision_arch["image_size"])
+    patch = int(vision_arch["patch_size"])
+    extra = sorted({int(s) for s in also_sizes} - {own}, reverse=True)
+    for size in extra:
+        if size > own or size % patch:
+            raise ConfigError(
+                f"the vision tower trains at {own} px and may also train at lower multiples of its "
+                f"{patch} px patch, not at {size} px"
+            )
+    return [own, *extra]
+
+
+def _in_turn(sizes: Sequence[int], batches: Iterator[torch.Tensor]) -> Iterator[tuple[int, torch.Tensor]]:
+    """Each step's batch with the resolution it is seen at: the sizes in turn, step by step."""
+    return zip(itertools.cycle(sizes), batches)
+
+
 # --------------------------------------------------------------------------- training helpers
 def _disabled(show: bool) -> bool | None:
     return True if not show else None  # None: progress_bar's default (IMPKIT_PROGRESS)
@@ -205,9 +236,9 @@ def _optimiser(model: torch.nn.Module, lr: float, weight_decay: float, steps: in
 
 
 def _train_loop(
-    step_fn: Callable[[torch.Tensor], torch.Tensor],
+    step_fn: Callable[[Any], torch.Tensor],
     model: torch.nn.Module,
-    batches: Iterator[torch.Tensor],
+    batches: Iterator[Any],
     *,
     steps: int,
     lr: float,
@@ -320,7 +351,12 @@ def sigmoid_loss_floor(batch_size: int) -> float:
 
 @torch.no_grad()
 def _retrieval_top1(
-    model: SiglipModel, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, captions: Sequence[str]
+    model: SiglipModel,
+    pixels: torch.Tensor,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    captions: Sequence[str],
+    interpolate: bool = False,
 ) -> float:
     """Image -> text top-1 among the captions of its batch of ``RETRIEVAL_BATCH`` held-back pairs,
     averaged over the batches; a caption identical to the true one counts as a hit."""
@@ -328,7 +364,8 @@ def _retrieval_top1(
     hits = []
     for start in range(0, len(captions), RETRIEVAL_BATCH):
         end = start + RETRIEVAL_BATCH
-        out = model(input_ids=ids[start:end], attention_mask=mask[start:end], pixel_values=pixels[start:end])
+        out = model(input_ids=ids[start:end], attention_mask=mask[start:end], pixel_values=pixels[start:end],
+                    interpolate_pos_encoding=interpolate)  # fmt: skip
         best = out.logits_per_image.argmax(dim=-1).tolist()
         caps = captions[start:end]
         hits += [caps[j] == caps[i] for i, j in enumerate(best)]
@@ -354,6 +391,7 @@ def pretrain_vision_tower(
     eval_pairs: int = EVAL_PAIRS,
     aspect: str = "pad",
     precision: str = "fp32",
+    also_sizes: Sequence[int] = (),
 ) -> dict[str, Any]:
     """SigLIP-style contrastive pretraining; saves the vision tower (no head) to ``out_dir``.
 
@@ -361,7 +399,11 @@ def pretrain_vision_tower(
     ``vision_pairs.jsonl``. ``text_arch``: keyword arguments of ``SiglipTextConfig`` for the text
     tower used only during pretraining (``vocab_size`` defaults to ``len(tokenizer)``). Up to
     ``eval_pairs`` pairs (at most a tenth) are held back to measure image->text top-1 retrieval
-    before and after training.
+    before and after training (after: at every training size).
+
+    ``also_sizes``: lower image sizes the tower also trains at, in turn with its own, step by step,
+    its position embeddings resized bicubically on the fly exactly as a lower-resolution preset
+    resizes them when it loads the tower (:func:`impkit.train.assembly.resize_position_embeddings`).
     """
     _check_positive(steps=steps, batch_size=batch_size, lr=lr)
     _autocast(precision)
@@ -371,12 +413,12 @@ def pretrain_vision_tower(
     pairs = _as_pairs(pairs)
     if not pairs:
         raise ValueError("no image-caption pairs to pretrain on")
-    processor = ImageProcessor(size=int(vision_arch["image_size"]), aspect=aspect)
+    sizes = _training_sizes(vision_arch, also_sizes)
     generator = torch.Generator().manual_seed(seed)
     n_eval = min(eval_pairs, len(pairs) // 10)
     train_idx, eval_idx = _split_eval(len(pairs), n_eval, generator)
 
-    images = _load_images([p for p, _ in pairs], image_root, processor, "load images", progress)
+    at_size = _images_by_size([p for p, _ in pairs], image_root, sizes, aspect, progress)
     captions = [c for _, c in pairs]
     ids, mask = _tokenize_captions(tokenizer, captions, text_max_length)
 
@@ -401,20 +443,28 @@ def pretrain_vision_tower(
         model.logit_scale.fill_(SIGLIP_LOGIT_SCALE)
         model.logit_bias.fill_(-math.log(batch_size))
 
-    eval_pixels = _normalise(images[eval_idx], processor)
     eval_caps = [captions[i] for i in eval_idx.tolist()]
-    top1_before = _retrieval_top1(model, eval_pixels, ids[eval_idx], mask[eval_idx], eval_caps) if n_eval else None
 
-    def step(batch: torch.Tensor) -> torch.Tensor:
+    def top1(size: int) -> float | None:
+        processor, images = at_size[size]
+        pixels = _normalise(images[eval_idx], processor)
+        interpolate = size != sizes[0]
+        return _retrieval_top1(model, pixels, ids[eval_idx], mask[eval_idx], eval_caps, interpolate) if n_eval else None
+
+    top1_before = top1(sizes[0])
+
+    def step(sized_batch: tuple[int, torch.Tensor]) -> torch.Tensor:
+        size, batch = sized_batch
         rows = train_idx[batch]
-        pixels = _normalise(images[rows], processor)
-        out = model(input_ids=ids[rows], attention_mask=mask[rows], pixel_values=pixels, return_loss=True)
+        processor, images = at_size[size]
+        out = model(input_ids=ids[rows], attention_mask=mask[rows], pixel_values=_normalise(images[rows], processor),
+                    return_loss=True, interpolate_pos_encoding=size != sizes[0])  # fmt: skip
         return out.loss
 
     losses, wall = _train_loop(
         step,
         model,
-        _batches(len(train_idx), batch_size, generator),
+        _in_turn(sizes, _batches(len(train_idx), batch_size, generator)),
         steps=steps,
         lr=lr,
         weight_decay=weight_decay,
@@ -426,10 +476,11 @@ def pretrain_vision_tower(
         show=progress,
         precision=precision,
     )
-    top1_after = _retrieval_top1(model, eval_pixels, ids[eval_idx], mask[eval_idx], eval_caps) if n_eval else None
+    top1_after = {size: top1(size) for size in sizes}
     n_params = _save_vision_tower(model.vision_model, vision_arch, out_dir)
     return {
         "steps": steps,
+        "image_sizes": sizes,
         "batch_size": batch_size,
         "lr": lr,
         "precision": precision,
@@ -440,7 +491,8 @@ def pretrain_vision_tower(
         "wall_s": wall,
         "eval_pairs": n_eval,
         "retrieval_top1_before": top1_before,
-        "retrieval_top1_after": top1_after,
+        "retrieval_top1_after": top1_after[sizes[0]],
+        "retrieval_top1_after_by_size": top1_after,
         "loss_bias_only": sigmoid_loss_floor(batch_size),
         "logit_scale": float(model.logit_scale.detach().exp()),
         "logit_bias": float(model.logit_bias.detach()),
@@ -471,9 +523,10 @@ def scene_label(record: dict[str, Any]) -> str:
 
 
 @torch.no_grad()
-def _accuracy(tower: SiglipVisionModel, classifier: torch.nn.Module, pixels: torch.Tensor, labels: torch.Tensor):
+def _accuracy(tower: SiglipVisionModel, classifier: torch.nn.Module, pixels: torch.Tensor, labels: torch.Tensor,
+              interpolate: bool = False):  # fmt: skip
     tower.eval()
-    logits = classifier(tower(pixel_values=pixels).pooler_output)
+    logits = classifier(tower(pixel_values=pixels, interpolate_pos_encoding=interpolate).pooler_output)
     return float((logits.argmax(-1) == labels).float().mean())
 
 
@@ -483,8 +536,9 @@ class _Classifier(torch.nn.Module):
         self.tower = tower
         self.classifier = torch.nn.Linear(tower.config.hidden_size, n_classes)
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.tower(pixel_values=pixel_values).pooler_output)
+    def forward(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
+        features = self.tower(pixel_values=pixel_values, interpolate_pos_encoding=interpolate_pos_encoding)
+        return self.classifier(features.pooler_output)
 
 
 def pretrain_classifier_vision_tower(
@@ -503,12 +557,14 @@ def pretrain_classifier_vision_tower(
     eval_images: int = EVAL_IMAGES,
     aspect: str = "pad",
     precision: str = "fp32",
+    also_sizes: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Classification-pretrained tower: ``SiglipVisionModel`` (with head) + a linear classifier
     trained with cross-entropy over :data:`CLASS_LABELS`; saves the tower (no head) to ``out_dir``.
 
     ``scenes``: ``scenes.jsonl`` records (or its path); images under ``image_root``. Up to
-    ``eval_images`` images (at most a tenth) are held back for accuracy before/after.
+    ``eval_images`` images (at most a tenth) are held back for accuracy before/after (after: at
+    every training size). ``also_sizes`` as in :func:`pretrain_vision_tower`.
     """
     _check_positive(steps=steps, batch_size=batch_size, lr=lr)
     _autocast(precision)
@@ -518,25 +574,33 @@ def pretrain_classifier_vision_tower(
         raise ValueError("no scene records to pretrain on")
     index = {label: i for i, label in enumerate(CLASS_LABELS)}
     labels = torch.tensor([index[scene_label(r)] for r in scenes])
-    processor = ImageProcessor(size=int(vision_arch["image_size"]), aspect=aspect)
+    sizes = _training_sizes(vision_arch, also_sizes)
     generator = torch.Generator().manual_seed(seed)
     n_eval = min(eval_images, len(scenes) // 10)
     train_idx, eval_idx = _split_eval(len(scenes), n_eval, generator)
-    images = _load_images([r["image"] for r in scenes], image_root, processor, "load images", progress)
+    at_size = _images_by_size([r["image"] for r in scenes], image_root, sizes, aspect, progress)
 
     torch.manual_seed(seed)
     model = _Classifier(SiglipVisionModel(vision_config), len(index))
-    eval_pixels = _normalise(images[eval_idx], processor)
-    acc_before = _accuracy(model.tower, model.classifier, eval_pixels, labels[eval_idx]) if n_eval else None
 
-    def step(batch: torch.Tensor) -> torch.Tensor:
+    def accuracy(size: int) -> float | None:
+        processor, images = at_size[size]
+        pixels = _normalise(images[eval_idx], processor)
+        return _accuracy(model.tower, model.classifier, pixels, labels[eval_idx], size != sizes[0]) if n_eval else None
+
+    acc_before = accuracy(sizes[0])
+
+    def step(sized_batch: tuple[int, torch.Tensor]) -> torch.Tensor:
+        size, batch = sized_batch
         rows = train_idx[batch]
-        return F.cross_entropy(model(_normalise(images[rows], processor)), labels[rows])
+        processor, images = at_size[size]
+        logits = model(_normalise(images[rows], processor), interpolate_pos_encoding=size != sizes[0])
+        return F.cross_entropy(logits, labels[rows])
 
     losses, wall = _train_loop(
         step,
         model,
-        _batches(len(train_idx), batch_size, generator),
+        _in_turn(sizes, _batches(len(train_idx), batch_size, generator)),
         steps=steps,
         lr=lr,
         weight_decay=weight_decay,
@@ -548,11 +612,12 @@ def pretrain_classifier_vision_tower(
         show=progress,
         precision=precision,
     )
-    acc_after = _accuracy(model.tower, model.classifier, eval_pixels, labels[eval_idx]) if n_eval else None
+    acc_after = {size: accuracy(size) for size in sizes}
     n_params = _save_vision_tower(model.tower, vision_arch, out_dir)
     counts = torch.bincount(labels[train_idx], minlength=len(index))
     return {
         "steps": steps,
+        "image_sizes": sizes,
         "batch_size": batch_size,
         "lr": lr,
         "precision": precision,
@@ -565,7 +630,8 @@ def pretrain_classifier_vision_tower(
         "wall_s": wall,
         "eval_images": n_eval,
         "accuracy_before": acc_before,
-        "accuracy_after": acc_after,
+        "accuracy_after": acc_after[sizes[0]],
+        "accuracy_after_by_size": acc_after,
         "vision_params": n_params,
     }
 

@@ -97,22 +97,25 @@ def build_backbones(cfg: BackbonesConfig, presets: dict[str, PresetConfig], worl
     report["tokenizer"] = {"vocab": base.get_vocab_size(), "seconds": round(time.perf_counter() - start, 1)}
     log.info("tokenizer: %d tokens", base.get_vocab_size())
 
-    # The tower is pretrained at the largest resolution; lower-resolution twins resize its
-    # position embeddings when they load it (as Imp-3B@196 does with SigLIP@384).
+    # The tower is saved at the largest resolution; lower-resolution twins resize its position
+    # embeddings when they load it (as Imp-3B@196 does with SigLIP@384). With multi_resolution it
+    # has also trained at their sizes with the positions resized the same way.
     first = max(offline.values(), key=lambda p: p.vision.arch["image_size"])
     vision_arch = dict(first.vision.arch)
+    also_sizes = sorted({p.vision.arch["image_size"] for p in offline.values()}) if cfg.vision.multi_resolution else []
     any_tok = family_tokenizer(base, first.family)
     v = cfg.vision
     if v.encoder == "contrastive":
         report["vision"] = bb.pretrain_vision_tower(
             world / "backbone" / "vision_pairs.jsonl", world / "images", any_tok, vision_arch=vision_arch,
             text_arch=dict(v.text_arch), steps=v.steps, batch_size=v.batch_size, lr=v.lr, seed=cfg.seed,
-            out_dir=out / VISION_DIR, precision=v.precision,
+            out_dir=out / VISION_DIR, precision=v.precision, also_sizes=also_sizes,
         )  # fmt: skip
     elif v.encoder == "classification":
         report["vision"] = bb.pretrain_classifier_vision_tower(
             world / "scenes.jsonl", world / "images", vision_arch=vision_arch, steps=v.steps,
             batch_size=v.batch_size, lr=v.lr, seed=cfg.seed, out_dir=out / VISION_DIR, precision=v.precision,
+            also_sizes=also_sizes,
         )  # fmt: skip
     else:
         report["vision"] = bb.random_vision_tower(vision_arch, cfg.seed, out / VISION_DIR)
