@@ -168,6 +168,54 @@ def test_batches_are_left_padded_sorted_by_length_and_masked(tiny, images, monke
     assert total - real < 0.5 * real  # sorting keeps the padding small
 
 
+def test_with_the_caches_batches_are_sorted_by_the_tokens_they_compute(tiny, images, monkeypatch):
+    """An image row starts after its image's head, so what a batch computes is the prompt less the
+    cached prefix and head: batches come longest first by that, not by the whole prompt."""
+    preset, tok, model = tiny
+    own_widths = []
+    run = runner(preset, tok, model, images, batch_size=2)
+    greedy = run._greedy
+
+    def spy(inputs):
+        own_widths.append(inputs["input_ids"].shape[1] - inputs["past_key_values"].get_seq_length())
+        return greedy(inputs)
+
+    monkeypatch.setattr(run, "_greedy", spy)
+    run.answer(questions())
+    assert len(own_widths) > 2 and own_widths == sorted(own_widths, reverse=True)
+
+
+def test_the_roomy_cache_layer_holds_what_a_dynamic_layer_holds_without_copying():
+    from transformers.cache_utils import DynamicLayer
+
+    from impkit.eval.runners.torch_runner import _RoomyLayer
+
+    torch.manual_seed(0)
+    start_k, start_v = torch.randn(3, 2, 5, 4), torch.randn(3, 2, 5, 4)
+    plain = DynamicLayer()
+    plain.update(start_k, start_v)
+    room_k, room_v = torch.zeros(3, 2, 8, 4), torch.zeros(3, 2, 8, 4)
+    room_k[..., :5, :], room_v[..., :5, :] = start_k, start_v
+    roomy = _RoomyLayer(room_k, room_v, length=5)
+    steps = [(torch.randn(3, 2, 2, 4), None), (torch.randn(3, 2, 1, 4), torch.tensor([0, 2])),
+             (torch.randn(2, 2, 1, 4), None), (torch.randn(2, 2, 1, 4), None)]  # fmt: skip
+    for new, keep in steps:
+        expected = plain.update(new, -new)
+        got = roomy.update(new, -new)
+        for a, b in zip(expected, got, strict=True):
+            torch.testing.assert_close(b, a, rtol=0, atol=0)
+        assert roomy.get_seq_length() == plain.get_seq_length()
+        if keep is not None:
+            plain.batch_select_indices(keep)
+            roomy.batch_select_indices(keep)
+    # the first steps wrote into the buffer it was given; past its capacity (8) it grew like a DynamicLayer
+    assert roomy.get_seq_length() == 10 and roomy.keys.shape[-2] == 10
+    fresh = _RoomyLayer(torch.zeros(1, 1, 4, 2), torch.zeros(1, 1, 4, 2), length=1)
+    buffer = fresh.keys.data_ptr()
+    fresh.update(torch.ones(1, 1, 2, 2), torch.ones(1, 1, 2, 2))
+    assert fresh.keys.data_ptr() == buffer and fresh.get_seq_length() == 3
+
+
 @pytest.mark.parametrize("batch_size", [1, 3, 16])
 def test_the_shared_prefix_is_computed_once_and_changes_no_answer(tiny, images, one_by_one, batch_size, monkeypatch):
     preset, tok, model = tiny
