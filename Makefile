@@ -19,8 +19,12 @@ export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 # llama-cpp-python compiles on the installing machine; keep GGML_NATIVE on (≈1.6× faster here)
-# and skip the parts this project never runs.
-export CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
+# and skip the parts this project never runs. AMX stays out of the native build: on machines that
+# report AMX, ggml's AMX kernels crash on the nano models' quantized files (Q8_0, Q4_K_M: segfault
+# or "Illegal instruction" in the first decode), while F16 and the rest of the native build run fine.
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+export CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF \
+	"-DCMAKE_C_FLAGS=$(NO_AMX)" "-DCMAKE_CXX_FLAGS=$(NO_AMX)"
 
 .PHONY: setup repro test lint
 setup: $(STAMP)
