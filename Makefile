@@ -34,6 +34,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first and exactly: pip then takes the CPU wheel on disk instead of a multi-GB CUDA build
 	$(BIN)/pip install --quiet torch==2.13.0
+	# built with the CMAKE_ARGS above, never taken from pip's wheel cache (a cached wheel keeps the
+	# flags it was built with, e.g. the AMX kernels)
+	$(BIN)/pip install --quiet --no-cache-dir -c constraints.txt llama-cpp-python
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
