@@ -88,7 +88,8 @@ class _RoomyLayer(DynamicLayer):
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         n, new = self.keys.shape[-2], key_states.shape[-2]
         if self._room is None or n + new > self._room[0].shape[-2]:
-            return super().update(key_states, value_states)  # out of room (or rows dropped): plain growth
+            self._room = None  # out of room: from here on a plain DynamicLayer, growing by concatenation
+            return super().update(key_states, value_states)
         self._room[0][..., n : n + new, :] = key_states
         self._room[1][..., n : n + new, :] = value_states
         self.keys, self.values = self._room[0][..., : n + new, :], self._room[1][..., : n + new, :]
@@ -96,10 +97,11 @@ class _RoomyLayer(DynamicLayer):
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         room = self._room
-        if room is not None:  # keep the room: the selected rows' whole buffers, filled part and all
-            n = self.keys.shape[-2]
-            self._room = (room[0][indices], room[1][indices])
-            self.keys, self.values = self._room[0][..., :n, :], self._room[1][..., :n, :]
+        if room is None:
+            return super().batch_select_indices(indices)
+        n = self.keys.shape[-2]  # keep the room: the selected rows' whole buffers, filled part and all
+        self._room = (room[0][indices], room[1][indices])
+        self.keys, self.values = self._room[0][..., :n, :], self._room[1][..., :n, :]
 
 
 class TorchRunner(Runner):
