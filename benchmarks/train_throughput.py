@@ -1,13 +1,19 @@
 """Benchmark: the stage-2 step of nano-3b on the CPU through the project's trainer vs a bare PyTorch
 loop over the same model, batches and optimizer; and padding waste with/without length grouping.
 
-    .venv/bin/python benchmarks/train_throughput.py [--records 640] [--preset nano-3b]
+    .venv/bin/python benchmarks/train_throughput.py [--records 640] [--preset nano-3b] [--rounds 1] [--levers]
 
 Needs the assembled data (`make repro` builds it). Both runs start from the same weights and see
 the same batches in the same order (the modality-length grouped sampler), so the ratio of their
 samples/s is the trainer's overhead. Both compute each batch's shared prompt prefix once when the
-recipe says so (`share_prefix`); a third run, the trainer without it, shows what that saves. Padding waste = padded tokens / all tokens after padding each
-batch to its longest sample, for the grouped order vs a random order of the same records.
+recipe says so (`share_prefix`); a third run, the trainer without it, shows what that saves.
+`--rounds N` runs the three in turn N times and keeps each one's fastest. Padding waste = padded
+tokens / all tokens after padding each batch to its longest sample, for the grouped order vs a
+random order of the same records.
+
+`--levers` also times the step's forward and backward with speed-ups that no recipe uses yet (LoRA
+dropout drawn from packed random words; frozen Linear weights cast to bf16 once), the variants taking
+turns on every global batch, so that on a noisy machine each comparison is made seconds apart.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import impkit  # noqa: F401  (first: it sets OMP_WAIT_POLICY before torch loads 
 # isort: on
 import argparse
 import dataclasses
+import functools
 import json
 import tempfile
 import time
@@ -49,11 +56,105 @@ def build(preset: PresetConfig, tokenizer, recipe: TrainRecipe):
     return prepare_stage2(build_model(config, seed=0), preset.family, recipe.lora)
 
 
+class PackedDropout(torch.nn.Module):
+    """``torch.nn.Dropout``'s distribution (each element kept with probability 1 - p, kept ones
+    scaled by 1 / (1 - p)) drawn four elements to a 64-bit random word: torch's CPU ``bernoulli_``
+    draws every element on one thread. p is rounded to a multiple of 1/65536 (0.05: 0.050003)."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+        self.cut = round(p * 65536) - 32768  # a uniform int16 below it drops its element
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        words = torch.empty((x.numel() + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)
+        keep = words.view(torch.int16)[: x.numel()].view(x.shape) >= self.cut
+        return x * keep * (1 / (1 - self.p))
+
+
+def _bf16_linear(x: torch.Tensor, *, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return torch.nn.functional.linear(x.to(torch.bfloat16), weight, bias)
+
+
+class StepLevers:
+    """Switches one model between the step's variants in place, so that they take turns batch by
+    batch: LoRA dropout as PEFT draws it (``nn.Dropout``), packed, or none (what dropout costs in
+    all; not a recipe change, the paper's LoRA dropout is 0.05); and frozen Linear layers computing
+    from bf16 copies of their weights made once, instead of bf16 autocast copying every weight at
+    every call (the same values: autocast rounds the same way; the fp32 parameters stay as they are;
+    valid under bf16 autocast only, which is how the step runs)."""
+
+    DROPOUTS = {"torch": torch.nn.Dropout, "packed": PackedDropout, "none": lambda p: torch.nn.Identity()}
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.dropouts = [(module.lora_dropout, name, dropout.p) for module in model.modules()
+                         if isinstance(getattr(module, "lora_dropout", None), torch.nn.ModuleDict)
+                         for name, dropout in module.lora_dropout.items() if isinstance(dropout, torch.nn.Dropout)]  # fmt: skip
+        self.bf16 = {}
+        for module in model.modules():
+            if type(module) is torch.nn.Linear and not module.weight.requires_grad:
+                bias = None if module.bias is None else module.bias.detach().to(torch.bfloat16)
+                self.bf16[module] = functools.partial(_bf16_linear, weight=module.weight.detach().to(torch.bfloat16),
+                                                      bias=bias)  # fmt: skip
+
+    def set(self, dropout: str, bf16_weights: bool) -> None:
+        for modules, name, p in self.dropouts:
+            modules[name] = self.DROPOUTS[dropout](p)
+        for module, forward in self.bf16.items():
+            if bf16_weights:
+                module.forward = forward
+            else:
+                module.__dict__.pop("forward", None)  # back to nn.Linear.forward
+
+
+LEVERS = {  # label: (LoRA dropout, frozen Linears in bf16 once)
+    "as the recipe runs it": ("torch", False),
+    "LoRA dropout, packed draws": ("packed", False),
+    "frozen Linears in bf16 once": ("torch", True),
+    "both": ("packed", True),
+    "no LoRA dropout (its whole cost)": ("none", False),
+}
+
+
+def lever_step_seconds(model: torch.nn.Module, steps: list[list[dict]], share_prefix: bool) -> dict[str, list[float]]:
+    """Forward and backward of every global batch in ``steps`` under each of LEVERS in turn (no
+    optimizer step: the weights stay put), so that a burst of noise hits neighbouring variants alike."""
+    levers = StepLevers(model)
+    model.train()
+    seconds: dict[str, list[float]] = {label: [] for label in LEVERS}
+    for micro_batches in steps:
+        for label, setting in LEVERS.items():
+            levers.set(*setting)
+            start = time.perf_counter()
+            for inputs in micro_batches:
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    if share_prefix:
+                        inputs = with_shared_prefix(model, inputs, model.config.image_token_id)
+                    loss = model(**inputs).loss / len(micro_batches)
+                loss.backward()
+            model.zero_grad(set_to_none=True)
+            seconds[label].append(time.perf_counter() - start)
+    levers.set("torch", False)
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="nano-3b")
     parser.add_argument("--records", type=int, default=640, help="stage-2 records per run (one epoch)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="passes over every run, in turn; each run's fastest counts"
+    )
+    parser.add_argument(
+        "--levers",
+        action="store_true",
+        help="also time the step's forward and backward with speed-ups not (yet) in a recipe, in turn",
+    )
     args = parser.parse_args()
+    if args.rounds < 1:
+        raise SystemExit("--rounds must be at least 1")
     if not (ASSEMBLED / "finetune.jsonl").is_file():
         raise SystemExit("data/assembled/finetune.jsonl not found: run `make repro` first")
     params = load_params()
@@ -88,44 +189,68 @@ def main() -> None:
         # 1) the project's trainer (HF Trainer + ImpTrainer), one epoch; then without the shared prefix
         def trainer_seconds(cfg: StageTraining, name: str) -> float:
             result = run_stage(build(preset, tokenizer, recipe), data, DataCollator(tokenizer.pad_token_id), cfg,
-                               checkpoint_dir=Path(tmp) / name, fingerprint={"bench": name}, seed=0, label=name,
-                               sampler_factory=lambda b, s: ModalityLengthGroupedSampler.for_dataset(data, b, seed=s))  # fmt: skip
+                               checkpoint_dir=Path(tempfile.mkdtemp(dir=tmp)), fingerprint={"bench": name}, seed=0,
+                               label=name, sampler_factory=lambda b, s: ModalityLengthGroupedSampler.for_dataset(data, b, seed=s))  # fmt: skip
             return result.seconds
 
-        trainer_time = trainer_seconds(stage, "trainer")
-        unshared_time = trainer_seconds(dataclasses.replace(stage, share_prefix=False), "unshared")
-
         # 2) a bare loop: same initial weights, same batches, AdamW, forward/backward/step
-        model = build(preset, tokenizer, recipe)
-        model.train()
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=stage.learning_rate, weight_decay=0.0)
-        collate = DataCollator(tokenizer.pad_token_id)
-        accumulation = stage.global_batch_size // stage.per_device_batch_size
-        start = time.perf_counter()
-        for batch_indices in chunked(order, stage.per_device_batch_size * accumulation):
-            for micro in chunked(batch_indices, stage.per_device_batch_size):
-                # the same autocast the Trainer applies for the recipe's precision
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=stage.precision == "bf16"):
-                    inputs = collate([data[int(i)] for i in micro])
-                    if stage.share_prefix:  # what the trainer does with the recipe's switch
-                        inputs = with_shared_prefix(model, inputs, model.config.image_token_id)
-                    loss = model(**inputs).loss / accumulation
-                loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        bare_seconds = time.perf_counter() - start
+        def bare_loop_seconds() -> float:
+            model = build(preset, tokenizer, recipe)
+            model.train()
+            params = [p for p in model.parameters() if p.requires_grad]
+            optimizer = torch.optim.AdamW(params, lr=stage.learning_rate, weight_decay=0.0)
+            collate = DataCollator(tokenizer.pad_token_id)
+            accumulation = stage.global_batch_size // stage.per_device_batch_size
+            start = time.perf_counter()
+            for batch_indices in chunked(order, stage.per_device_batch_size * accumulation):
+                for micro in chunked(batch_indices, stage.per_device_batch_size):
+                    # the same autocast the Trainer applies for the recipe's precision
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=stage.precision == "bf16"):
+                        inputs = collate([data[int(i)] for i in micro])
+                        if stage.share_prefix:  # what the trainer does with the recipe's switch
+                            inputs = with_shared_prefix(model, inputs, model.config.image_token_id)
+                        loss = model(**inputs).loss / accumulation
+                    loss.backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            return time.perf_counter() - start
+
+        shared = "shared prefix" if stage.share_prefix else "no shared prefix"
+        runs = {
+            f"impkit trainer ({shared})": lambda: trainer_seconds(stage, "trainer"),
+            f"bare PyTorch loop ({shared})": bare_loop_seconds,
+            "impkit trainer (no shared prefix)": lambda: trainer_seconds(
+                dataclasses.replace(stage, share_prefix=False), "unshared"
+            ),
+        }
+        seconds: dict[str, list[float]] = {label: [] for label in runs}
+        for _ in range(args.rounds):  # in turn, each run's fastest round counts: noise only adds time
+            for label, run in runs.items():
+                seconds[label].append(run())
+        best = {label: min(times) for label, times in seconds.items()}
+        if args.levers:  # speed-ups not (yet) in a recipe, taking turns on the same batches
+            collate = DataCollator(tokenizer.pad_token_id)
+            steps = [[collate([data[int(i)] for i in micro]) for micro in chunked(batch_indices, stage.per_device_batch_size)]
+                     for batch_indices in chunked(order, stage.global_batch_size)]  # fmt: skip
+            lever_seconds = lever_step_seconds(build(preset, tokenizer, recipe), steps, stage.share_prefix)
 
     print(f"\n{args.preset} stage 2 (LoRA r={recipe.lora.r}), {len(data)} records, global batch {stage.global_batch_size}, "
-          f"{torch.get_num_threads()} threads")  # fmt: skip
+          f"{torch.get_num_threads()} threads, fastest of {args.rounds} round(s)")  # fmt: skip
     print(f"{'':36}{'samples/s':>10}{'tokens/s':>10}  (tokens: the unsplit samples')")
-    shared = "shared prefix" if stage.share_prefix else "no shared prefix"
-    for label, seconds in ((f"impkit trainer ({shared})", trainer_time), (f"bare PyTorch loop ({shared})", bare_seconds),
-                           ("impkit trainer (no shared prefix)", unshared_time)):  # fmt: skip
-        print(f"{label:36}{len(data) / seconds:>10.1f}{tokens / seconds:>10.0f}")
+    trainer_time, bare_seconds, unshared_time = list(best.values())[:3]
+    for label, took in best.items():
+        spread = f"  rounds {' / '.join(f'{len(data) / t:.1f}' for t in seconds[label])}" if args.rounds > 1 else ""
+        print(f"{label:36}{len(data) / took:>10.1f}{tokens / took:>10.0f}{spread}")
     print(f"trainer / bare loop: {bare_seconds / trainer_time:.1%}")
     if stage.share_prefix:
         print(f"shared prefix: the trainer's step {unshared_time / trainer_time:.2f}x as fast as without it")
+    if args.levers:
+        print(f"\nthe step's forward and backward ({len(steps)} global batches, the variants in turn on each):")
+        base = lever_seconds["as the recipe runs it"]
+        for label, times in lever_seconds.items():
+            ratios = sorted(b / t for b, t in zip(base, times, strict=True))
+            print(f"  {label:34}{len(data) / sum(times):>6.1f} samples/s   step {ratios[len(ratios) // 2]:.2f}x as fast "
+                  f"(median of the batches; middle half {ratios[len(ratios) // 4]:.2f}-{ratios[3 * len(ratios) // 4]:.2f}x)")  # fmt: skip
     print(f"padding waste: {grouped:.1%} with modality-length grouping, {shuffled:.1%} in random order")
 
 
