@@ -118,7 +118,17 @@ LEVERS = {  # label: (LoRA dropout, frozen Linears in bf16 once)
 }
 
 
-def lever_step_seconds(model: torch.nn.Module, steps: list[list[dict]], share_prefix: bool) -> dict[str, list[float]]:
+def forward_backward(model: torch.nn.Module, inputs: dict, stage: StageTraining, accumulation: int) -> None:
+    """One micro-batch as the trainer runs it: the autocast of the recipe's precision, the batch's
+    shared prefix computed once when the recipe says so, the loss scaled for accumulation."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=stage.precision == "bf16"):
+        if stage.share_prefix:
+            inputs = with_shared_prefix(model, inputs, model.config.image_token_id)
+        loss = model(**inputs).loss / accumulation
+    loss.backward()
+
+
+def lever_step_seconds(model: torch.nn.Module, steps: list[list[dict]], stage: StageTraining) -> dict[str, list[float]]:
     """Forward and backward of every global batch in ``steps`` under each of LEVERS in turn (no
     optimizer step: the weights stay put), so that a burst of noise hits neighbouring variants alike."""
     levers = StepLevers(model)
@@ -129,11 +139,7 @@ def lever_step_seconds(model: torch.nn.Module, steps: list[list[dict]], share_pr
             levers.set(*setting)
             start = time.perf_counter()
             for inputs in micro_batches:
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    if share_prefix:
-                        inputs = with_shared_prefix(model, inputs, model.config.image_token_id)
-                    loss = model(**inputs).loss / len(micro_batches)
-                loss.backward()
+                forward_backward(model, inputs, stage, len(micro_batches))
             model.zero_grad(set_to_none=True)
             seconds[label].append(time.perf_counter() - start)
     levers.set("torch", False)
@@ -160,6 +166,10 @@ def main() -> None:
     params = load_params()
     preset = from_dict(PresetConfig, params["model"]["presets"][args.preset])
     recipe = from_dict(TrainRecipe, params["train"]["recipes"][preset.train])
+    if args.levers and recipe.stage2.precision != "bf16":  # the bf16-once weights stand in for bf16 autocast's
+        raise SystemExit(
+            f"--levers compares variants of a bf16 step; {preset.train}'s stage 2 runs in {recipe.stage2.precision}"
+        )
     lines = (ASSEMBLED / "finetune.jsonl").read_text().splitlines()
     texts = [t["value"] for line in lines for t in json.loads(line)["conversations"]]
     tokenizer = family_tokenizer(train_bpe(texts, params["backbones"]["vocab_size"]), preset.family)
@@ -204,13 +214,7 @@ def main() -> None:
             start = time.perf_counter()
             for batch_indices in chunked(order, stage.per_device_batch_size * accumulation):
                 for micro in chunked(batch_indices, stage.per_device_batch_size):
-                    # the same autocast the Trainer applies for the recipe's precision
-                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=stage.precision == "bf16"):
-                        inputs = collate([data[int(i)] for i in micro])
-                        if stage.share_prefix:  # what the trainer does with the recipe's switch
-                            inputs = with_shared_prefix(model, inputs, model.config.image_token_id)
-                        loss = model(**inputs).loss / accumulation
-                    loss.backward()
+                    forward_backward(model, collate([data[int(i)] for i in micro]), stage, accumulation)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             return time.perf_counter() - start
@@ -232,12 +236,12 @@ def main() -> None:
             collate = DataCollator(tokenizer.pad_token_id)
             steps = [[collate([data[int(i)] for i in micro]) for micro in chunked(batch_indices, stage.per_device_batch_size)]
                      for batch_indices in chunked(order, stage.global_batch_size)]  # fmt: skip
-            lever_seconds = lever_step_seconds(build(preset, tokenizer, recipe), steps, stage.share_prefix)
+            lever_seconds = lever_step_seconds(build(preset, tokenizer, recipe), steps, stage)
 
     print(f"\n{args.preset} stage 2 (LoRA r={recipe.lora.r}), {len(data)} records, global batch {stage.global_batch_size}, "
           f"{torch.get_num_threads()} threads, fastest of {args.rounds} round(s)")  # fmt: skip
     print(f"{'':36}{'samples/s':>10}{'tokens/s':>10}  (tokens: the unsplit samples')")
-    trainer_time, bare_seconds, unshared_time = list(best.values())[:3]
+    trainer_time, bare_seconds, unshared_time = best.values()
     for label, took in best.items():
         spread = f"  rounds {' / '.join(f'{len(data) / t:.1f}' for t in seconds[label])}" if args.rounds > 1 else ""
         print(f"{label:36}{len(data) / took:>10.1f}{tokens / took:>10.0f}{spread}")
