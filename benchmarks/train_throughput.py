@@ -11,9 +11,11 @@ recipe says so (`share_prefix`); a third run, the trainer without it, shows what
 tokens / all tokens after padding each batch to its longest sample, for the grouped order vs a
 random order of the same records.
 
-`--levers` also times the step's forward and backward with speed-ups that no recipe uses yet (LoRA
-dropout drawn from packed random words; frozen Linear weights cast to bf16 once), the variants taking
-turns on every global batch, so that on a noisy machine each comparison is made seconds apart.
+`--levers` also times the step's forward and backward with the speed-ups of
+`impkit.train.step_speedups` that keep the computation (LoRA dropout drawn from packed random words;
+frozen Linear weights cast to bf16 once; transformers' eager attention instead of PyTorch's SDPA
+kernel), alone and together, and without LoRA dropout (its whole cost). The variants take turns on
+every global batch, so that on a noisy machine each comparison is made seconds apart.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ import impkit  # noqa: F401  (first: it sets OMP_WAIT_POLICY before torch loads 
 
 # isort: on
 import argparse
+import contextlib
 import dataclasses
-import functools
 import json
 import tempfile
 import time
@@ -40,6 +42,7 @@ from impkit.model.shared_prefix import with_shared_prefix
 from impkit.model.tokenizer import IMAGE_TOKEN, family_tokenizer, train_bpe
 from impkit.train.dataset import DataCollator, ModalityLengthGroupedSampler, SupervisedDataset, chunked, padding_waste
 from impkit.train.parts import prepare_stage2
+from impkit.train.step_speedups import step_speedups
 from impkit.train.trainer import run_stage
 
 ASSEMBLED = Path("data/assembled")
@@ -56,66 +59,29 @@ def build(preset: PresetConfig, tokenizer, recipe: TrainRecipe):
     return prepare_stage2(build_model(config, seed=0), preset.family, recipe.lora)
 
 
-class PackedDropout(torch.nn.Module):
-    """``torch.nn.Dropout``'s distribution (each element kept with probability 1 - p, kept ones
-    scaled by 1 / (1 - p)) drawn four elements to a 64-bit random word: torch's CPU ``bernoulli_``
-    draws every element on one thread. p is rounded to a multiple of 1/65536 (0.05: 0.050003)."""
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        self.p = p
-        self.cut = round(p * 65536) - 32768  # a uniform int16 below it drops its element
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0:
-            return x
-        words = torch.empty((x.numel() + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)
-        keep = words.view(torch.int16)[: x.numel()].view(x.shape) >= self.cut
-        return x * keep * (1 / (1 - self.p))
-
-
-def _bf16_linear(x: torch.Tensor, *, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    return torch.nn.functional.linear(x.to(torch.bfloat16), weight, bias)
-
-
-class StepLevers:
-    """Switches one model between the step's variants in place, so that they take turns batch by
-    batch: LoRA dropout as PEFT draws it (``nn.Dropout``), packed, or none (what dropout costs in
-    all; not a recipe change, the paper's LoRA dropout is 0.05); and frozen Linear layers computing
-    from bf16 copies of their weights made once, instead of bf16 autocast copying every weight at
-    every call (the same values: autocast rounds the same way; the fp32 parameters stay as they are;
-    valid under bf16 autocast only, which is how the step runs)."""
-
-    DROPOUTS = {"torch": torch.nn.Dropout, "packed": PackedDropout, "none": lambda p: torch.nn.Identity()}
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.dropouts = [(module.lora_dropout, name, dropout.p) for module in model.modules()
-                         if isinstance(getattr(module, "lora_dropout", None), torch.nn.ModuleDict)
-                         for name, dropout in module.lora_dropout.items() if isinstance(dropout, torch.nn.Dropout)]  # fmt: skip
-        self.bf16 = {}
-        for module in model.modules():
-            if type(module) is torch.nn.Linear and not module.weight.requires_grad:
-                bias = None if module.bias is None else module.bias.detach().to(torch.bfloat16)
-                self.bf16[module] = functools.partial(_bf16_linear, weight=module.weight.detach().to(torch.bfloat16),
-                                                      bias=bias)  # fmt: skip
-
-    def set(self, dropout: str, bf16_weights: bool) -> None:
-        for modules, name, p in self.dropouts:
-            modules[name] = self.DROPOUTS[dropout](p)
-        for module, forward in self.bf16.items():
-            if bf16_weights:
-                module.forward = forward
-            else:
-                module.__dict__.pop("forward", None)  # back to nn.Linear.forward
-
-
-LEVERS = {  # label: (LoRA dropout, frozen Linears in bf16 once)
-    "as the recipe runs it": ("torch", False),
-    "LoRA dropout, packed draws": ("packed", False),
-    "frozen Linears in bf16 once": ("torch", True),
-    "both": ("packed", True),
-    "no LoRA dropout (its whole cost)": ("none", False),
+LEVERS = {  # label: the stage-2 settings of impkit.train.step_speedups that the variant switches on
+    "as the recipe runs it": {},
+    "LoRA dropout, packed draws": {"packed_dropout": True},
+    "frozen Linears in bf16 once": {"bf16_frozen_weights": True},
+    "eager attention": {"attention": "eager"},
+    "bf16 once + eager attention": {"bf16_frozen_weights": True, "attention": "eager"},
+    "all three": {"packed_dropout": True, "bf16_frozen_weights": True, "attention": "eager"},
+    "no LoRA dropout (its whole cost)": None,  # not a speed-up: the paper's LoRA dropout is 0.05
 }
+
+
+@contextlib.contextmanager
+def without_lora_dropout(model: torch.nn.Module):
+    """LoRA dropout replaced by the identity: what dropout costs in all."""
+    swapped = [(m.lora_dropout, name, d) for m in model.modules()
+               if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict) for name, d in m.lora_dropout.items()]  # fmt: skip
+    for dropouts, name, _ in swapped:
+        dropouts[name] = torch.nn.Identity()
+    try:
+        yield
+    finally:
+        for dropouts, name, dropout in swapped:
+            dropouts[name] = dropout
 
 
 def forward_backward(model: torch.nn.Module, inputs: dict, stage: StageTraining, accumulation: int) -> None:
@@ -131,18 +97,21 @@ def forward_backward(model: torch.nn.Module, inputs: dict, stage: StageTraining,
 def lever_step_seconds(model: torch.nn.Module, steps: list[list[dict]], stage: StageTraining) -> dict[str, list[float]]:
     """Forward and backward of every global batch in ``steps`` under each of LEVERS in turn (no
     optimizer step: the weights stay put), so that a burst of noise hits neighbouring variants alike."""
-    levers = StepLevers(model)
     model.train()
     seconds: dict[str, list[float]] = {label: [] for label in LEVERS}
     for micro_batches in steps:
-        for label, setting in LEVERS.items():
-            levers.set(*setting)
-            start = time.perf_counter()
-            for inputs in micro_batches:
-                forward_backward(model, inputs, stage, len(micro_batches))
-            model.zero_grad(set_to_none=True)
-            seconds[label].append(time.perf_counter() - start)
-    levers.set("torch", False)
+        for label, settings in LEVERS.items():
+            variant = (
+                without_lora_dropout(model)
+                if settings is None
+                else step_speedups(model, dataclasses.replace(stage, **settings))
+            )
+            with variant:  # switching (e.g. making the bf16 copies) is not timed
+                start = time.perf_counter()
+                for inputs in micro_batches:
+                    forward_backward(model, inputs, stage, len(micro_batches))
+                model.zero_grad(set_to_none=True)
+                seconds[label].append(time.perf_counter() - start)
     return seconds
 
 

@@ -293,10 +293,21 @@ class StageTraining:
     # dropout then draws one mask for the prefix of all rows. Not with gradient checkpointing, which
     # recomputes layers that extend the prefix's cache.
     share_prefix: bool = False
+    # Speed-ups of the step that keep its computation (impkit.train.step_speedups, measured by
+    # `benchmarks/train_throughput.py --levers`): the attention kernel (null: the model's default,
+    # SDPA; "eager": transformers' own), frozen Linear weights cast to bf16 once instead of at every
+    # call (bf16 only), LoRA dropout drawn from packed random words.
+    attention: str | None = None
+    bf16_frozen_weights: bool = False
+    packed_dropout: bool = False
 
     def __post_init__(self) -> None:
         if self.share_prefix and self.gradient_checkpointing:
             raise ConfigError("share_prefix cannot be combined with gradient_checkpointing")
+        if self.attention not in (None, "sdpa", "eager"):
+            raise ConfigError(f"attention must be null, sdpa or eager, got '{self.attention}'")
+        if self.bf16_frozen_weights and self.precision != "bf16":
+            raise ConfigError(f"bf16_frozen_weights needs precision bf16, not {self.precision}")
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise ConfigError(f"precision must be fp32, bf16 or fp16, got '{self.precision}'")
         if self.global_batch_size % self.per_device_batch_size:

@@ -26,6 +26,7 @@ from impkit.config import StageTraining
 from impkit.io import write_json
 from impkit.model.shared_prefix import with_shared_prefix
 from impkit.progress import enabled as progress_enabled
+from impkit.train.step_speedups import step_speedups
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +261,8 @@ def run_stage(
         ],
     )
     start = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=resume)
+    with step_speedups(model, cfg):
+        output = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
     history = list(trainer.state.log_history)
     if finished:
