@@ -43,7 +43,7 @@ from impkit.model.shared_prefix import with_shared_prefix
 from impkit.model.tokenizer import IMAGE_TOKEN, family_tokenizer, train_bpe
 from impkit.train.dataset import DataCollator, ModalityLengthGroupedSampler, SupervisedDataset, chunked, padding_waste
 from impkit.train.parts import prepare_stage2
-from impkit.train.step_speedups import step_speedups
+from impkit.train.step_speedups import replace_lora_dropout, step_speedups
 from impkit.train.trainer import run_stage
 
 ASSEMBLED = Path("data/assembled")
@@ -74,15 +74,11 @@ LEVERS = {  # label: the stage-2 settings of impkit.train.step_speedups that the
 @contextlib.contextmanager
 def without_lora_dropout(model: torch.nn.Module):
     """LoRA dropout replaced by the identity: what dropout costs in all."""
-    swapped = [(m.lora_dropout, name, d) for m in model.modules()
-               if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict) for name, d in m.lora_dropout.items()]  # fmt: skip
-    for dropouts, name, _ in swapped:
-        dropouts[name] = torch.nn.Identity()
+    undo = replace_lora_dropout(model, lambda p: torch.nn.Identity())
     try:
         yield
     finally:
-        for dropouts, name, dropout in swapped:
-            dropouts[name] = dropout
+        undo()
 
 
 def forward_backward(model: torch.nn.Module, inputs: dict, stage: StageTraining, accumulation: int) -> None:

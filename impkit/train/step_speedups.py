@@ -56,15 +56,16 @@ def _base_model(model: torch.nn.Module) -> torch.nn.Module:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def eager_attention(model: torch.nn.Module) -> Callable[[], None]:
-    """Switch every attention layer to transformers' eager implementation; returns the undo."""
+def attention_implementation(model: torch.nn.Module, name: str) -> Callable[[], None]:
+    """Switch every attention layer (text and vision) to transformers' ``name`` implementation;
+    returns the undo."""
     base = _base_model(model)
-    before = {name: config._attn_implementation for name, config in _attention_configs(base).items()}
-    base.set_attn_implementation("eager")
+    before = {key: config._attn_implementation for key, config in _attention_configs(base).items()}
+    base.set_attn_implementation(name)
 
     def undo() -> None:
-        for name, config in _attention_configs(base).items():
-            config._attn_implementation = before[name]
+        for key, config in _attention_configs(base).items():
+            config._attn_implementation = before[key]
 
     return undo
 
@@ -94,15 +95,16 @@ def frozen_weights_in_bf16(model: torch.nn.Module) -> Callable[[], None]:
     return undo
 
 
-def packed_lora_dropout(model: torch.nn.Module) -> Callable[[], None]:
-    """Replace PEFT's LoRA dropout modules by ``PackedDropout`` of the same p; returns the undo."""
+def replace_lora_dropout(model: torch.nn.Module, make: Callable[[float], torch.nn.Module]) -> Callable[[], None]:
+    """Replace every PEFT LoRA dropout module (``nn.Dropout`` of probability p) by ``make(p)``;
+    returns the undo."""
     replaced = []
     for module in model.modules():
         dropouts = getattr(module, "lora_dropout", None)
         if isinstance(dropouts, torch.nn.ModuleDict):
             for name, dropout in list(dropouts.items()):
                 if isinstance(dropout, torch.nn.Dropout):
-                    dropouts[name] = PackedDropout(dropout.p)
+                    dropouts[name] = make(dropout.p)
                     replaced.append((dropouts, name, dropout))
 
     def undo() -> None:
@@ -117,12 +119,12 @@ def step_speedups(model: torch.nn.Module, cfg: StageTraining) -> Iterator[None]:
     """``model`` with the speed-ups ``cfg`` switches on, for the duration of the block."""
     undo: list[Callable[[], None]] = []
     try:
-        if cfg.attention == "eager":
-            undo.append(eager_attention(model))
+        if cfg.attention is not None:
+            undo.append(attention_implementation(model, cfg.attention))
         if cfg.bf16_frozen_weights:
             undo.append(frozen_weights_in_bf16(model))
         if cfg.packed_dropout:
-            undo.append(packed_lora_dropout(model))
+            undo.append(replace_lora_dropout(model, PackedDropout))
         yield
     finally:
         for step in reversed(undo):
