@@ -6,7 +6,9 @@ loop over the same model, batches and optimizer; and padding waste with/without 
 Needs the assembled data (`make repro` builds it). Both runs start from the same weights and see
 the same batches in the same order (the modality-length grouped sampler), so the ratio of their
 samples/s is the trainer's overhead. Both compute each batch's shared prompt prefix once when the
-recipe says so (`share_prefix`); a third run, the trainer without it, shows what that saves.
+recipe says so (`share_prefix`); a third run, the trainer without it, shows what that saves. These
+runs have the step speed-ups off, whatever the recipe says, so that trainer and bare loop do the
+same work.
 `--rounds N` runs the three in turn N times and keeps each one's fastest. Padding waste = padded
 tokens / all tokens after padding each batch to its longest sample, for the grouped order vs a
 random order of the same records.
@@ -14,9 +16,10 @@ random order of the same records.
 `--levers` also times the step's forward and backward with the speed-ups of
 `impkit.train.step_speedups` that keep the computation (LoRA dropout drawn from packed random words;
 frozen Linear weights cast to bf16 once; transformers' eager attention instead of PyTorch's SDPA
-kernel), alone and together, and without LoRA dropout (its whole cost). The variants take turns on
-every global batch, so that on a noisy machine each comparison is made seconds apart; a fourth
-trainer run, with all three on, gives their effect on the whole trainer step.
+kernel), alone and together, against the step without them, and without LoRA dropout (its whole
+cost). The variants take turns on every global batch, so that on a noisy machine each comparison is
+made seconds apart; a fourth trainer run, with all three on (as `nano-long` runs), gives their effect
+on the whole trainer step.
 """
 
 from __future__ import annotations
@@ -60,8 +63,9 @@ def build(preset: PresetConfig, tokenizer, recipe: TrainRecipe):
     return prepare_stage2(build_model(config, seed=0), preset.family, recipe.lora)
 
 
+SPEEDUPS_OFF = {"attention": None, "bf16_frozen_weights": False, "packed_dropout": False}
 LEVERS = {  # label: the stage-2 settings of impkit.train.step_speedups that the variant switches on
-    "as the recipe runs it": {},
+    "without speed-ups": {},
     "LoRA dropout, packed draws": {"packed_dropout": True},
     "frozen Linears in bf16 once": {"bf16_frozen_weights": True},
     "eager attention": {"attention": "eager"},
@@ -122,7 +126,7 @@ def main() -> None:
     parser.add_argument(
         "--levers",
         action="store_true",
-        help="also time the step's forward and backward with speed-ups not (yet) in a recipe, in turn",
+        help="also time the step's forward and backward with the step speed-ups, alone and together, in turn",
     )
     args = parser.parse_args()
     if args.rounds < 1:
@@ -152,8 +156,10 @@ def main() -> None:
                                  image_processor=ImageProcessor(preset.vision.arch["image_size"], preset.image_aspect),
                                  num_image_tokens=n_img, max_length=recipe.stage2.max_length,
                                  image_length_words=n_img)  # fmt: skip
-        stage: StageTraining = recipe.stage2
-        stage = StageTraining(**{**stage.__dict__, "epochs": 1, "checkpoint_steps": 10**9, "logging_steps": 10**9})
+        # the recipe's stage 2 for one epoch, without the step speed-ups (the bare loop has none)
+        stage = dataclasses.replace(
+            recipe.stage2, epochs=1, checkpoint_steps=10**9, logging_steps=10**9, **SPEEDUPS_OFF
+        )
         batch = stage.global_batch_size
         sampler = ModalityLengthGroupedSampler.for_dataset(data, batch, seed=0)
         order = list(sampler)
@@ -202,7 +208,7 @@ def main() -> None:
             for label, run in runs.items():
                 seconds[label].append(run())
         best = {label: min(times) for label, times in seconds.items()}
-        if args.levers:  # speed-ups not (yet) in a recipe, taking turns on the same batches
+        if args.levers:  # the step speed-ups, taking turns on the same batches
             collate = DataCollator(tokenizer.pad_token_id)
             steps = [[collate([data[int(i)] for i in micro]) for micro in chunked(batch_indices, stage.per_device_batch_size)]
                      for batch_indices in chunked(order, stage.global_batch_size)]  # fmt: skip
@@ -223,7 +229,7 @@ def main() -> None:
             f"step speed-ups: the trainer {trainer_time / best['impkit trainer (speed-ups on)']:.2f}x as fast with all three on"
         )
         print(f"\nthe step's forward and backward ({len(steps)} global batches, the variants in turn on each):")
-        base = lever_seconds["as the recipe runs it"]
+        base = lever_seconds["without speed-ups"]
         for label, times in lever_seconds.items():
             ratios = sorted(b / t for b, t in zip(base, times, strict=True))
             print(f"  {label:34}{len(data) / sum(times):>6.1f} samples/s   step {ratios[len(ratios) // 2]:.2f}x as fast "
