@@ -124,3 +124,13 @@ def test_a_stage_trains_with_every_speed_up_and_ends_with_the_model_as_built(con
 def test_speed_up_settings_that_cannot_hold_are_config_errors(overrides, message):
     with pytest.raises(ConfigError, match=message):
         stage(**overrides)
+
+
+def test_bf16_frozen_weights_refuse_deepspeed_zero3_shards(config):
+    model = lora_model(config)
+    frozen = [m for m in model.modules() if type(m) is torch.nn.Linear and not m.weight.requires_grad]
+    frozen[-1].weight.ds_id = 0  # how DeepSpeed ZeRO-3 marks a partitioned parameter
+    with pytest.raises(ConfigError, match="ZeRO-3"):
+        with step_speedups(model, stage(precision="bf16", bf16_frozen_weights=True)):
+            pass
+    assert patched_linears(model) == 0  # nothing left half-patched

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from impkit.config import StageTraining
+from impkit.config import ConfigError, StageTraining
 
 
 class PackedDropout(torch.nn.Module):
@@ -79,17 +79,17 @@ def _attention_configs(model: torch.nn.Module) -> dict[str, object]:
 
 def frozen_weights_in_bf16(model: torch.nn.Module) -> Callable[[], None]:
     """Give every frozen ``nn.Linear`` a forward from a bf16 copy of its weights; returns the undo."""
-    patched = []
-    for module in model.modules():
-        if type(module) is torch.nn.Linear and not module.weight.requires_grad:
-            bias = None if module.bias is None else module.bias.detach().to(torch.bfloat16)
-            module.forward = functools.partial(
-                _linear_from_bf16, weight=module.weight.detach().to(torch.bfloat16), bias=bias
-            )
-            patched.append(module)
+    frozen = [m for m in model.modules() if type(m) is torch.nn.Linear and not m.weight.requires_grad]
+    if any(hasattr(m.weight, "ds_id") for m in frozen):  # DeepSpeed ZeRO-3 holds shards, not weights
+        raise ConfigError("bf16_frozen_weights cannot run under DeepSpeed ZeRO-3: its weights are partitioned")
+    for module in frozen:
+        bias = None if module.bias is None else module.bias.detach().to(torch.bfloat16)
+        module.forward = functools.partial(
+            _linear_from_bf16, weight=module.weight.detach().to(torch.bfloat16), bias=bias
+        )
 
     def undo() -> None:
-        for module in patched:
+        for module in frozen:
             del module.forward  # back to nn.Linear.forward
 
     return undo
