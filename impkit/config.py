@@ -341,10 +341,15 @@ class TrainSettings:
     heldout_questions: int  # held-out questions for the with-image / blank / shuffled check after stage 2
     eval_batch_size: int
     recipes: Mapping[str, Any]  # name -> TrainRecipe mapping, typed when a preset picks one
+    # Data-parallel training processes of one thread each on a machine without a GPU
+    # (impkit.train.launch); 1 trains in one process on every core's threads.
+    cpu_processes: int = 1
 
     def __post_init__(self) -> None:
         if self.heldout_questions < 1 or self.eval_batch_size < 1:
             raise ConfigError("train.heldout_questions and train.eval_batch_size must be at least 1")
+        if self.cpu_processes < 1:
+            raise ConfigError(f"train.cpu_processes must be at least 1, got {self.cpu_processes}")
 
     def recipe(self, name: str) -> TrainRecipe:
         if name not in self.recipes:

@@ -7,12 +7,13 @@ python -m stages.train tune nano-3b
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from impkit.config import ConfigError, PresetConfig, TrainRecipe, TrainSettings, from_dict, load_params, section
 from impkit.io import write_json
 from impkit.stage import run_stage
-from impkit.train.pipeline import align, heldout_check, tune
+from impkit.train.launch import cpu_processes_to_start, is_main_process, launch_data_parallel, use_every_core
 
 ASSEMBLED, WORLD, BACKBONES = Path("data/assembled"), Path("data/world"), Path("models/backbones")
 
@@ -41,17 +42,27 @@ def main() -> None:
     parser.add_argument("preset")
     args = parser.parse_args()
     preset, recipe, train = _setup(args.preset)
+    processes = cpu_processes_to_start(train.cpu_processes)
+    if processes > 1:  # this command again, as that many data-parallel processes (impkit.train.launch)
+        sys.exit(launch_data_parallel(processes, "stages.train", [args.stage, args.preset]))
+    # imported here, after the launch: the launching process does not need transformers (seconds)
+    from impkit.train.pipeline import align, heldout_check, tune
+
     seed = train.seed
     reports = Path("reports/train")
+    # The curves are the first process's to write (dvclive clears its folder when it starts).
+    live = [_live(reports / f"{args.stage}-{args.preset}")] if is_main_process() else []
     if args.stage == "align":
         align(args.preset, preset, recipe, backbones=BACKBONES if preset.offline else None, assembled=ASSEMBLED,
               checkpoints=Path(f"models/checkpoints/align-{args.preset}"), out=Path(f"models/aligned/{args.preset}"),
-              seed=seed, callbacks=[_live(reports / f"align-{args.preset}")])  # fmt: skip
+              seed=seed, callbacks=live)  # fmt: skip
         return
     meta = tune(args.preset, preset, recipe, aligned=Path(f"models/aligned/{args.preset}"), assembled=ASSEMBLED,
                 checkpoints=Path(f"models/checkpoints/tune-{args.preset}"), out=Path(f"releases/{args.preset}"),
-                adapter_out=Path(f"models/adapters/{args.preset}"), seed=seed,
-                callbacks=[_live(reports / f"tune-{args.preset}")])  # fmt: skip
+                adapter_out=Path(f"models/adapters/{args.preset}"), seed=seed, callbacks=live)  # fmt: skip
+    if not is_main_process():
+        return
+    use_every_core()  # the other training processes are done: the held-out check gets their cores
     checked = {"release": Path(f"releases/{args.preset}"), "stage1_only": Path(f"models/aligned/{args.preset}")}
     check = {name: heldout_check(preset, folder, WORLD, limit=train.heldout_questions, batch_size=train.eval_batch_size)
              for name, folder in checked.items()}  # fmt: skip

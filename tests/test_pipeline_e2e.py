@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from impkit.train.launch import usable_cores
+
 REPO = Path(__file__).resolve().parents[1]
 DVC = str(Path(sys.executable).with_name("dvc"))
 
@@ -35,14 +37,14 @@ MICRO = {
     "train.presets": ["nano-2b", "nano-3b", "nano-4b", "nano-3b-196"],  # every family and both resolutions
     "train.heldout_questions": 8,
     "train.recipes.nano.stage1.global_batch_size": 8,
-    "train.recipes.nano.stage1.per_device_batch_size": 8,
+    "train.recipes.nano.stage1.per_device_batch_size": 4,
     "train.recipes.nano.stage2.global_batch_size": 8,
-    "train.recipes.nano.stage2.per_device_batch_size": 8,
+    "train.recipes.nano.stage2.per_device_batch_size": 4,
     "train.recipes.nano.stage2.epochs": 1,
     "train.recipes.nano-long.stage1.global_batch_size": 8,  # nano-3b's recipe: the same micro sizes
-    "train.recipes.nano-long.stage1.per_device_batch_size": 8,
+    "train.recipes.nano-long.stage1.per_device_batch_size": 4,
     "train.recipes.nano-long.stage2.global_batch_size": 8,
-    "train.recipes.nano-long.stage2.per_device_batch_size": 8,
+    "train.recipes.nano-long.stage2.per_device_batch_size": 4,
     "train.recipes.nano-long.stage2.epochs": 1,
     "eval.twins": {"vqav2": 10, "gqa": 10, "vizwiz": 8, "textvqa": 5, "sqa": 8, "pope_images": 2, "mme_images": 1,
                    "mmbench": 4, "mmvet": 3},
@@ -137,6 +139,8 @@ def test_dvc_repro_builds_the_default_pipeline_and_reruns_as_a_no_op(micro_repo)
         assert meta["parameters"]["vision_tower"]["trainable"] == 0
         report = json.loads((micro_repo / "reports" / "train" / f"{preset}.json").read_text())
         assert report["heldout"]["release"]["with_image"]["n"] == 8
+        # trained as train.cpu_processes (2) data-parallel processes, one per core when fewer
+        assert report["train"]["processes"] == min(2, usable_cores())
         assert (micro_repo / "reports" / "train" / f"tune-{preset}" / "plots" / "metrics").is_dir()
 
         # every release on the ten twins: nine scored beside their blind baseline, MM-Vet without a judge

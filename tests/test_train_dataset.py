@@ -82,9 +82,13 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
+    return write_records(tmp_path_factory.mktemp("train_data"))
+
+
+def write_records(root):
+    """The test records (one blank line among them) and their images, under ``root``."""
     from PIL import Image
 
-    root = tmp_path_factory.mktemp("train_data")
     for rel, (size, colour) in IMAGES.items():
         (root / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", size, colour).save(root / "images" / rel)

@@ -359,10 +359,11 @@ def padding_waste(lengths: Sequence[int] | np.ndarray, batches: Iterable[Sequenc
 class ModalityLengthGroupedSampler(Sampler[int]):
     """Indices in batches of one modality and similar lengths, the batches in random order.
 
-    ``batch_size`` is the global batch: the per-device batch size times the world size. The
-    DataLoader (and, distributed, accelerate's per-process split of consecutive batches) cuts the
-    stream into per-device batches, so every per-device batch of one step comes from one global
-    batch here.
+    ``batch_size`` is the global batch: the per-device batch size times the number of processes
+    times the gradient accumulation steps. The DataLoader (and, distributed, accelerate's
+    per-process split of consecutive batches) cuts the stream into per-device batches, so the
+    micro-batches of one optimizer step, on every process, come from one global batch here, and the
+    batches are the same however the global batch is split.
 
     Image and text-only records are grouped apart. Within each group the indices are shuffled,
     cut into megabatches of ``batch_size * megabatch_factor``, each sorted by length (longest

@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from impkit.model.tokenizer import IMAGE_TOKEN, family_tokenizer, train_bpe
 from impkit.train import backbones as bb
 from impkit.train.assembly import TOKENIZER_FILE, VISION_DIR, assemble_model, llm_dir, load_checkpoint
 from impkit.train.dataset import DataCollator, ModalityLengthGroupedSampler, SupervisedDataset
+from impkit.train.launch import is_main_process
 from impkit.train.parts import count_parameters, prepare_stage1, prepare_stage2
 from impkit.train.release import save_release
 from impkit.train.trainer import StageResult, run_stage
@@ -175,7 +177,8 @@ def align(name: str, preset: PresetConfig, recipe: TrainRecipe, *, backbones: Pa
                     label=f"align {name}", callbacks=callbacks)  # fmt: skip
     meta = {"preset": name, "stage": "align", "model": describe(preset), "parameters": count_parameters(model),
             "train": _result_summary(result)}  # fmt: skip
-    save_release(model, tokenizer, preset, out, _release_record(meta))
+    if is_main_process():  # data-parallel processes hold the same weights; the first writes them
+        save_release(model, tokenizer, preset, out, _release_record(meta))
     return meta
 
 
@@ -191,6 +194,10 @@ def tune(name: str, preset: PresetConfig, recipe: TrainRecipe, *, aligned: Path,
     result = _train(model, tokenizer, data, recipe.stage2, checkpoints=checkpoints, fingerprint=fp, seed=seed,
                     label=f"tune {name}", callbacks=callbacks)  # fmt: skip
     counts = count_parameters(model)
+    meta = {"preset": name, "stage": "tune", "model": describe(preset), "parameters": counts,
+            "lora": recipe.lora.__dict__, "train": _result_summary(result)}  # fmt: skip
+    if not is_main_process():  # data-parallel processes hold the same weights; the first writes them
+        return meta
     if recipe.lora.enabled:
         model.save_pretrained(adapter_out)  # the adapter on its own, before merging
     else:  # full fine-tuning has no adapter; the folder still says so (it is a declared output)
@@ -198,8 +205,6 @@ def tune(name: str, preset: PresetConfig, recipe: TrainRecipe, *, aligned: Path,
         (adapter_out / "README.md").write_text(
             "Trained with full fine-tuning (train.recipes.*.lora.enabled: false): no adapter.\n"
         )
-    meta = {"preset": name, "stage": "tune", "model": describe(preset), "parameters": counts,
-            "lora": recipe.lora.__dict__, "train": _result_summary(result)}  # fmt: skip
     save_release(model, tokenizer, preset, out, _release_record(meta))
     return meta
 
@@ -215,7 +220,8 @@ def _release_record(meta: dict[str, Any]) -> dict[str, Any]:
 
 def _result_summary(result: StageResult) -> dict[str, Any]:
     return {"steps": result.steps, "train_loss": round(result.train_loss, 4), "seconds": round(result.seconds, 1),
-            "samples_per_second": round(result.samples_per_second, 2), "resumed_from": result.resumed_from}  # fmt: skip
+            "samples_per_second": round(result.samples_per_second, 2), "resumed_from": result.resumed_from,
+            "processes": int(os.environ.get("WORLD_SIZE", "1"))}  # fmt: skip
 
 
 def heldout_check(

@@ -22,7 +22,7 @@ from peft import PeftModel
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from impkit.config import StageTraining
+from impkit.config import ConfigError, StageTraining
 from impkit.io import write_json
 from impkit.model.shared_prefix import with_shared_prefix
 from impkit.progress import enabled as progress_enabled
@@ -69,7 +69,11 @@ class ImpTrainer(Trainer):
     def _get_train_sampler(self, train_dataset=None):
         if self.sampler_factory is None:
             return super()._get_train_sampler(train_dataset)
-        return self.sampler_factory(self.args.per_device_train_batch_size * self.args.world_size, self.args.seed)
+        # grouped by the global batch, as LLaVA groups: the same batches however the global batch is
+        # split into processes and accumulation steps
+        args = self.args
+        global_batch = args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps
+        return self.sampler_factory(global_batch, args.seed)
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         """Four groups: (projector | rest) x (decay | no decay); the projector may have its own lr
@@ -105,7 +109,7 @@ class PlainProgress(TrainerCallback):
         self.start, self.start_step = time.perf_counter(), state.global_step
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or "loss" not in logs:
+        if not logs or "loss" not in logs or not state.is_world_process_zero:
             return
         done = state.global_step - self.start_step
         elapsed = time.perf_counter() - self.start
@@ -165,9 +169,10 @@ class StageResult:
 def training_arguments(cfg: StageTraining, checkpoint_dir: Path, seed: int, world_size: int = 1) -> TrainingArguments:
     accumulation = cfg.global_batch_size // (cfg.per_device_batch_size * world_size)
     if accumulation < 1 or accumulation * cfg.per_device_batch_size * world_size != cfg.global_batch_size:
-        raise ValueError(
-            f"global batch {cfg.global_batch_size} cannot be split into {world_size} device(s) x "
-            f"{cfg.per_device_batch_size} per device x an integer number of accumulation steps"
+        raise ConfigError(
+            f"global batch {cfg.global_batch_size} cannot be split into {world_size} process(es) x "
+            f"{cfg.per_device_batch_size} per device x an integer number of accumulation steps "
+            "(lower per_device_batch_size, or the number of GPUs or train.cpu_processes)"
         )
     return TrainingArguments(
         output_dir=str(checkpoint_dir),
@@ -236,15 +241,17 @@ def run_stage(
     callbacks: list[TrainerCallback] = (),
 ) -> StageResult:
     """Train ``model`` in place; resumes from the last checkpoint of an identical earlier run."""
-    resume = _matching_checkpoint(checkpoint_dir, fingerprint)
+    # Under a launcher (`accelerate launch`, impkit.train.launch) every process sees WORLD_SIZE; the
+    # global batch stays the recipe's.
+    args = training_arguments(cfg, checkpoint_dir, seed, world_size=int(os.environ.get("WORLD_SIZE", "1")))
+    with args.main_process_first(local=False, desc="the checkpoint check"):  # one process clears stale ones
+        resume = _matching_checkpoint(checkpoint_dir, fingerprint)
     record_file = checkpoint_dir / RUN_RECORD
     finished = json.loads(record_file.read_text()) if resume and record_file.is_file() else None
     if finished:
         log.info("%s: this run already finished (%s); loading its weights, training nothing", label, resume)
     elif resume:
         log.info("%s: resuming from %s", label, resume)
-    # Under `accelerate launch` every process sees WORLD_SIZE; the global batch stays the recipe's.
-    args = training_arguments(cfg, checkpoint_dir, seed, world_size=int(os.environ.get("WORLD_SIZE", "1")))
     samples_per_step = cfg.global_batch_size
     trainer = ImpTrainer(
         model=model,

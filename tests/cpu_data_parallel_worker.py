@@ -1,0 +1,51 @@
+"""Run by tests/test_cpu_data_parallel.py, alone or as several processes through
+``impkit.train.launch.launch_data_parallel``: one stage-2 run of a tiny LoRA model on the grouped
+batches the stages use; the first process writes the logged losses and the trained weights.
+
+    python -m cpu_data_parallel_worker <data folder> <out folder> [ok | fail]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import test_train_dataset as fixtures  # noqa: E402  (the tiny tokenizer, records and model of the tests)
+
+from impkit.config import ConfigError, StageTraining  # noqa: E402
+from impkit.stage import run_stage as run_entry_point  # noqa: E402
+from impkit.train.dataset import DataCollator, ModalityLengthGroupedSampler  # noqa: E402
+from impkit.train.launch import is_main_process  # noqa: E402
+from impkit.train.trainer import run_stage  # noqa: E402
+
+
+def main() -> None:
+    data, out, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "ok"
+    if mode == "fail":
+        raise ConfigError("a bad setting, said in one line")
+    torch.manual_seed(0)
+    tokenizer = fixtures.family_tokenizer(fixtures.train_bpe(fixtures.CORPUS * 20, vocab_size=300), "qwen2")
+    dataset = fixtures._dataset(data, tokenizer)
+    cfg = StageTraining(learning_rate=1e-2, projector_lr=1e-3, lr_scheduler="cosine", warmup_ratio=0.0,
+                        weight_decay=0.0, global_batch_size=4, per_device_batch_size=2, epochs=2, max_length=512,
+                        checkpoint_steps=100, gradient_checkpointing=False, precision="fp32", logging_steps=1,
+                        share_prefix=True)  # fmt: skip
+    model = fixtures._lora_llava(tokenizer)
+    result = run_stage(model, dataset, DataCollator(tokenizer.pad_token_id), cfg, checkpoint_dir=out / "checkpoints",
+                       fingerprint={"test": 1}, seed=0, label="worker",
+                       sampler_factory=lambda b, s: ModalityLengthGroupedSampler.for_dataset(dataset, b, seed=s))  # fmt: skip
+    if is_main_process():
+        trained = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+        torch.save(trained, out / "trained.pt")
+        losses = [entry["loss"] for entry in result.log_history if "loss" in entry]
+        (out / "run.json").write_text(json.dumps({"world_size": int(os.environ.get("WORLD_SIZE", "1")),
+                                                  "losses": losses, "steps": result.steps, "records": len(dataset)}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    run_entry_point(main)
