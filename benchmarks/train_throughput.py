@@ -63,6 +63,31 @@ def build(preset: PresetConfig, tokenizer, recipe: TrainRecipe):
     return prepare_stage2(build_model(config, seed=0), preset.family, recipe.lora)
 
 
+def preset_and_recipe(name: str) -> tuple[PresetConfig, TrainRecipe]:
+    if not (ASSEMBLED / "finetune.jsonl").is_file():
+        raise SystemExit("data/assembled/finetune.jsonl not found: run `make repro` first")
+    params = load_params()
+    preset = from_dict(PresetConfig, params["model"]["presets"][name])
+    return preset, from_dict(TrainRecipe, params["train"]["recipes"][preset.train])
+
+
+def stage2_records(preset: PresetConfig, recipe: TrainRecipe, records: int, folder: Path):
+    """The preset's tokenizer and a stage-2 dataset of ``records`` records of the assembled mixture,
+    always the same ones (seed 0), written to ``folder``."""
+    lines = (ASSEMBLED / "finetune.jsonl").read_text().splitlines()
+    texts = [t["value"] for line in lines for t in json.loads(line)["conversations"]]
+    tokenizer = family_tokenizer(train_bpe(texts, load_params()["backbones"]["vocab_size"]), preset.family)
+    subset = folder / "finetune.jsonl"
+    rng = np.random.default_rng(0)
+    subset.write_text("\n".join(lines[i] for i in sorted(rng.choice(len(lines), records, replace=False))) + "\n")
+    n_img = num_image_tokens(preset)
+    data = SupervisedDataset(subset, ASSEMBLED / "images", tokenizer, preset.template,
+                             image_processor=ImageProcessor(preset.vision.arch["image_size"], preset.image_aspect),
+                             num_image_tokens=n_img, max_length=recipe.stage2.max_length,
+                             image_length_words=n_img)  # fmt: skip
+    return tokenizer, data
+
+
 SPEEDUPS_OFF = {"attention": None, "bf16_frozen_weights": False, "packed_dropout": False}
 LEVERS = {  # label: the stage-2 settings of impkit.train.step_speedups that the variant switches on
     "without speed-ups": {},
@@ -131,31 +156,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.rounds < 1:
         raise SystemExit("--rounds must be at least 1")
-    if not (ASSEMBLED / "finetune.jsonl").is_file():
-        raise SystemExit("data/assembled/finetune.jsonl not found: run `make repro` first")
-    params = load_params()
-    preset = from_dict(PresetConfig, params["model"]["presets"][args.preset])
-    recipe = from_dict(TrainRecipe, params["train"]["recipes"][preset.train])
+    preset, recipe = preset_and_recipe(args.preset)
     if args.levers and recipe.stage2.precision != "bf16":  # the bf16-once weights stand in for bf16 autocast's
         raise SystemExit(
             f"--levers compares variants of a bf16 step; {preset.train}'s stage 2 runs in {recipe.stage2.precision}"
         )
-    lines = (ASSEMBLED / "finetune.jsonl").read_text().splitlines()
-    texts = [t["value"] for line in lines for t in json.loads(line)["conversations"]]
-    tokenizer = family_tokenizer(train_bpe(texts, params["backbones"]["vocab_size"]), preset.family)
     torch.set_num_threads(torch.get_num_threads())
 
     with tempfile.TemporaryDirectory() as tmp:
-        subset = Path(tmp) / "finetune.jsonl"
-        rng = np.random.default_rng(0)
-        subset.write_text(
-            "\n".join(lines[i] for i in sorted(rng.choice(len(lines), args.records, replace=False))) + "\n"
-        )
-        n_img = num_image_tokens(preset)
-        data = SupervisedDataset(subset, ASSEMBLED / "images", tokenizer, preset.template,
-                                 image_processor=ImageProcessor(preset.vision.arch["image_size"], preset.image_aspect),
-                                 num_image_tokens=n_img, max_length=recipe.stage2.max_length,
-                                 image_length_words=n_img)  # fmt: skip
+        tokenizer, data = stage2_records(preset, recipe, args.records, Path(tmp))
         # the recipe's stage 2 for one epoch, without the step speed-ups (the bare loop has none)
         stage = dataclasses.replace(
             recipe.stage2, epochs=1, checkpoint_steps=10**9, logging_steps=10**9, **SPEEDUPS_OFF
