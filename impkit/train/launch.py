@@ -78,7 +78,7 @@ def launch_data_parallel(processes: int, module: str, argv: list[str]) -> int:
     try:
         run(args)
     except ChildFailedError as exc:
-        rank, failure = min(exc.failures.items())
+        rank, failure = exc.get_first_failure()
         log.error("training process %d of %d failed with exit code %d (its message is above)",
                   rank, processes, failure.exitcode)  # fmt: skip
         return failure.exitcode if failure.exitcode > 0 else 1
