@@ -13,14 +13,8 @@ from tqdm.auto import tqdm
 T = TypeVar("T")
 
 
-def _replica() -> bool:
-    """A data-parallel training process other than the first (impkit.train.launch): it works as the
-    first does, which already shows the progress and says what happened."""
-    return os.environ.get("RANK", "0") != "0"
-
-
 def enabled() -> bool:
-    return os.environ.get("IMPKIT_PROGRESS", "1") != "0" and not _replica()
+    return os.environ.get("IMPKIT_PROGRESS", "1") != "0"
 
 
 def progress(iterable: Iterable[T] | None = None, **kwargs) -> tqdm:
@@ -33,8 +27,6 @@ def progress(iterable: Iterable[T] | None = None, **kwargs) -> tqdm:
 
 
 def setup_logging(level: int = logging.INFO) -> None:
-    if _replica():  # warnings and errors only
-        level = max(level, logging.WARNING)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     # GX and friends log a lot at INFO; keep the stage log about the stage.
     for noisy in ("great_expectations", "urllib3", "asyncio", "filelock", "PIL", "torch.distributed.elastic"):

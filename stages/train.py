@@ -7,6 +7,7 @@ python -m stages.train tune nano-3b
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -48,6 +49,8 @@ def main() -> None:
     # imported here, after the launch: the launching process does not need transformers (seconds)
     from impkit.train.pipeline import align, heldout_check, tune
 
+    if not is_main_process():  # the other training processes work as the first, which says what happens
+        logging.getLogger().setLevel(logging.WARNING)
     seed = train.seed
     reports = Path("reports/train")
     # The curves are the first process's to write (dvclive clears its folder when it starts).
