@@ -6,6 +6,7 @@ from pathlib import Path
 
 from impkit.config import BackbonesConfig, ConfigError, PresetConfig, TrainSettings, from_dict, load_params, section
 from impkit.stage import run_stage
+from impkit.train.launch import cpu_processes_to_start
 from impkit.train.pipeline import build_backbones
 
 OUT = Path("models/backbones")
@@ -15,12 +16,14 @@ def main() -> None:
     params = load_params()
     cfg = from_dict(BackbonesConfig, section(params, "backbones"), "backbones")
     presets = section(params, "model")["presets"]
-    names = from_dict(TrainSettings, section(params, "train"), "train").presets
+    train = from_dict(TrainSettings, section(params, "train"), "train")
+    names = train.presets
     unknown = sorted(set(names) - set(presets))
     if unknown:
         raise ConfigError(f"train.presets names unknown presets {unknown}; known presets: {sorted(presets)}")
     build = {n: from_dict(PresetConfig, presets[n], f"model.presets.{n}") for n in names}
-    build_backbones(cfg, build, Path("data/world"), Path("data/assembled"), OUT)
+    processes = cpu_processes_to_start(train.cpu_processes)  # the parts train side by side without a GPU
+    build_backbones(cfg, build, Path("data/world"), Path("data/assembled"), OUT, processes=processes)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from transformers import (
 
 from impkit.config import ConfigError, WorldConfig, WorldSizes
 from impkit.data.synth import generate_world
+from impkit.data.templates import get_template
 from impkit.model.tokenizer import IMAGE_TOKEN, family_tokenizer, train_bpe
 from impkit.train.assembly import resize_position_embeddings
 from impkit.train.backbones import (
@@ -37,6 +38,8 @@ from impkit.train.backbones import (
     read_vision_pairs,
     scene_label,
 )
+from impkit.train.pipeline import _template_texts
+from impkit.train.side_by_side import run_side_by_side
 
 SIZES = WorldSizes(
     captions=40, vqa=10, existence=5, multiple_choice=5, text_reading=10, textcaps=5, charts=10,
@@ -343,3 +346,53 @@ def test_classifier_tower_also_trains_at_a_lower_size(world, tmp_path):
     )  # fmt: skip
     assert m["image_sizes"] == [32, 24] and set(m["accuracy_after_by_size"]) == {32, 24}
     assert_clean_tower(tmp_path / "cls")
+
+
+# --------------------------------------------------------------------------- parts side by side
+def _lm_job(family: str, tok, corpus: Path, out: Path, **overrides):
+    arch = {**LLM[family], "vocab_size": 448}
+    return (f"llm-{family}", pretrain_causal_lm,
+            {"family": family, "arch": arch, "tokenizer": tok, "texts": corpus, **lm_kwargs(out, **overrides)})  # fmt: skip
+
+
+def test_parts_trained_side_by_side_are_those_trained_one_after_another(world, base_bpe, tmp_path):
+    """The backbones stage's two-process path (one thread each) gives every part exactly what the
+    one-process path on one thread gives it: the same loss curve and the same saved weights."""
+    corpus = world / "backbone" / "lm_corpus.txt"
+    jobs = {where: [_lm_job(f, family_tokenizer(base_bpe, f), corpus, tmp_path / where / f, steps=20)
+                    for f in ("phi2", "qwen2", "phi3")]
+            for where in ("apart", "together")}  # fmt: skip
+    side_by_side = run_side_by_side(jobs["apart"], processes=2)
+    in_turn = run_side_by_side(jobs["together"], processes=1)  # this process, one thread (fixture)
+    assert list(side_by_side) == ["llm-phi2", "llm-qwen2", "llm-phi3"]
+    for label, metrics in side_by_side.items():
+        assert metrics["loss_curve"] == in_turn[label]["loss_curve"], label
+        family = label.removeprefix("llm-")
+        with (safe_open(tmp_path / "apart" / family / "lm" / "model.safetensors", "pt") as a,
+              safe_open(tmp_path / "together" / family / "lm" / "model.safetensors", "pt") as b):  # fmt: skip
+            assert set(a.keys()) == set(b.keys())
+            for key in a.keys():
+                torch.testing.assert_close(a.get_tensor(key), b.get_tensor(key), rtol=0, atol=0, msg=key)
+
+
+def test_a_failing_part_stops_the_others_and_says_why(world, base_bpe, tmp_path):
+    corpus = world / "backbone" / "lm_corpus.txt"
+    endless = _lm_job("phi2", family_tokenizer(base_bpe, "phi2"), corpus, tmp_path / "endless", steps=10**7)
+    broken = _lm_job("qwen2", family_tokenizer(base_bpe, "qwen2"), corpus, tmp_path / "broken")
+    broken[2]["arch"]["vocab_size"] = 100
+    with pytest.raises(ConfigError, match="smaller than the tokenizer"):
+        run_side_by_side([endless, broken], processes=2)  # returns: the endless part was stopped
+    assert not (tmp_path / "endless" / "lm").exists()
+
+
+def test_the_tokenizer_learns_the_chat_templates_fixed_text(world):
+    """The system prompt and role markers are spelled in about a token per word, as a real tokenizer
+    spells them, not letter by letter: they are in the tokenizer's training text."""
+    corpus = read_corpus(world / "backbone" / "lm_corpus.txt")
+    without, with_templates = train_bpe(corpus, 2048), train_bpe(corpus + _template_texts(), 2048)
+    for family in ("phi2", "qwen2", "phi3"):
+        template = get_template(family)
+        head = template.system_block() + template.user_prefix
+        short = len(family_tokenizer(with_templates, family)(head)["input_ids"])
+        long = len(family_tokenizer(without, family)(head)["input_ids"])
+        assert short <= 1.5 * len(head.split()) and short < 0.6 * long, (family, short, long)

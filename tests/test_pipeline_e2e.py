@@ -132,6 +132,11 @@ def test_dvc_repro_builds_the_default_pipeline_and_reruns_as_a_no_op(micro_repo)
     assert (micro_repo / "reports" / "data_quality" / "index.html").is_file()
     assert json.loads((micro_repo / "reports" / "data_metrics.json").read_text())["finetune"]["records"] == len(records)
 
+    # the tower and each family's LM trained side by side, one process per core (train.cpu_processes)
+    backbones = json.loads((micro_repo / "models" / "backbones" / "backbones.json").read_text())
+    assert backbones["processes"] == min(2, usable_cores())
+    assert {"vision", "llm-phi2"} <= set(backbones)
+
     for preset in MICRO["train.presets"]:
         release = micro_repo / "releases" / preset
         meta = json.loads((release / "impkit.json").read_text())

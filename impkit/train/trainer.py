@@ -197,6 +197,9 @@ def training_arguments(cfg: StageTraining, checkpoint_dir: Path, seed: int, worl
         dataloader_num_workers=0,
         disable_tqdm=not progress_enabled(),
         use_cpu=not torch.cuda.is_available(),
+        # DDP re-sends the buffers of the first process before every forward (two per step with the shared
+        # prefix); these models' buffers (rotary frequencies, position ids) never change, so nothing is lost
+        ddp_broadcast_buffers=False,
     )
 
 
