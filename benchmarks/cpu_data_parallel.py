@@ -2,6 +2,7 @@
 ``train.cpu_processes`` data-parallel processes of one thread each (impkit.train.launch), side by side.
 
     .venv/bin/python -m benchmarks.cpu_data_parallel [--records 320] [--preset nano-3b] [--processes 2] [--rounds 2]
+    .venv/bin/python -m benchmarks.cpu_data_parallel --batches 8/4,16/8 [--records 960]
 
 Both run the project's trainer for one epoch of the same records, with the preset's stage-2 recipe as
 the pipeline runs it (step speed-ups included), and see the same global batches (the grouped sampler
@@ -9,6 +10,9 @@ draws global batches; the processes split each one). The two take turns, ``--rou
 one's fastest round counts, since noise on a shared machine only adds time. Two figures each: the
 training loop's samples/s, and the wall time of the whole command (start-up, imports, the launcher's
 rendezvous included), which is what a stage pays.
+
+`--batches G/P,...` compares instead stage-2 global batches G (P per process) in the data-parallel
+setup, side by side in the same way: what a larger global batch buys per sample.
 
 Needs the assembled data (`make repro` builds it).
 """
@@ -21,6 +25,7 @@ import impkit  # noqa: F401  (first: it sets OMP_WAIT_POLICY before torch loads 
 # isort: on
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import subprocess
@@ -36,8 +41,9 @@ from impkit.train.launch import is_main_process, launch_data_parallel, usable_co
 MODULE = "benchmarks.cpu_data_parallel"
 
 
-def worker(preset_name: str, records: int, out: Path) -> None:
-    """One epoch of stage 2 through the trainer; the first process writes its training seconds."""
+def worker(preset_name: str, records: int, out: Path, batch: tuple[int, int] | None = None) -> None:
+    """One epoch of stage 2 through the trainer (``batch``: another global and per-process batch than
+    the recipe's); the first process writes its training seconds."""
     import torch
 
     from impkit.train.dataset import DataCollator, ModalityLengthGroupedSampler
@@ -47,12 +53,20 @@ def worker(preset_name: str, records: int, out: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer, data = stage2_records(preset, recipe, records, Path(tmp))
         stage = dataclasses.replace(recipe.stage2, epochs=1, checkpoint_steps=10**9, logging_steps=10**9)
+        if batch:
+            stage = dataclasses.replace(stage, global_batch_size=batch[0], per_device_batch_size=batch[1])
         result = run_stage(build(preset, tokenizer, recipe), data, DataCollator(tokenizer.pad_token_id), stage,
                            checkpoint_dir=Path(tmp) / "checkpoints", fingerprint={"bench": "dp"}, seed=0,
                            label="bench", sampler_factory=lambda b, s: ModalityLengthGroupedSampler.for_dataset(data, b, seed=s))  # fmt: skip
     if is_main_process():
         out.write_text(json.dumps({"seconds": result.seconds, "records": len(data), "threads": torch.get_num_threads(),
-                                   "processes": int(os.environ.get("WORLD_SIZE", "1"))}))  # fmt: skip
+                                   "processes": int(os.environ.get("WORLD_SIZE", "1")),
+                                   "batch": f"{stage.global_batch_size}/{stage.per_device_batch_size}"}))  # fmt: skip
+
+
+def _batch(text: str) -> tuple[int, int]:
+    global_batch, per_process = (int(part) for part in text.split("/"))
+    return global_batch, per_process
 
 
 def main() -> None:
@@ -61,15 +75,18 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=320, help="stage-2 records (one epoch)")
     parser.add_argument("--processes", type=int, default=2, help="data-parallel processes of one thread each")
     parser.add_argument("--rounds", type=int, default=2, help="turns of both runs; each run's fastest counts")
+    parser.add_argument("--batches", help="G/P,...: compare these global / per-process batches, data parallel")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)  # a run's result file (internal)
+    parser.add_argument("--batch", help=argparse.SUPPRESS)  # the worker's G/P (internal)
     args = parser.parse_args()
     if args.worker:
-        worker(args.preset, args.records, args.worker)
+        worker(args.preset, args.records, args.worker, _batch(args.batch) if args.batch else None)
         return
     setup_logging()
     preset_and_recipe(args.preset)  # a missing build says so before anything starts
     if args.processes > usable_cores():
         raise SystemExit(f"--processes {args.processes}: only {usable_cores()} usable core(s)")
+    batches = [_batch(b) for b in args.batches.split(",")] if args.batches else []
     argv = ["--preset", args.preset, "--records", str(args.records)]
     env = {**os.environ, "IMPKIT_PROGRESS": "0"}
     env.pop("OMP_NUM_THREADS", None)  # one process: the default, a thread per core
@@ -80,30 +97,38 @@ def main() -> None:
         def one_process() -> None:
             subprocess.run([sys.executable, "-m", MODULE, *argv, "--worker", str(result)], env=env, check=True)
 
-        def data_parallel() -> None:
+        def data_parallel(extra: tuple[str, ...] = ()) -> None:
             os.environ["IMPKIT_PROGRESS"] = "0"
-            if launch_data_parallel(args.processes, MODULE, [*argv, "--worker", str(result)]) != 0:
+            if launch_data_parallel(args.processes, MODULE, [*argv, "--worker", str(result), *extra]) != 0:
                 raise SystemExit("the data-parallel run failed (see above)")
 
+        variants = (
+            [functools.partial(data_parallel, ("--batch", f"{g}/{p}")) for g, p in batches]
+            if batches
+            else [one_process, data_parallel]
+        )
         for _ in range(args.rounds):
-            for run in (one_process, data_parallel):
+            for run in variants:
                 start = time.perf_counter()
                 run()
                 wall = time.perf_counter() - start
                 done = json.loads(result.read_text())
                 label = f"{done['processes']} process(es) x {done['threads']} thread(s)"
+                if batches:
+                    label += f", batch {done['batch']}"
                 runs.setdefault(label, []).append((done["records"] / done["seconds"], wall))
     print(f"\n{args.preset} stage 2, one epoch of {args.records} records through the trainer, "
           f"fastest of {args.rounds} round(s) (rounds in brackets)")  # fmt: skip
-    print(f"{'':28}{'samples/s':>10}{'command s':>11}")
+    print(f"{'':40}{'samples/s':>10}{'command s':>11}")
     best = {label: (max(r for r, _ in rounds), min(w for _, w in rounds)) for label, rounds in runs.items()}
     for label, (rate, wall) in best.items():
         spread = " / ".join(f"{r:.1f}" for r, _ in runs[label])
-        print(f"{label:28}{rate:>10.1f}{wall:>11.1f}   [{spread}]")
-    (single_rate, single_wall), (dp_rate, dp_wall) = best.values()
-    print(
-        f"data parallel: training {dp_rate / single_rate:.2f}x as fast; the whole command {single_wall / dp_wall:.2f}x"
-    )
+        print(f"{label:40}{rate:>10.1f}{wall:>11.1f}   [{spread}]")
+    (first, (base_rate, base_wall)), *others = best.items()
+    for label, (rate, wall) in others:
+        print(
+            f"{label}: training {rate / base_rate:.2f}x as fast as {first}; the whole command {base_wall / wall:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,7 +199,8 @@ def training_arguments(cfg: StageTraining, checkpoint_dir: Path, seed: int, worl
         disable_tqdm=not progress_enabled(),
         use_cpu=not torch.cuda.is_available(),
         # DDP re-sends the buffers of the first process before every forward (two per step with the shared
-        # prefix); these models' buffers (rotary frequencies, position ids) never change, so nothing is lost
+        # prefix); these models' buffers (rotary frequencies, position ids) never change, so nothing is lost.
+        # (PyTorch 2.13 renames the switch `forward_sync_buffers`; transformers passes the old name.)
         ddp_broadcast_buffers=False,
     )
 
@@ -271,7 +273,8 @@ def run_stage(
         ],
     )
     start = time.perf_counter()
-    with step_speedups(model, cfg):
+    with step_speedups(model, cfg), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`broadcast_buffers` is deprecated", category=FutureWarning)
         output = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
     history = list(trainer.state.log_history)
