@@ -344,10 +344,15 @@ class TrainSettings:
     # Data-parallel training processes of one thread each on a machine without a GPU
     # (impkit.train.launch); 1 trains in one process on every core's threads.
     cpu_processes: int = 1
+    # Training samples (token ids, prepared images) kept in memory per process, in MiB: epochs after
+    # the first skip the tokenizer and the image decoding (impkit.train.dataset). Speed only.
+    sample_cache_mb: float = 0
 
     def __post_init__(self) -> None:
         if self.heldout_questions < 1 or self.eval_batch_size < 1:
             raise ConfigError("train.heldout_questions and train.eval_batch_size must be at least 1")
+        if self.sample_cache_mb < 0:
+            raise ConfigError(f"train.sample_cache_mb must be at least 0, got {self.sample_cache_mb}")
         if self.cpu_processes < 1:
             raise ConfigError(f"train.cpu_processes must be at least 1, got {self.cpu_processes}")
 

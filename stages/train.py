@@ -58,11 +58,12 @@ def main() -> None:
     if args.stage == "align":
         align(args.preset, preset, recipe, backbones=BACKBONES if preset.offline else None, assembled=ASSEMBLED,
               checkpoints=Path(f"models/checkpoints/align-{args.preset}"), out=Path(f"models/aligned/{args.preset}"),
-              seed=seed, callbacks=live)  # fmt: skip
+              seed=seed, callbacks=live, sample_cache_mb=train.sample_cache_mb)  # fmt: skip
         return
     meta = tune(args.preset, preset, recipe, aligned=Path(f"models/aligned/{args.preset}"), assembled=ASSEMBLED,
                 checkpoints=Path(f"models/checkpoints/tune-{args.preset}"), out=Path(f"releases/{args.preset}"),
-                adapter_out=Path(f"models/adapters/{args.preset}"), seed=seed, callbacks=live)  # fmt: skip
+                adapter_out=Path(f"models/adapters/{args.preset}"), seed=seed, callbacks=live,
+                sample_cache_mb=train.sample_cache_mb)  # fmt: skip
     if not is_main_process():
         return
     use_every_core()  # the other training processes are done: the held-out check gets their cores

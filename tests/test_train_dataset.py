@@ -192,6 +192,60 @@ def test_pickles_without_the_file_handle_and_loads_in_workers(dataset):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def _same_sample(a, b) -> bool:
+    return a["id"] == b["id"] and all(
+        (a[k] is None and b[k] is None) or (a[k] is not None and b[k] is not None and a[k].dtype == b[k].dtype
+                                            and torch.equal(a[k], b[k]))
+        for k in ("input_ids", "labels", "pixel_values")
+    )  # fmt: skip
+
+
+def test_cached_samples_are_the_same_and_later_epochs_need_no_file_tokenizer_or_image(data, tokenizer, tmp_path):
+    import shutil
+
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    plain = _dataset(data, tokenizer)
+    cached = _dataset(copy, tokenizer, cache_mb=1)
+    cached.scan()  # encodes every record: the tokens are kept from here on
+    first = [cached[i] for i in range(len(RECORDS))]  # reads each image once
+    assert all(_same_sample(a, plain[i]) for i, a in enumerate(first))
+    assert 0 < cached.cache_bytes <= cached.cache_limit == 2**20
+
+    # later epochs: the records, the images and the tokenizer are no longer needed
+    shutil.rmtree(copy / "images")
+    (copy / "records.jsonl").write_bytes(b"x" * (copy / "records.jsonl").stat().st_size)
+    cached.tokenizer = None
+    again = [cached[i] for i in range(len(RECORDS))]
+    assert all(_same_sample(a, b) for a, b in zip(again, first, strict=True))
+    again[0]["input_ids"][0] = -1  # a sample handed out is the caller's: the kept one does not change
+    assert _same_sample(cached[0], first[0])
+    assert cached.mismatch_report()["ids"] == ["shapes:mismatch"]  # counted once, when it was encoded
+
+
+def test_the_cache_stops_at_its_size_and_reads_the_rest_from_disk(data, tokenizer, tmp_path):
+    import shutil
+
+    from PIL import Image
+
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    one_image = ImageProcessor(size=IMAGE_SIZE).pixels(Image.new("RGB", (4, 4))).nbytes
+    ds = _dataset(copy, tokenizer, cache_mb=(one_image + 4096) / 2**20)  # a few samples' tokens, one image
+    first = [ds[i] for i in range(len(RECORDS))]
+    assert ds.cache_bytes <= ds.cache_limit
+    assert 0 < len(ds._encoded) < len(RECORDS) and len(ds._pixels_kept) == 1
+    assert all(_same_sample(a, b) for a, b in zip((ds[i] for i in range(len(RECORDS))), first, strict=True))
+    kept_image = next(iter(ds._pixels_kept))
+    shutil.rmtree(copy / "images")
+    assert _same_sample(ds[kept_image], first[kept_image])
+    not_kept = next(i for i, r in enumerate(RECORDS) if "image" in r and i != kept_image)
+    with pytest.raises(OSError, match=f"record {RECORDS[not_kept]['id']}: cannot read image"):
+        ds[not_kept]
+    with pytest.raises(ValueError, match="cache_mb"):
+        _dataset(copy, tokenizer, cache_mb=-1)
+
+
 # --- collation ----------------------------------------------------------------------------------
 
 

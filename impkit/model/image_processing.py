@@ -45,8 +45,17 @@ class ImageProcessor:
             image = expand_to_square(image, tuple(int(m * 255) for m in self.mean))
         return image.resize((self.size, self.size), Image.BICUBIC)
 
-    def __call__(self, images: list[Image.Image]) -> torch.Tensor:
-        """Images -> float tensor [batch, 3, size, size], normalised."""
-        arrays = np.stack([np.asarray(self.prepare(im), dtype=np.float32) / 255.0 for im in images])
+    def pixels(self, image: Image.Image) -> np.ndarray:
+        """The prepared image as uint8 [size, size, 3]: a quarter of the normalised tensor's bytes, for
+        callers that keep images in memory (``normalise`` turns it into exactly what ``__call__`` gives)."""
+        return np.asarray(self.prepare(image), dtype=np.uint8)
+
+    def normalise(self, pixels: list[np.ndarray]) -> torch.Tensor:
+        """uint8 [size, size, 3] arrays (``pixels``) -> float tensor [batch, 3, size, size], normalised."""
+        arrays = np.stack([p.astype(np.float32) / 255.0 for p in pixels])
         arrays = (arrays - np.array(self.mean, dtype=np.float32)) / np.array(self.std, dtype=np.float32)
         return torch.from_numpy(arrays.transpose(0, 3, 1, 2).copy())
+
+    def __call__(self, images: list[Image.Image]) -> torch.Tensor:
+        """Images -> float tensor [batch, 3, size, size], normalised."""
+        return self.normalise([self.pixels(im) for im in images])

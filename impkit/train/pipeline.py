@@ -165,12 +165,13 @@ def _fingerprint(*parts: Any) -> dict[str, str]:
     return {"inputs": hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()}
 
 
-def _dataset(records: Path, image_root: Path, tokenizer, template: str, preset: PresetConfig, max_length: int):
+def _dataset(records: Path, image_root: Path, tokenizer, template: str, preset: PresetConfig, max_length: int,
+             cache_mb: float):  # fmt: skip
     n_tokens = num_image_tokens(preset)
     return SupervisedDataset(
         records, image_root, tokenizer, template,
         image_processor=ImageProcessor(size=preset.vision.arch["image_size"], aspect=preset.image_aspect),
-        num_image_tokens=n_tokens, max_length=max_length, image_length_words=n_tokens,
+        num_image_tokens=n_tokens, max_length=max_length, image_length_words=n_tokens, cache_mb=cache_mb,
     )  # fmt: skip
 
 
@@ -188,14 +189,14 @@ def _train(model, tokenizer, dataset: SupervisedDataset, stage_cfg, *, checkpoin
 
 
 def align(name: str, preset: PresetConfig, recipe: TrainRecipe, *, backbones: Path | None, assembled: Path,
-          checkpoints: Path, out: Path, seed: int, callbacks=()) -> dict[str, Any]:  # fmt: skip
-    """Stage 1: the projector learns to map image features into the frozen LLM ("plain" template)."""
+          checkpoints: Path, out: Path, seed: int, callbacks=(), sample_cache_mb: float = 0) -> dict[str, Any]:  # fmt: skip
+    """Stage 1: the projector learns to map image features into the frozen LLM ("plain" template).
+    ``sample_cache_mb``: ``SupervisedDataset``'s ``cache_mb`` (speed only; the same training)."""
     torch.manual_seed(seed)
     model, tokenizer = assemble_model(preset, backbones, seed=seed)
     prepare_stage1(model)
-    data = _dataset(
-        assembled / "pretrain.jsonl", assembled / "images", tokenizer, "plain", preset, recipe.stage1.max_length
-    )
+    data = _dataset(assembled / "pretrain.jsonl", assembled / "images", tokenizer, "plain", preset,
+                    recipe.stage1.max_length, sample_cache_mb)  # fmt: skip
     fp = _fingerprint(name, preset, recipe.stage1, seed, data.records_path.stat().st_size)
     result = _train(model, tokenizer, data, recipe.stage1, checkpoints=checkpoints, fingerprint=fp, seed=seed,
                     label=f"align {name}", callbacks=callbacks)  # fmt: skip
@@ -207,13 +208,14 @@ def align(name: str, preset: PresetConfig, recipe: TrainRecipe, *, backbones: Pa
 
 
 def tune(name: str, preset: PresetConfig, recipe: TrainRecipe, *, aligned: Path, assembled: Path, checkpoints: Path,
-         out: Path, adapter_out: Path, seed: int, callbacks=()) -> dict[str, Any]:  # fmt: skip
-    """Stage 2: LoRA (or full) instruction tuning with the family's chat template; merged release."""
+         out: Path, adapter_out: Path, seed: int, callbacks=(), sample_cache_mb: float = 0) -> dict[str, Any]:  # fmt: skip
+    """Stage 2: LoRA (or full) instruction tuning with the family's chat template; merged release.
+    ``sample_cache_mb`` as for ``align``."""
     torch.manual_seed(seed)
     model, tokenizer = load_checkpoint(aligned)
     model = prepare_stage2(model, preset.family, recipe.lora)
     data = _dataset(assembled / "finetune.jsonl", assembled / "images", tokenizer, preset.template, preset,
-                    recipe.stage2.max_length)  # fmt: skip
+                    recipe.stage2.max_length, sample_cache_mb)  # fmt: skip
     fp = _fingerprint(name, preset, recipe.stage2, recipe.lora, seed, data.records_path.stat().st_size)
     result = _train(model, tokenizer, data, recipe.stage2, checkpoints=checkpoints, fingerprint=fp, seed=seed,
                     label=f"tune {name}", callbacks=callbacks)  # fmt: skip
