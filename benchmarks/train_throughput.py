@@ -71,9 +71,9 @@ def preset_and_recipe(name: str) -> tuple[PresetConfig, TrainRecipe]:
     return preset, from_dict(TrainRecipe, params["train"]["recipes"][preset.train])
 
 
-def stage2_records(preset: PresetConfig, recipe: TrainRecipe, records: int, folder: Path):
+def stage2_records(preset: PresetConfig, recipe: TrainRecipe, records: int, folder: Path, cache_mb: float = 0):
     """The preset's tokenizer and a stage-2 dataset of ``records`` records of the assembled mixture,
-    always the same ones (seed 0), written to ``folder``."""
+    always the same ones (seed 0), written to ``folder`` (``cache_mb``: the dataset's sample cache)."""
     lines = (ASSEMBLED / "finetune.jsonl").read_text().splitlines()
     texts = [t["value"] for line in lines for t in json.loads(line)["conversations"]]
     tokenizer = family_tokenizer(train_bpe(texts, load_params()["backbones"]["vocab_size"]), preset.family)
@@ -84,7 +84,7 @@ def stage2_records(preset: PresetConfig, recipe: TrainRecipe, records: int, fold
     data = SupervisedDataset(subset, ASSEMBLED / "images", tokenizer, preset.template,
                              image_processor=ImageProcessor(preset.vision.arch["image_size"], preset.image_aspect),
                              num_image_tokens=n_img, max_length=recipe.stage2.max_length,
-                             image_length_words=n_img)  # fmt: skip
+                             image_length_words=n_img, cache_mb=cache_mb)  # fmt: skip
     return tokenizer, data
 
 

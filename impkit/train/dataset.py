@@ -236,6 +236,7 @@ class SupervisedDataset(Dataset):
 
     def _position(self, index: int) -> int:
         n = len(self)
+        index = int(index)  # numpy integers from a sampler's chunks: plain ints as the cache's keys
         if index < 0:
             index += n
         if not 0 <= index < n:
