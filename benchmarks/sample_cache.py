@@ -79,8 +79,8 @@ def main() -> None:
     print(f"first epoch: without cache {seconds['without'][0]:.2f} s, with {seconds['with'][0]:.2f} s")
     print(f"later epochs (median): without cache {later['without']:.2f} s, with {later['with']:.2f} s: "
           f"{later['without'] / later['with']:.1f}x")  # fmt: skip
-    print(f"cache: {cached.cache_bytes / 2**20:.1f} MiB ({len(cached._encoded)} records' tokens, "
-          f"{len(cached._pixels_kept)} images)")  # fmt: skip
+    kept = cached.cache_summary()
+    print(f"cache: {kept['mib']} MiB ({kept['records']} records' tokens, {kept['images']} images)")
     print(f"every batch identical with and without the cache: {identical}")
 
 

@@ -211,6 +211,9 @@ def test_cached_samples_are_the_same_and_later_epochs_need_no_file_tokenizer_or_
     first = [cached[i] for i in range(len(RECORDS))]  # reads each image once
     assert all(_same_sample(a, plain[i]) for i, a in enumerate(first))
     assert 0 < cached.cache_bytes <= cached.cache_limit == 2**20
+    images = sum("image" in r for r in RECORDS)
+    assert cached.cache_summary() == {"records": len(RECORDS), "images": images,
+                                      "mib": round(cached.cache_bytes / 2**20, 1), "limit_mib": 1.0}  # fmt: skip
 
     # later epochs: the records, the images and the tokenizer are no longer needed
     shutil.rmtree(copy / "images")

@@ -273,6 +273,11 @@ class SupervisedDataset(Dataset):
             self._truncations.add(index, record_id)
         return encoded, record_id
 
+    def cache_summary(self) -> dict[str, Any]:
+        """What the cache holds: ``{"records", "images", "mib", "limit_mib"}``."""
+        return {"records": len(self._encoded), "images": len(self._pixels_kept),
+                "mib": round(self.cache_bytes / 2**20, 1), "limit_mib": round(self.cache_limit / 2**20, 1)}  # fmt: skip
+
     def _keep(self, nbytes: int) -> bool:
         """Whether an entry of ``nbytes`` fits in the cache (and count it if so)."""
         if self.cache_bytes + nbytes + ENTRY_OVERHEAD > self.cache_limit:
@@ -339,8 +344,9 @@ class SupervisedDataset(Dataset):
                 f.seek(start)
                 self._encoded_record(index, orjson.loads(f.read(stop - start)))
         if self.cache_limit:
-            log.info("%d of %d records' tokens kept in memory (%.1f of %.0f MiB; images join on first read)",
-                     len(self._encoded), n, self.cache_bytes / 2**20, self.cache_limit / 2**20)  # fmt: skip
+            kept = self.cache_summary()
+            log.info("%d of %d records' tokens kept in memory (%s of %s MiB; images join on first read)",
+                     kept["records"], n, kept["mib"], kept["limit_mib"])  # fmt: skip
         report = self.mismatch_report()
         if report["count"] or report["truncated"]["count"]:
             log.warning(
