@@ -133,6 +133,12 @@ def _judge_from_args(args: argparse.Namespace):
     return make_judge(JudgeConfig(args.judge_endpoint, args.judge_model, api_key_env=args.judge_api_key_env))
 
 
+def _cmd_timings(args: argparse.Namespace) -> None:
+    from impkit.timings import read_timings, table
+
+    print(table(read_timings(Path(args.file))))
+
+
 def _score_epilog() -> str:
     from impkit.eval.scoring.registry import INPUTS  # light: the scorers use the standard library only
 
@@ -239,6 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--judge-api-key-env", metavar="VAR", help="mmvet only: environment variable holding the API key (if needed)"
     )
     p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("timings", help="the build's stage times, machine and precision (reports/timings.json)")
+    p.add_argument("--file", default="reports/timings.json")
+    p.set_defaults(func=_cmd_timings)
     return parser
 
 

@@ -286,7 +286,7 @@ class StageTraining:
     max_length: int
     checkpoint_steps: int  # a killed run resumes from the last of these, losing at most this many steps
     gradient_checkpointing: bool
-    precision: str  # fp32 | bf16 | fp16
+    precision: str  # auto | fp32 | bf16 | fp16 (auto: chosen by the hardware, impkit.hardware)
     logging_steps: int
     # Run the prompt prefix a batch shares (the template's system prompt) once per batch instead of
     # once per row: the same loss and gradients for less work (impkit.model.shared_prefix). LoRA
@@ -306,10 +306,10 @@ class StageTraining:
             raise ConfigError("share_prefix cannot be combined with gradient_checkpointing")
         if self.attention not in (None, "sdpa", "eager"):
             raise ConfigError(f"attention must be null, sdpa or eager, got '{self.attention}'")
-        if self.bf16_frozen_weights and self.precision != "bf16":
-            raise ConfigError(f"bf16_frozen_weights needs precision bf16, not {self.precision}")
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise ConfigError(f"precision must be fp32, bf16 or fp16, got '{self.precision}'")
+        if self.bf16_frozen_weights and self.precision not in ("bf16", "auto"):
+            raise ConfigError(f"bf16_frozen_weights needs precision bf16 (or auto), not {self.precision}")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ConfigError(f"precision must be auto, fp32, bf16 or fp16, got '{self.precision}'")
         if self.global_batch_size % self.per_device_batch_size:
             raise ConfigError(
                 f"global_batch_size {self.global_batch_size} is not a multiple of per_device_batch_size "
@@ -369,7 +369,7 @@ class VisionPretraining:
     batch_size: int
     lr: float
     text_arch: Mapping[str, Any]  # the contrastive text tower (SiglipTextConfig keys); discarded afterwards
-    precision: str  # fp32 | bf16 (autocast)
+    precision: str  # auto | fp32 | bf16 (autocast; auto: chosen by the hardware, impkit.hardware)
     # Train the shared tower at every image size of the presets it serves, in turn (False: at the
     # largest only, and the lower-resolution twins meet resized position embeddings untrained).
     multi_resolution: bool = False
@@ -388,15 +388,15 @@ class LMPretraining:
     batch_size: int
     seq_len: int
     lr: float
-    precision: str  # fp32 | bf16 (autocast)
+    precision: str  # auto | fp32 | bf16 (autocast; auto: chosen by the hardware, impkit.hardware)
 
     def __post_init__(self) -> None:
         _check_backbone_precision(self.precision)
 
 
 def _check_backbone_precision(precision: str) -> None:
-    if precision not in ("fp32", "bf16"):
-        raise ConfigError(f"backbones precision must be fp32 or bf16, got '{precision}'")
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ConfigError(f"backbones precision must be auto, fp32 or bf16, got '{precision}'")
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,22 @@ from impkit.data.quality import QualityGateError
 from impkit.eval.scoring.inputs import ScoringError
 from impkit.llamacpp import GGUFRunError
 from impkit.progress import setup_logging
+from impkit.timings import process_start_time, record_stage
 
 # Errors that describe bad input or a failed gate: the message is the whole story.
 USER_ERRORS = (ConfigError, SourceError, QualityGateError, ScoringError, GGUFRunError, FileNotFoundError)
 
 
 def run_stage(main: Callable[[], None]) -> None:
+    """Run a stage's ``main``: errors in plain words, and the stage's time in reports/timings.json."""
     setup_logging()
+    started = process_start_time()
     try:
         main()
+        try:
+            record_stage(started)
+        except OSError as exc:  # the stage's own outputs are written; a missing timing is no reason to fail it
+            logging.getLogger("impkit").warning("could not record the stage's time: %s", exc)
     except USER_ERRORS as exc:
         logging.getLogger("impkit").error("%s", exc)
         sys.exit(1)

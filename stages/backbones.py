@@ -6,6 +6,7 @@ from pathlib import Path
 
 from impkit.config import BackbonesConfig, ConfigError, PresetConfig, TrainSettings, from_dict, load_params, section
 from impkit.stage import run_stage
+from impkit.timings import note
 from impkit.train.launch import cpu_processes_to_start
 from impkit.train.pipeline import build_backbones
 
@@ -23,7 +24,9 @@ def main() -> None:
         raise ConfigError(f"train.presets names unknown presets {unknown}; known presets: {sorted(presets)}")
     build = {n: from_dict(PresetConfig, presets[n], f"model.presets.{n}") for n in names}
     processes = cpu_processes_to_start(train.cpu_processes)  # the parts train side by side without a GPU
-    build_backbones(cfg, build, Path("data/world"), Path("data/assembled"), OUT, processes=processes)
+    report = build_backbones(cfg, build, Path("data/world"), Path("data/assembled"), OUT, processes=processes)
+    chosen = report.get("precision", {})
+    note(precision=" / ".join(sorted(set(chosen.values()))) or None)
 
 
 if __name__ == "__main__":

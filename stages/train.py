@@ -12,8 +12,10 @@ import sys
 from pathlib import Path
 
 from impkit.config import ConfigError, PresetConfig, TrainRecipe, TrainSettings, from_dict, load_params, section
+from impkit.hardware import read_machine, resolve_precision
 from impkit.io import write_json
 from impkit.stage import run_stage
+from impkit.timings import note
 from impkit.train.launch import cpu_processes_to_start, is_main_process, launch_data_parallel, use_every_core
 
 ASSEMBLED, WORLD, BACKBONES = Path("data/assembled"), Path("data/world"), Path("models/backbones")
@@ -43,14 +45,21 @@ def main() -> None:
     parser.add_argument("preset")
     args = parser.parse_args()
     preset, recipe, train = _setup(args.preset)
+    requested = (recipe.stage1 if args.stage == "align" else recipe.stage2).precision
+    # for the timings table; the training processes decide it again, and log it (impkit.train.trainer)
+    note(precision=resolve_precision(requested, read_machine(), where=f"{args.stage} {args.preset}", quiet=True))
     processes = cpu_processes_to_start(train.cpu_processes)
     if processes > 1:  # this command again, as that many data-parallel processes (impkit.train.launch)
-        sys.exit(launch_data_parallel(processes, "stages.train", [args.stage, args.preset]))
+        code = launch_data_parallel(processes, "stages.train", [args.stage, args.preset])
+        if code:
+            sys.exit(code)
+        return
     # imported here, after the launch: the launching process does not need transformers (seconds)
     from impkit.train.pipeline import align, heldout_check, tune
 
     if not is_main_process():  # the other training processes work as the first, which says what happens
         logging.getLogger().setLevel(logging.WARNING)
+        logging.getLogger("impkit.hardware").setLevel(logging.ERROR)  # its precision warning: once is enough
     seed = train.seed
     reports = Path("reports/train")
     # The curves are the first process's to write (dvclive clears its folder when it starts).

@@ -375,6 +375,23 @@ def test_parts_trained_side_by_side_are_those_trained_one_after_another(world, b
                 torch.testing.assert_close(a.get_tensor(key), b.get_tensor(key), rtol=0, atol=0, msg=key)
 
 
+def test_parts_side_by_side_report_their_progress_with_rate_and_eta(world, base_bpe, tmp_path, capfd, monkeypatch):
+    """The workers draw no bars (they share one terminal) but are never silent: each writes a log line
+    with its step, rate and ETA at least every IMPKIT_PROGRESS_SECONDS (here: at every step)."""
+    monkeypatch.setenv("IMPKIT_PROGRESS", "1")  # as a user runs the build
+    monkeypatch.setenv("IMPKIT_PROGRESS_SECONDS", "0")
+    corpus = world / "backbone" / "lm_corpus.txt"
+    jobs = [_lm_job(f, family_tokenizer(base_bpe, f), corpus, tmp_path / f, steps=5, progress=True)
+            for f in ("phi2", "qwen2")]  # fmt: skip
+    run_side_by_side(jobs, processes=2)
+    err = capfd.readouterr().err
+    for family in ("phi2", "qwen2"):
+        lines = [line for line in err.splitlines() if f"impkit.progress: pretrain {family} LM: " in line]
+        steps = [line for line in lines if "ETA" in line]
+        assert len(steps) == 5, err[-3000:]  # one a step
+        assert all("tok/s" in line for line in steps) and "(100 %)" in steps[-1] and "done" in lines[-1]
+
+
 def test_a_failing_part_stops_the_others_and_says_why(world, base_bpe, tmp_path):
     corpus = world / "backbone" / "lm_corpus.txt"
     endless = _lm_job("phi2", family_tokenizer(base_bpe, "phi2"), corpus, tmp_path / "endless", steps=10**7)

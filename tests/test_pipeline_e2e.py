@@ -1,6 +1,8 @@
 """End to end: `dvc repro` of the default pipeline on the micro profile, in a copy of the repository.
 
 Later stages extend MICRO (and the assertions) as they join the pipeline, so a broken stage cannot land.
+It runs as on the most common CPU, an AVX2-only one, whatever machine runs the tests: the libraries are
+capped at AVX2 (AVX2_ONLY), so `precision: auto` must pick fp32 and that path cannot silently break.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from impkit.train.launch import usable_cores
 
 REPO = Path(__file__).resolve().parents[1]
 DVC = str(Path(sys.executable).with_name("dvc"))
+# How an AVX2-only machine is approximated on one with AVX-512 or AMX (impkit/hardware.py reads the first)
+AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 
 # The micro profile: every stage, tiny sizes.
 MICRO = {
@@ -81,7 +85,7 @@ def apply_overrides(params: dict, overrides: dict) -> dict:
 def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     # stages run `python`: the interpreter running the tests, as `make` arranges for users
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    env = {**os.environ, "IMPKIT_PROGRESS": "0", "PATH": path}
+    env = {**os.environ, "IMPKIT_PROGRESS": "0", "PATH": path, **AVX2_ONLY}
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return proc
@@ -136,6 +140,7 @@ def test_dvc_repro_builds_the_default_pipeline_and_reruns_as_a_no_op(micro_repo)
     backbones = json.loads((micro_repo / "models" / "backbones" / "backbones.json").read_text())
     assert backbones["processes"] == min(2, usable_cores())
     assert {"vision", "llm-phi2"} <= set(backbones)
+    assert backbones["precision"] == {"vision": "fp32", "llm": "fp32"}  # auto on an AVX2-only CPU
 
     for preset in MICRO["train.presets"]:
         release = micro_repo / "releases" / preset
@@ -146,6 +151,7 @@ def test_dvc_repro_builds_the_default_pipeline_and_reruns_as_a_no_op(micro_repo)
         assert report["heldout"]["release"]["with_image"]["n"] == 8
         # trained as train.cpu_processes (2) data-parallel processes, one per core when fewer
         assert report["train"]["processes"] == min(2, usable_cores())
+        assert report["train"]["precision"] == meta["train"]["precision"] == "fp32"
         assert (micro_repo / "reports" / "train" / f"tune-{preset}" / "plots" / "metrics").is_dir()
 
         # every release on the ten twins: nine scored beside their blind baseline, MM-Vet without a judge
@@ -177,6 +183,17 @@ def test_dvc_repro_builds_the_default_pipeline_and_reruns_as_a_no_op(micro_repo)
         latency = json.loads((micro_repo / "reports" / "latency" / f"{preset}.json").read_text())
         measured = json.dumps(latency["metrics"])
         assert all(name in measured for name in ("cpu-llamacpp", "cpu-torch-fp32", "Q4_K_M"))
+
+    # every stage recorded its time, machine and precision; `impkit timings` prints the table
+    stages = json.loads((micro_repo / "reports" / "timings.json").read_text())["stages"]
+    listed = run([DVC, "stage", "list", "--name-only"], micro_repo).stdout.split()
+    assert sorted(stages) == sorted(listed)
+    assert all(entry["wall_s"] > 0 and entry["machine"]["native_bf16"] is False for entry in stages.values())
+    assert stages["backbones"]["precision"] == stages["tune@nano-3b"]["precision"] == "fp32"
+    table = run([str(Path(sys.executable).with_name("impkit")), "timings"], micro_repo).stdout
+    assert "| tune@nano-3b |" in table and "**whole build**" in table and "ONEDNN_MAX_CPU_ISA=AVX2" in table
+    metrics = run([DVC, "metrics", "show", "--json"], micro_repo).stdout
+    assert "reports/timings.json" in metrics
 
     status = run([DVC, "status"], micro_repo)
     assert "up to date" in status.stdout.lower(), status.stdout

@@ -14,7 +14,7 @@ import torch
 
 from impkit.export.names import ExportError
 from impkit.io import atomic_path
-from impkit.progress import enabled as progress_enabled
+from impkit.progress import bars as progress_bars
 
 
 def export_array(name: str, tensor: torch.Tensor, *, f32: bool = False) -> np.ndarray:
@@ -38,7 +38,7 @@ def write_gguf(path: Path, arch: str, fill: Callable[[gguf.GGUFWriter], None]) -
             fill(writer)
             writer.write_header_to_file()
             writer.write_kv_data_to_file()
-            writer.write_tensors_to_file(progress=progress_enabled())
+            writer.write_tensors_to_file(progress=progress_bars())
         finally:
             writer.close()
     return {**summary(path), "seconds": round(time.perf_counter() - start, 3)}

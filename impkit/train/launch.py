@@ -26,6 +26,9 @@ import os
 
 import torch
 
+from impkit.hardware import usable_cores
+from impkit.timings import LAUNCHED_ENV
+
 log = logging.getLogger(__name__)
 
 
@@ -37,10 +40,6 @@ def under_launcher() -> bool:
 def is_main_process() -> bool:
     """The process that writes outputs: rank 0, or the only one."""
     return int(os.environ.get("RANK", "0")) == 0
-
-
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def use_every_core() -> None:
@@ -75,6 +74,7 @@ def launch_data_parallel(processes: int, module: str, argv: list[str]) -> int:
     log.info("training in %d data-parallel processes of %s thread(s) each (train.cpu_processes)",
              processes, os.environ["OMP_NUM_THREADS"])  # fmt: skip
     args = parse_args(["--standalone", f"--nproc-per-node={processes}", "--module", module, *argv])
+    os.environ[LAUNCHED_ENV] = "1"  # this process records the stage's time, not the ones it starts
     try:
         run(args)
     except ChildFailedError as exc:
@@ -85,4 +85,6 @@ def launch_data_parallel(processes: int, module: str, argv: list[str]) -> int:
     except SignalException as exc:
         log.error("interrupted (%s); the training processes were stopped", exc.sigval.name)
         return 130
+    finally:
+        os.environ.pop(LAUNCHED_ENV, None)
     return 0

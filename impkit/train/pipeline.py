@@ -16,9 +16,10 @@ from typing import Any
 
 import torch
 
-from impkit.config import BackbonesConfig, PresetConfig, TrainRecipe
+from impkit.config import BackbonesConfig, PresetConfig, StageTraining, TrainRecipe
 from impkit.data.templates import TEMPLATES
 from impkit.eval.heldout import accuracy, answer_questions, load_questions, shuffled_images
+from impkit.hardware import read_machine, resolve_precision
 from impkit.io import write_json
 from impkit.model.image_processing import ImageProcessor
 from impkit.model.presets import describe, num_image_tokens
@@ -30,7 +31,7 @@ from impkit.train.launch import is_main_process
 from impkit.train.parts import count_parameters, prepare_stage1, prepare_stage2
 from impkit.train.release import save_release
 from impkit.train.side_by_side import Job, run_side_by_side
-from impkit.train.trainer import StageResult, run_stage
+from impkit.train.trainer import StageResult, resolve_stage, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -127,18 +128,25 @@ def build_backbones(cfg: BackbonesConfig, presets: dict[str, PresetConfig], worl
     also_sizes = sorted({p.vision.arch["image_size"] for p in offline.values()}) if cfg.vision.multi_resolution else []
     any_tok = family_tokenizer(base, first.family)
     v = cfg.vision
+    # the parts train on the CPU (autocast "cpu"), whatever else the machine has
+    machine = read_machine()
+    precision = {"vision": resolve_precision(v.precision, machine, where="backbones vision tower",
+                                             allowed=("fp32", "bf16"), on_gpu=False),
+                 "llm": resolve_precision(cfg.llm.precision, machine, where="backbones LMs", allowed=("fp32", "bf16"),
+                                          on_gpu=False)}  # fmt: skip
+    report["precision"] = precision
     # the jobs in the order the workers take them: the tower first, the longest (`wall_s` in backbones.json)
     jobs: list[Job] = []
     if v.encoder == "contrastive":
         jobs.append(("vision", bb.pretrain_vision_tower, dict(
             pairs=world / "backbone" / "vision_pairs.jsonl", image_root=world / "images", tokenizer=any_tok,
             vision_arch=vision_arch, text_arch=dict(v.text_arch), steps=v.steps, batch_size=v.batch_size, lr=v.lr,
-            seed=cfg.seed, out_dir=out / VISION_DIR, precision=v.precision, also_sizes=also_sizes,
+            seed=cfg.seed, out_dir=out / VISION_DIR, precision=precision["vision"], also_sizes=also_sizes,
         )))  # fmt: skip
     elif v.encoder == "classification":
         jobs.append(("vision", bb.pretrain_classifier_vision_tower, dict(
             scenes=world / "scenes.jsonl", image_root=world / "images", vision_arch=vision_arch, steps=v.steps,
-            batch_size=v.batch_size, lr=v.lr, seed=cfg.seed, out_dir=out / VISION_DIR, precision=v.precision,
+            batch_size=v.batch_size, lr=v.lr, seed=cfg.seed, out_dir=out / VISION_DIR, precision=precision["vision"],
             also_sizes=also_sizes,
         )))  # fmt: skip
     else:
@@ -151,7 +159,7 @@ def build_backbones(cfg: BackbonesConfig, presets: dict[str, PresetConfig], worl
         jobs.append((f"llm-{family}", bb.pretrain_causal_lm, dict(
             family=family, arch=arch, tokenizer=tok, texts=world / "backbone" / "lm_corpus.txt", steps=cfg.llm.steps,
             batch_size=cfg.llm.batch_size, seq_len=cfg.llm.seq_len, lr=cfg.llm.lr, seed=cfg.seed,
-            out_dir=llm_dir(out, family), precision=cfg.llm.precision,
+            out_dir=llm_dir(out, family), precision=precision["llm"],
         )))  # fmt: skip
     report.update(run_side_by_side(jobs, processes))
     report["vision"]["encoder"] = v.encoder
@@ -192,16 +200,17 @@ def align(name: str, preset: PresetConfig, recipe: TrainRecipe, *, backbones: Pa
           checkpoints: Path, out: Path, seed: int, callbacks=(), sample_cache_mb: float = 0) -> dict[str, Any]:  # fmt: skip
     """Stage 1: the projector learns to map image features into the frozen LLM ("plain" template).
     ``sample_cache_mb``: ``SupervisedDataset``'s ``cache_mb`` (speed only; the same training)."""
+    stage = resolve_stage(recipe.stage1, read_machine(), where=f"align {name}")
     torch.manual_seed(seed)
     model, tokenizer = assemble_model(preset, backbones, seed=seed)
     prepare_stage1(model)
     data = _dataset(assembled / "pretrain.jsonl", assembled / "images", tokenizer, "plain", preset,
-                    recipe.stage1.max_length, sample_cache_mb)  # fmt: skip
-    fp = _fingerprint(name, preset, recipe.stage1, seed, data.records_path.stat().st_size)
-    result = _train(model, tokenizer, data, recipe.stage1, checkpoints=checkpoints, fingerprint=fp, seed=seed,
+                    stage.max_length, sample_cache_mb)  # fmt: skip
+    fp = _fingerprint(name, preset, stage, seed, data.records_path.stat().st_size)
+    result = _train(model, tokenizer, data, stage, checkpoints=checkpoints, fingerprint=fp, seed=seed,
                     label=f"align {name}", callbacks=callbacks)  # fmt: skip
     meta = {"preset": name, "stage": "align", "model": describe(preset), "parameters": count_parameters(model),
-            "train": _result_summary(result)}  # fmt: skip
+            "train": _result_summary(result, stage)}  # fmt: skip
     if is_main_process():  # data-parallel processes hold the same weights; the first writes them
         save_release(model, tokenizer, preset, out, _release_record(meta))
     return meta
@@ -211,17 +220,18 @@ def tune(name: str, preset: PresetConfig, recipe: TrainRecipe, *, aligned: Path,
          out: Path, adapter_out: Path, seed: int, callbacks=(), sample_cache_mb: float = 0) -> dict[str, Any]:  # fmt: skip
     """Stage 2: LoRA (or full) instruction tuning with the family's chat template; merged release.
     ``sample_cache_mb`` as for ``align``."""
+    stage = resolve_stage(recipe.stage2, read_machine(), where=f"tune {name}")
     torch.manual_seed(seed)
     model, tokenizer = load_checkpoint(aligned)
     model = prepare_stage2(model, preset.family, recipe.lora)
     data = _dataset(assembled / "finetune.jsonl", assembled / "images", tokenizer, preset.template, preset,
-                    recipe.stage2.max_length, sample_cache_mb)  # fmt: skip
-    fp = _fingerprint(name, preset, recipe.stage2, recipe.lora, seed, data.records_path.stat().st_size)
-    result = _train(model, tokenizer, data, recipe.stage2, checkpoints=checkpoints, fingerprint=fp, seed=seed,
+                    stage.max_length, sample_cache_mb)  # fmt: skip
+    fp = _fingerprint(name, preset, stage, recipe.lora, seed, data.records_path.stat().st_size)
+    result = _train(model, tokenizer, data, stage, checkpoints=checkpoints, fingerprint=fp, seed=seed,
                     label=f"tune {name}", callbacks=callbacks)  # fmt: skip
     counts = count_parameters(model)
     meta = {"preset": name, "stage": "tune", "model": describe(preset), "parameters": counts,
-            "lora": recipe.lora.__dict__, "train": _result_summary(result)}  # fmt: skip
+            "lora": recipe.lora.__dict__, "train": _result_summary(result, stage)}  # fmt: skip
     if not is_main_process():  # data-parallel processes hold the same weights; the first writes them
         return meta
     if recipe.lora.enabled:
@@ -241,11 +251,11 @@ def _release_record(meta: dict[str, Any]) -> dict[str, Any]:
     that trains nothing (DVC reruns a stage when any dependency changes) writes the same release
     and the evaluation and export stages after it have nothing to redo."""
     run = meta["train"]
-    return {**meta, "train": {"steps": run["steps"], "train_loss": run["train_loss"]}}
+    return {**meta, "train": {"steps": run["steps"], "train_loss": run["train_loss"], "precision": run["precision"]}}
 
 
-def _result_summary(result: StageResult) -> dict[str, Any]:
-    return {"steps": result.steps, "train_loss": round(result.train_loss, 4), "seconds": round(result.seconds, 1),
+def _result_summary(result: StageResult, stage: StageTraining) -> dict[str, Any]:
+    return {"precision": stage.precision, "steps": result.steps, "train_loss": round(result.train_loss, 4), "seconds": round(result.seconds, 1),
             "samples_per_second": round(result.samples_per_second, 2), "resumed_from": result.resumed_from,
             "processes": int(os.environ.get("WORLD_SIZE", "1"))}  # fmt: skip
 

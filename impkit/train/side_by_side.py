@@ -30,10 +30,11 @@ Job = tuple[str, Callable[..., Any], Mapping[str, Any]]
 
 
 def _one_thread_worker() -> None:
-    from impkit.progress import setup_logging
+    from impkit.progress import setup_logging, use_log_lines
 
     torch.set_num_threads(1)
     setup_logging()
+    use_log_lines()  # the workers share one terminal: bars would overwrite each other, log lines interleave
 
 
 def run_side_by_side(jobs: Sequence[Job], processes: int, *, poll_seconds: float = 0.5) -> dict[str, Any]:

@@ -7,6 +7,7 @@ and gradient checkpointing; this module adds only what Imp's recipe needs on top
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -24,9 +25,11 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from impkit.config import ConfigError, StageTraining
+from impkit.hardware import Machine, resolve_precision
 from impkit.io import write_json
 from impkit.model.shared_prefix import with_shared_prefix
-from impkit.progress import enabled as progress_enabled
+from impkit.progress import bars as progress_bars
+from impkit.progress import interval as progress_interval
 from impkit.train.step_speedups import step_speedups
 
 log = logging.getLogger(__name__)
@@ -99,25 +102,38 @@ class ImpTrainer(Trainer):
 
 
 class PlainProgress(TrainerCallback):
-    """A periodic log line: step, loss, samples/s and ETA (readable in DVC and CI logs)."""
+    """A log line at every logging step (with the loss) and, between them, at least every
+    ``impkit.progress.interval()`` seconds: step, samples/s and ETA (readable in DVC and CI logs)."""
 
-    def __init__(self, label: str, samples_per_step: int):
+    def __init__(self, label: str, samples_per_step: int, every: float | None = None):
         self.label, self.samples_per_step = label, samples_per_step
-        self.start = time.perf_counter()
+        self.every = progress_interval() if every is None else every
+        self.start = self.last = time.perf_counter()
         self.start_step = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.start, self.start_step = time.perf_counter(), state.global_step
+        self.start = self.last = time.perf_counter()
+        self.start_step = state.global_step
+
+    def _line(self, state, loss: float | None) -> None:
+        now = time.perf_counter()
+        self.last = now
+        done = state.global_step - self.start_step
+        elapsed = now - self.start
+        rate = done * self.samples_per_step / max(elapsed, 1e-9)
+        eta = (state.max_steps - state.global_step) * elapsed / max(done, 1)
+        loss_text = f"  loss {loss:.4f}" if loss is not None else ""
+        log.info("%s step %d/%d%s  %.1f samples/s  ETA %.0f s", self.label, state.global_step, state.max_steps,
+                 loss_text, rate, eta)  # fmt: skip
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero and time.perf_counter() - self.last >= self.every:
+            self._line(state, None)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or "loss" not in logs or not state.is_world_process_zero:
             return
-        done = state.global_step - self.start_step
-        elapsed = time.perf_counter() - self.start
-        rate = done * self.samples_per_step / max(elapsed, 1e-9)
-        eta = (state.max_steps - state.global_step) * elapsed / max(done, 1)
-        log.info("%s step %d/%d  loss %.4f  %.1f samples/s  ETA %.0f s", self.label, state.global_step,
-                 state.max_steps, logs["loss"], rate, eta)  # fmt: skip
+        self._line(state, logs["loss"])
 
 
 class ResumedHistory(TrainerCallback):
@@ -167,8 +183,21 @@ class StageResult:
     log_history: list[dict[str, Any]]
 
 
+def resolve_stage(cfg: StageTraining, machine: Machine, *, where: str) -> StageTraining:
+    """``cfg`` with its precision decided for ``machine`` (``auto``: bf16 where native, else fp32;
+    ``impkit.hardware``). ``bf16_frozen_weights`` keeps bf16 copies of frozen weights, so it applies
+    only when the stage trains in bf16."""
+    precision = resolve_precision(cfg.precision, machine, where=where)
+    frozen_bf16 = cfg.bf16_frozen_weights and precision == "bf16"
+    if cfg.bf16_frozen_weights and not frozen_bf16:
+        log.info("%s: bf16_frozen_weights off (the stage trains in %s)", where, precision)
+    return dataclasses.replace(cfg, precision=precision, bf16_frozen_weights=frozen_bf16)
+
+
 def training_arguments(cfg: StageTraining, checkpoint_dir: Path, seed: int, world_size: int = 1) -> TrainingArguments:
     accumulation = cfg.global_batch_size // (cfg.per_device_batch_size * world_size)
+    if cfg.precision == "auto":
+        raise ConfigError("training_arguments needs a resolved precision (resolve_stage)")
     if accumulation < 1 or accumulation * cfg.per_device_batch_size * world_size != cfg.global_batch_size:
         raise ConfigError(
             f"global batch {cfg.global_batch_size} cannot be split into {world_size} process(es) x "
@@ -196,7 +225,7 @@ def training_arguments(cfg: StageTraining, checkpoint_dir: Path, seed: int, worl
         report_to=[],
         remove_unused_columns=False,
         dataloader_num_workers=0,
-        disable_tqdm=not progress_enabled(),
+        disable_tqdm=not progress_bars(),  # PlainProgress writes the log lines
         use_cpu=not torch.cuda.is_available(),
         # DDP re-sends the buffers of the first process before every forward (two per step with the shared
         # prefix); these models' buffers (rotary frequencies, position ids) never change, so nothing is lost.

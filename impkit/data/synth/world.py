@@ -37,7 +37,6 @@ from impkit.data.synth.scene import (
     sample_text_image,
 )
 from impkit.io import atomic_open, atomic_path, dumps_line, write_json
-from impkit.progress import enabled as progress_enabled
 from impkit.progress import progress as progress_bar
 
 GENERATOR_VERSION = "1"
@@ -360,7 +359,7 @@ def generate_world(cfg: WorldConfig, out_dir: Path, progress: bool = True) -> Wo
         + sizes.vision_pairs + sizes.lm_corpus
         + sizes.heldout_scenes + sizes.heldout_charts + sizes.heldout_text
     )  # fmt: skip
-    bar = progress_bar(total=total, desc="world", unit="item", disable=not (progress and progress_enabled()))
+    bar = progress_bar(total=total, desc="world", unit="item", disable=not progress)
     records: dict[str, list[dict[str, Any]]] = {}
     with atomic_path(out_dir / "images") as images_root:
         store = ImageStore(images_root, cfg.image_size)
