@@ -7,7 +7,9 @@ through the pipeline's own stage commands in a scratch copy of the workspace.
 
 Needs `dvc repro backbones twins` first (the world, the assembled data, the backbones and the twins
 are shared, read-only). Each run lives in build/grounding/<tag>/seed-<n>/ with its own params.yaml
-(train.seed and the -S overrides applied); a finished run is reused. The table gives held-out
+(train.seed and the -S overrides applied); a finished run is reused. Overrides of `world.*` or
+`data.*` give the run its own world, assembled data and twins, and overrides of those or of
+`backbones.*` its own backbones. The table gives held-out
 accuracy with the image / a blank image / another question's image and the image's lead over the
 better of the two; the acceptance bar for the nano-long models is a lead of at least 10 points.
 """
@@ -26,6 +28,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = ("data", "models/backbones", "stages", "impkit")
+OWN_DATA = ("world.", "data.")  # overrides that need the run's own data/
+OWN_BACKBONES = ("backbones.", *OWN_DATA)  # ... and its own backbones
 
 
 def _override(params: dict, dotted: str, value: str) -> None:
@@ -39,7 +43,11 @@ def _override(params: dict, dotted: str, value: str) -> None:
 def _workspace(root: Path, seed: int, overrides: list[str]) -> Path:
     work = root / f"seed-{seed}"
     work.mkdir(parents=True, exist_ok=True)
+    own_data = any(item.startswith(OWN_DATA) for item in overrides)
+    own_backbones = any(item.startswith(OWN_BACKBONES) for item in overrides)
     for rel in SHARED:
+        if (own_data and rel == "data") or (own_backbones and rel == "models/backbones"):
+            continue
         link = work / rel
         link.parent.mkdir(parents=True, exist_ok=True)
         if not link.exists():
@@ -53,6 +61,12 @@ def _workspace(root: Path, seed: int, overrides: list[str]) -> Path:
     if (work / "params.yaml").is_file() and (work / "params.yaml").read_text() != text:
         raise SystemExit(f"{work} was run with other params; remove it or use another --tag")
     (work / "params.yaml").write_text(text)
+    if own_data and not (work / "data" / "twins").is_dir():
+        _run(work, "stages.synth_world")
+        _run(work, "stages.assemble_data")
+        _run(work, "impkit.cli", "twins", "--out", "data/twins")
+    if own_backbones and not (work / "models" / "backbones" / "backbones.json").is_file():
+        _run(work, "stages.backbones")
     return work
 
 

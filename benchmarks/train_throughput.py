@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from impkit.config import PresetConfig, StageTraining, TrainRecipe, from_dict, load_params
+from impkit.hardware import read_machine
 from impkit.model.image_processing import ImageProcessor
 from impkit.model.presets import build_model, llava_config, num_image_tokens
 from impkit.model.shared_prefix import with_shared_prefix
@@ -47,7 +48,7 @@ from impkit.model.tokenizer import IMAGE_TOKEN, family_tokenizer, train_bpe
 from impkit.train.dataset import DataCollator, ModalityLengthGroupedSampler, SupervisedDataset, chunked, padding_waste
 from impkit.train.parts import prepare_stage2
 from impkit.train.step_speedups import replace_lora_dropout, step_speedups
-from impkit.train.trainer import run_stage
+from impkit.train.trainer import resolve_stage, run_stage
 
 ASSEMBLED = Path("data/assembled")
 
@@ -64,11 +65,15 @@ def build(preset: PresetConfig, tokenizer, recipe: TrainRecipe):
 
 
 def preset_and_recipe(name: str) -> tuple[PresetConfig, TrainRecipe]:
+    """The preset and its recipe with each stage's precision decided for this machine, as training does."""
     if not (ASSEMBLED / "finetune.jsonl").is_file():
         raise SystemExit("data/assembled/finetune.jsonl not found: run `make repro` first")
     params = load_params()
     preset = from_dict(PresetConfig, params["model"]["presets"][name])
-    return preset, from_dict(TrainRecipe, params["train"]["recipes"][preset.train])
+    recipe = from_dict(TrainRecipe, params["train"]["recipes"][preset.train])
+    machine = read_machine()
+    return preset, dataclasses.replace(recipe, stage1=resolve_stage(recipe.stage1, machine, where=f"{name} stage 1"),
+                                       stage2=resolve_stage(recipe.stage2, machine, where=f"{name} stage 2"))  # fmt: skip
 
 
 def stage2_records(preset: PresetConfig, recipe: TrainRecipe, records: int, folder: Path, cache_mb: float = 0):

@@ -73,20 +73,35 @@ def _amount(n: float, unit_scale: bool) -> str:
     raise AssertionError("unreachable")
 
 
+class _LastLine:
+    """When a progress line was last written: shared by every bar of a process, so that short pieces of
+    work in a row (loading images, then training) cannot each stay under the interval and add up to a
+    long silence."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.at = clock()
+
+
+_PROCESS_LAST_LINE = _LastLine(time.monotonic)
+
+
 class LogProgress:
     """tqdm's interface (iterate, ``update``, ``set_postfix``, ``close``, a context manager) writing a
-    log line at most every ``every`` seconds and one when the work ends."""
+    log line when ``every`` seconds have passed since this process's last progress line, and one when
+    long work ends. ``clock``: a clock of its own (tests), with its own last line."""
 
     def __init__(self, iterable: Iterable[T] | None = None, *, total: float | None = None, desc: str = "",
                  unit: str = "it", unit_scale: bool = False, initial: float = 0, every: float | None = None,
-                 clock: Callable[[], float] = time.monotonic, **_ignored: Any) -> None:  # fmt: skip
+                 clock: Callable[[], float] | None = None, **_ignored: Any) -> None:  # fmt: skip
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)  # type: ignore[arg-type]
         self.iterable, self.total, self.desc, self.unit, self.unit_scale = iterable, total, desc, unit, unit_scale
         self.n = initial
         self.every = interval() if every is None else every
-        self.clock = clock
-        self.start = self.last = clock()
+        self.last_line = _PROCESS_LAST_LINE if clock is None else _LastLine(clock)
+        self.clock = self.last_line.clock
+        self.start = self.clock()
         self.postfix = ""
         self.closed = False
 
@@ -108,8 +123,8 @@ class LogProgress:
     def update(self, n: float = 1) -> None:
         self.n += n
         now = self.clock()
-        if now - self.last >= self.every:
-            self.last = now
+        if now - self.last_line.at >= self.every:
+            self.last_line.at = now
             log.info("%s", self.line(now))
 
     def set_postfix(self, ordered_dict: dict[str, Any] | None = None, refresh: bool = True, **kwargs: Any) -> None:
@@ -146,6 +161,7 @@ class LogProgress:
         self.closed = True
         now = self.clock()
         if now - self.start >= self.every:  # long work says when it ended; short work stays quiet
+            self.last_line.at = now
             log.info("%s: done, %s %s in %s", self.desc or "work", _amount(self.n, self.unit_scale), self.unit,
                      _duration(now - self.start))  # fmt: skip
 

@@ -8,6 +8,7 @@ import logging
 
 import pytest
 
+from impkit import progress as progress_module
 from impkit import timings
 from impkit.progress import LogProgress, bars, progress
 
@@ -33,6 +34,24 @@ def test_log_lines_come_at_the_interval_with_rate_and_eta(caplog):
     assert len(lines) == 6, lines
     assert lines[0] == "pretrain phi2 LM: 20/100 step (20 %), 1 step/s, ETA 1 min 20 s, 20 s so far"
     assert lines[-1] == "pretrain phi2 LM: done, 100 step in 1 min 40 s"
+
+
+def test_short_pieces_of_work_in_a_row_cannot_add_up_to_a_silence(caplog, monkeypatch):
+    """Loading images for 15 s, then training: the first training line comes 20 s after the process's
+    last line, not 20 s into the training."""
+    clock = Clock()
+    monkeypatch.setattr(progress_module, "_PROCESS_LAST_LINE", progress_module._LastLine(clock))
+    with caplog.at_level(logging.INFO, logger="impkit.progress"):
+        for _ in LogProgress(range(15), desc="load images", unit="img", every=20):
+            clock.now += 1.0
+        training = LogProgress(total=30, desc="train", unit="step", every=20)
+        for step in range(30):
+            clock.now += 1.0
+            training.update(1)
+            if step == 4:
+                assert [r.getMessage()[:15] for r in caplog.records] == ["train: 5/30 ste"]
+        training.close()
+    assert len(caplog.records) == 3  # at 20 s, at 40 s, and the end of the 30 s of training
 
 
 def test_short_work_stays_quiet_and_unknown_totals_still_report_a_rate(caplog):

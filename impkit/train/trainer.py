@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 from peft import PeftModel
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from impkit.config import ConfigError, StageTraining
@@ -301,6 +301,7 @@ def run_stage(
             *callbacks,
         ],
     )
+    trainer.remove_callback(PrinterCallback)  # without a bar it prints every log dict; PlainProgress says it in words
     start = time.perf_counter()
     with step_speedups(model, cfg), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="`broadcast_buffers` is deprecated", category=FutureWarning)
