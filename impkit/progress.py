@@ -10,11 +10,14 @@ told from a hung one). ``IMPKIT_PROGRESS=log`` asks for the log lines on a termi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
@@ -178,6 +181,30 @@ def progress(iterable: Iterable[T] | None = None, **kwargs: Any) -> tqdm | LogPr
     kwargs.setdefault("dynamic_ncols", True)
     kwargs.pop("disable", None)
     return tqdm(iterable, **kwargs)
+
+
+@contextlib.contextmanager
+def watch_file(path: str | os.PathLike, *, poll: float = 0.5, **kwargs: Any) -> Iterator[None]:
+    """Progress of work that reports none (a C call writing ``path``, e.g. llama.cpp's quantizer),
+    read from the file's size while the block runs: bytes written, rate, and an ETA when ``total``
+    (the expected size) is given."""
+    path = Path(path)
+    bar = progress(unit="B", unit_scale=True, **kwargs)
+    done = threading.Event()
+
+    def follow() -> None:
+        while not done.wait(poll):
+            with contextlib.suppress(OSError):
+                bar.update(path.stat().st_size - bar.n)
+
+    thread = threading.Thread(target=follow, name=f"watch {path.name}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        bar.close()
 
 
 def setup_logging(level: int = logging.INFO) -> None:

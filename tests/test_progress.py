@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import pytest
 
@@ -103,7 +104,8 @@ def test_each_dvc_stage_records_its_time_machine_and_precision(tmp_path, monkeyp
     text = timings.table(data)
     assert "| tune@nano-3b | 5 min 30 s | fp32 |" in text
     assert "| **through training** (world to tune) | **5 min 42 s** |" in text
-    assert "| **whole build** | **7 min 17 s** |" in text
+    assert "| **whole build** (sum of the stages) | **7 min 17 s** |" in text
+    assert "| first start to last finish (with DVC's work between stages) | 5 min 30 s |" in text  # one start
 
 
 def test_a_stage_run_again_replaces_its_entry(tmp_path, monkeypatch):
@@ -121,3 +123,18 @@ def test_a_damaged_timings_file_is_started_afresh(tmp_path, content):
     path = tmp_path / "timings.json"
     path.write_text(content)
     assert timings.read_timings(path) == {"stages": {}}
+
+
+def test_work_that_reports_nothing_is_followed_by_the_size_of_its_output(tmp_path, caplog, monkeypatch):
+    """llama.cpp's quantizer says nothing while it runs: its growing output file says how far it is."""
+    monkeypatch.setenv("IMPKIT_PROGRESS_SECONDS", "0")
+    out = tmp_path / "llm-Q4_K_M.gguf"
+    with caplog.at_level(logging.INFO, logger="impkit.progress"):
+        with progress_module.watch_file(out, total=4000, desc="quantize", poll=0.01), open(out, "wb") as f:
+            for _ in range(4):
+                f.write(b"x" * 1000)
+                f.flush()
+                time.sleep(0.05)
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("quantize: ") and "B (" in line and "ETA" in line for line in lines), lines
+    assert lines[-1] == "quantize: done, 4.0k B in 0 s"

@@ -37,12 +37,13 @@ class GGUFEvalConfig:
     Measured on the 2-core machine with a nano release: one llama.cpp thread answers 2.5x faster
     than two (ggml's OpenMP threads synchronise after every operation, and a nano model's
     operations take microseconds; with sleeping OpenMP threads, the pipeline's default, two threads
-    were about 24x slower). So the default runs one single-threaded level per core at once. A real Imp
-    release wants the opposite: ``threads: null`` (every core) and ``workers: 1``.
+    were about 24x slower). So the default runs every level at once, each on one thread (three levels
+    on two cores finish sooner than two at a time, which leaves a core idle during the last one). A
+    real Imp release wants the opposite: ``threads: null`` (every core) and ``workers: 1``.
     """
 
     threads: int | None = 1  # llama.cpp threads per level; null: every core
-    workers: int = 2  # levels evaluated at once, each in its own process
+    workers: int = 3  # levels evaluated at once, each in its own process
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:

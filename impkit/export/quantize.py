@@ -17,9 +17,13 @@ from typing import Any
 from impkit.export.names import ExportError
 from impkit.export.writer import summary
 from impkit.io import atomic_path
+from impkit.progress import watch_file
 
 # level name -> llama_ftype (llama.h's LLAMA_FTYPE_MOSTLY_*). Exact keys; unknown names fail listing them.
 QUANT_LEVELS: dict[str, int] = {"F16": 1, "Q4_0": 2, "Q8_0": 7, "Q4_K_M": 15, "Q6_K": 18}
+# Bits per weight of each level (llama.cpp's quantize tool lists them): the expected output size, for
+# the quantizer's progress line only (it reports none of its own while it runs)
+BITS_PER_WEIGHT: dict[str, float] = {"F16": 16.0, "Q4_0": 4.5, "Q8_0": 8.5, "Q4_K_M": 4.85, "Q6_K": 6.56}
 
 
 def ftype(level: str) -> int:
@@ -57,7 +61,8 @@ def quantize(
     if not verbose:
         llama_log.setLevel(logging.ERROR)
     try:
-        with atomic_path(dst) as tmp:
+        expected = int(src.stat().st_size * BITS_PER_WEIGHT[ftype_name] / 16)  # from F16 (about: norms stay F32)
+        with atomic_path(dst) as tmp, watch_file(tmp, total=expected, desc=f"quantize {src.name} to {ftype_name}"):
             status = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
             if status != 0 or not tmp.is_file():
                 raise ExportError(f"llama_model_quantize({src.name} -> {ftype_name}) failed with status {status}")
