@@ -255,9 +255,9 @@ def _release_record(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def _result_summary(result: StageResult, stage: StageTraining) -> dict[str, Any]:
-    return {"precision": stage.precision, "steps": result.steps, "train_loss": round(result.train_loss, 4), "seconds": round(result.seconds, 1),
-            "samples_per_second": round(result.samples_per_second, 2), "resumed_from": result.resumed_from,
-            "processes": int(os.environ.get("WORLD_SIZE", "1"))}  # fmt: skip
+    return {"precision": stage.precision, "steps": result.steps, "train_loss": round(result.train_loss, 4),
+            "seconds": round(result.seconds, 1), "samples_per_second": round(result.samples_per_second, 2),
+            "resumed_from": result.resumed_from, "processes": int(os.environ.get("WORLD_SIZE", "1"))}  # fmt: skip
 
 
 def heldout_check(
