@@ -17,8 +17,10 @@ from typing import Any
 
 import yaml
 
+from impkit.errors import ImpkitError
 
-class ConfigError(ValueError):
+
+class ConfigError(ImpkitError, ValueError):
     """A params.yaml section is missing, misspelt or of the wrong type."""
 
 

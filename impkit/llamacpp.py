@@ -30,10 +30,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from impkit.errors import ImpkitError
+
 log = logging.getLogger(__name__)
 
 
-class GGUFRunError(RuntimeError):
+class GGUFRunError(ImpkitError, RuntimeError):
     """llama.cpp refused a file or a step (the message says which)."""
 
 

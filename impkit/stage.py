@@ -6,16 +6,12 @@ import logging
 import sys
 from collections.abc import Callable
 
-from impkit.config import ConfigError
-from impkit.data.llava_format import SourceError
-from impkit.data.quality import QualityGateError
-from impkit.eval.scoring.inputs import ScoringError
-from impkit.llamacpp import GGUFRunError
+from impkit.errors import ImpkitError
 from impkit.progress import setup_logging
 from impkit.timings import process_start_time, record_stage
 
-# Errors that describe bad input or a failed gate: the message is the whole story.
-USER_ERRORS = (ConfigError, SourceError, QualityGateError, ScoringError, GGUFRunError, FileNotFoundError)
+# Errors that describe bad input, a failed gate or a missing file: the message is the whole story.
+USER_ERRORS = (ImpkitError, FileNotFoundError)
 
 
 def run_stage(main: Callable[[], None]) -> None:

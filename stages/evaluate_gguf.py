@@ -15,8 +15,8 @@ from pathlib import Path
 
 from impkit.config import from_dict, load_params, section
 from impkit.eval.gguf_levels import GGUFEvalConfig, compare_levels, evaluate_levels
+from impkit.eval.parity import ParityConfig
 from impkit.eval.twins import EvalConfig
-from impkit.export.parity import ParityConfig
 from impkit.export.settings import ExportConfig
 from impkit.io import write_json
 from impkit.stage import run_stage

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 from impkit.config import from_dict, load_params, section
+from impkit.eval.parity import ParityConfig, check, logit_parity, pick_prompts
 from impkit.eval.runners import LlamaCppRunner, TorchRunner
 from impkit.eval.twins import BENCHMARKS, read_prompts
-from impkit.export.parity import ParityConfig, check, logit_parity, pick_prompts
 from impkit.io import write_json
 from impkit.stage import run_stage
 

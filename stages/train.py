@@ -17,6 +17,7 @@ from impkit.io import write_json
 from impkit.stage import run_stage
 from impkit.timings import note
 from impkit.train.launch import cpu_processes_to_start, is_main_process, launch_data_parallel, use_every_core
+from impkit.train.layout import check_backbones
 
 ASSEMBLED, WORLD, BACKBONES = Path("data/assembled"), Path("data/world"), Path("models/backbones")
 
@@ -29,6 +30,18 @@ def _setup(name: str) -> tuple[PresetConfig, TrainRecipe, TrainSettings]:
         raise ConfigError(f"unknown preset '{name}'; known presets: {sorted(presets)}")
     preset = from_dict(PresetConfig, presets[name], f"model.presets.{name}")
     return preset, train.recipe(preset.train), train
+
+
+def _check_inputs(stage: str, name: str, preset: PresetConfig) -> None:
+    """What the stage reads, checked before any process starts: a missing input is one line naming it."""
+    records = ASSEMBLED / ("pretrain.jsonl" if stage == "align" else "finetune.jsonl")
+    if not records.is_file():
+        raise FileNotFoundError(f"{records} not found: run the assemble stage first (dvc repro assemble)")
+    if stage == "align" and preset.offline:
+        check_backbones(BACKBONES, preset.family)
+    aligned = Path(f"models/aligned/{name}")
+    if stage == "tune" and not aligned.is_dir():
+        raise FileNotFoundError(f"{aligned} not found: stage 2 starts from stage 1's model (dvc repro align@{name})")
 
 
 def _live(folder: Path):
@@ -45,6 +58,7 @@ def main() -> None:
     parser.add_argument("preset")
     args = parser.parse_args()
     preset, recipe, train = _setup(args.preset)
+    _check_inputs(args.stage, args.preset, preset)
     requested = (recipe.stage1 if args.stage == "align" else recipe.stage2).precision
     # for the timings table; the training processes decide it again, and log it (impkit.train.trainer)
     note(precision=resolve_precision(requested, read_machine(), where=f"{args.stage} {args.preset}", quiet=True))
@@ -55,7 +69,8 @@ def main() -> None:
             sys.exit(code)
         return
     # imported here, after the launch: the launching process does not need transformers (seconds)
-    from impkit.train.pipeline import align, heldout_check, tune
+    from impkit.eval.heldout import check_release
+    from impkit.train.pipeline import align, tune
 
     if not is_main_process():  # the other training processes work as the first, which says what happens
         logging.getLogger().setLevel(logging.WARNING)
@@ -77,7 +92,7 @@ def main() -> None:
         return
     use_every_core()  # the other training processes are done: the held-out check gets their cores
     checked = {"release": Path(f"releases/{args.preset}"), "stage1_only": Path(f"models/aligned/{args.preset}")}
-    check = {name: heldout_check(preset, folder, WORLD, limit=train.heldout_questions, batch_size=train.eval_batch_size)
+    check = {name: check_release(folder, WORLD, limit=train.heldout_questions, batch_size=train.eval_batch_size)
              for name, folder in checked.items()}  # fmt: skip
     write_json(
         reports / f"{args.preset}.json", {"train": meta["train"], "parameters": meta["parameters"], "heldout": check}

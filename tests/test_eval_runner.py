@@ -4,6 +4,8 @@ and a saved release is answered exactly as the model in memory."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from conftest import TINY
@@ -15,7 +17,7 @@ from impkit.eval.heldout import answer_questions, normalise
 from impkit.eval.runners import BLANK_GREY, Question, TorchRunner, clean_answer, questions_from_prompts
 from impkit.eval.runners.base import question_image
 from impkit.model.presets import num_image_tokens
-from impkit.train.release import save_release
+from impkit.release import ReleaseError, write_release
 
 PROMPTS = [
     "What colour is it?",
@@ -369,7 +371,7 @@ def test_generated_stop_strings_cut_the_answer(tiny, images, monkeypatch, contin
 def test_from_release_reads_template_image_handling_and_tokens_from_the_folder(tiny, images, tmp_path):
     preset, tok, model = tiny
     square = from_dict(PresetConfig, {**TINY, "image_aspect": "square"})  # not the constructor default
-    out = save_release(model, tok, square, tmp_path / "release", {"stage": "tune"})
+    out = write_release(model, tok, square, tmp_path / "release", {"stage": "tune"}).folder
     loaded = TorchRunner.from_release(out, image_root=images, batch_size=3, max_new_tokens=6, device="cpu")
     info = loaded.describe()
     assert (info["template"], info["image_size"], info["image_aspect"], info["image_tokens"]) == (
@@ -385,8 +387,13 @@ def test_from_release_reads_template_image_handling_and_tokens_from_the_folder(t
 
 def test_from_release_rejects_a_folder_that_disagrees_with_itself(tiny, tmp_path):
     preset, tok, model = tiny
-    out = save_release(model, tok, preset, tmp_path / "release", {"image_tokens": 64})  # meta overrides
-    with pytest.raises(ValueError, match="image tokens"):
+    with pytest.raises(ReleaseError, match="64 image tokens"):  # meta overrides; never put in place
+        write_release(model, tok, preset, tmp_path / "bad", {"image_tokens": 64})
+    assert not (tmp_path / "bad").exists()
+    out = write_release(model, tok, preset, tmp_path / "release", {}).folder
+    meta = json.loads((out / "impkit.json").read_text())
+    (out / "impkit.json").write_text(json.dumps({**meta, "image_tokens": 64}))  # edited by hand
+    with pytest.raises(ReleaseError, match="64 image tokens"):
         TorchRunner.from_release(out, device="cpu")
     with pytest.raises(FileNotFoundError, match="not a release folder"):
         TorchRunner.from_release(tmp_path, device="cpu")

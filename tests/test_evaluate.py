@@ -36,7 +36,7 @@ from impkit.eval.parallel import shard_bounds
 from impkit.eval.runners import Question, Runner
 from impkit.eval.scoring.mmvet import NOT_SCORED
 from impkit.eval.twins import BENCHMARKS, EvalConfig, TwinSizes
-from impkit.train.release import save_release
+from impkit.release import write_release
 
 SIZES = TwinSizes(**TWIN_SIZES)
 FULL_MARKS = {"mme": 2000.0}  # perception: 10 subtasks x 200
@@ -215,8 +215,8 @@ SUBSET = ["pope", "sqa", "mmbench_cn"]
 @pytest.fixture(scope="module")
 def release(tiny, tmp_path_factory) -> Path:
     preset, tok, model = tiny
-    return save_release(model, tok, preset, tmp_path_factory.mktemp("rel") / "nano-test",
-                        {"preset": "nano-test", "stage": "tune", "model": {"llm": "phi2 64d x2"}})  # fmt: skip
+    return write_release(model, tok, preset, tmp_path_factory.mktemp("rel") / "nano-test",
+                         {"preset": "nano-test", "stage": "tune", "model": {"llm": "phi2 64d x2"}}).folder  # fmt: skip
 
 
 def files_of(root: Path) -> dict[str, bytes]:

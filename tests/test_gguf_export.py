@@ -43,7 +43,7 @@ from impkit.export.llm import _SPLIT_PRE, bpe_pre, gguf_model_name
 from impkit.llamacpp import GGUFSession
 from impkit.model.presets import build_model, llava_config
 from impkit.model.tokenizer import IMAGE_TOKEN, family_tokenizer, train_bpe
-from impkit.train.release import save_release
+from impkit.release import write_release
 
 llama_cpp = pytest.importorskip("llama_cpp")
 mtmd = pytest.importorskip("llama_cpp.mtmd_cpp")
@@ -64,7 +64,7 @@ LLM_ARCH = {
 
 
 def make_release(root: Path, family: str, width: int = 64) -> Path:
-    """A random LLaVA release (save_release) with a ``width``-wide LLM and vision tower."""
+    """A random LLaVA release (write_release) with a ``width``-wide LLM and vision tower."""
     arch, template = LLM_ARCH[family]
     llm = {"hidden_size": width, "num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 512,
            **arch, "intermediate_size": arch["intermediate_size"] * width}  # fmt: skip
@@ -87,7 +87,7 @@ def make_release(root: Path, family: str, width: int = 64) -> Path:
     unreadable = [i for i in range(len(tok)) if not (tok.decode([i]).isascii() and tok.decode([i]).isprintable())]
     with torch.no_grad():
         model.lm_head.weight[unreadable] = 0
-    return save_release(model, tok, preset, root / f"tiny-{family}-{width}", {"preset": f"tiny-{family}"})
+    return write_release(model, tok, preset, root / f"tiny-{family}-{width}", {"preset": f"tiny-{family}"}).folder
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from test_gguf_export import make_release
 
 from impkit.config import ConfigError, from_dict
 from impkit.export import export_and_quantize
-from impkit.export.gguf_export import gguf_levels, mmproj_file
 from impkit.latency import (
     RUNNERS,
     DeviceProfile,
@@ -34,6 +33,7 @@ from impkit.latency import (
 from impkit.latency.protocol import PROMPT_SENTENCE
 from impkit.latency.report import measure_release
 from impkit.latency.settings import LatencyConfig
+from impkit.release import gguf_levels, mmproj_file
 
 pytest.importorskip("llama_cpp")
 

@@ -15,10 +15,10 @@ from test_gguf_export import THREADS, make_release
 from impkit.cli import main as cli
 from impkit.eval.evaluate import ANSWERS_FILE, evaluate
 from impkit.eval.gguf_levels import GGUFEvalConfig, compare_levels, evaluate_levels
+from impkit.eval.parity import ParityConfig, check, logit_parity, pick_prompts
 from impkit.eval.runners import LlamaCppRunner, TorchRunner, questions_from_prompts
 from impkit.eval.twins import BENCHMARKS, EvalConfig, TwinSizes, read_prompts
 from impkit.export import export_and_quantize
-from impkit.export.parity import ParityConfig, check, logit_parity, pick_prompts
 
 pytest.importorskip("llama_cpp.mtmd_cpp")
 

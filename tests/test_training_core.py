@@ -10,8 +10,8 @@ from transformers import AutoProcessor, LlavaForConditionalGeneration, TrainerCa
 from impkit.config import LoraTraining, PresetConfig, StageTraining, from_dict
 from impkit.model.presets import build_model, llava_config, num_image_tokens
 from impkit.model.tokenizer import IMAGE_TOKEN, family_tokenizer, train_bpe
-from impkit.train.parts import count_parameters, prepare_stage1, prepare_stage2
-from impkit.train.release import save_release
+from impkit.release import write_release
+from impkit.train.parts import count_parameters, merged, prepare_stage1, prepare_stage2
 from impkit.train.trainer import ImpTrainer, StopAfter, run_stage, training_arguments
 
 TINY = {
@@ -172,7 +172,7 @@ def test_release_round_trip_gives_identical_logits(setup, tmp_path):
     model.eval()
     with torch.no_grad():
         before = model(**batch).logits
-    out = save_release(model, tok, preset, tmp_path / "release", {"stage": "finetune"})
+    out = write_release(merged(model), tok, preset, tmp_path / "release", {"stage": "finetune"}).folder
     loaded = LlavaForConditionalGeneration.from_pretrained(out).eval()
     with torch.no_grad():
         after = loaded(**batch).logits

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from impkit.errors import ImpkitError
+
 IMAGE_TAG = "<image>"
 MAX_RECORD_CHARS = 64 << 20  # LLaVA's image placeholder in the first human turn
 
 
-class SourceError(RuntimeError):
+class SourceError(ImpkitError, RuntimeError):
     """A source cannot be read at all (missing file, not JSON, wrong top-level type)."""
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 
 from impkit.config import QualityConfig
 from impkit.data.record_features import record_features
+from impkit.errors import ImpkitError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ RECORD_DTYPES = {
 }  # fmt: skip
 
 
-class QualityGateError(RuntimeError):
+class QualityGateError(ImpkitError, RuntimeError):
     """The assembled data failed a gate that stops the stage."""
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from impkit.data.llava_format import IMAGE_TAG
+from impkit.errors import ImpkitError
 
 IGNORE_INDEX = -100  # label of every position that is not supervised (PyTorch's cross-entropy default)
 
@@ -36,7 +37,7 @@ ASSISTANT = "assistant"
 _ROLES = {"human": USER, "gpt": ASSISTANT}  # LLaVA's "from" values -> chat roles
 
 
-class TemplateError(ValueError):
+class TemplateError(ImpkitError, ValueError):
     """A conversation cannot be rendered or encoded with a template."""
 
 

@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from impkit.errors import ImpkitError
 from impkit.eval.parallel import answer_all, is_main_process, wait_for_everyone
 from impkit.eval.runners import Runner, questions_from_prompts
 from impkit.eval.scoring import SCORERS
@@ -44,8 +45,20 @@ from impkit.eval.submission import SHEET as MMBENCH_SHEET
 from impkit.eval.submission import write_mmbench_sheet
 from impkit.eval.twins import BENCHMARKS, MANIFEST, PREDICTION_FILES, read_prompts, write_predictions
 from impkit.io import atomic_path, dumps_line, write_json
+from impkit.release import Release
 
 log = logging.getLogger(__name__)
+
+
+class EvaluationError(ImpkitError, ValueError):
+    """An evaluation asked for something that does not exist (a benchmark name, a level)."""
+
+
+def check_benchmarks(benchmarks: Sequence[str]) -> None:
+    """Benchmark names checked before any model loads."""
+    unknown = [b for b in benchmarks if b not in BENCHMARKS]
+    if unknown:
+        raise EvaluationError(f"unknown benchmark(s) {unknown}; known: {list(BENCHMARKS)}")
 
 # Paper Table 3's benchmark columns, in its order, with its abbreviations.
 TABLE3_COLUMNS = (
@@ -112,9 +125,7 @@ def evaluate(
     ``open_runner`` answers MM-Vet's open-ended questions (a longer generation budget); it defaults
     to ``runner``. Under ``accelerate launch`` every process must call this with the same arguments.
     """
-    unknown = [b for b in benchmarks if b not in BENCHMARKS]
-    if unknown:
-        raise ValueError(f"unknown benchmark(s) {unknown}; known: {list(BENCHMARKS)}")
+    check_benchmarks(benchmarks)
     twins_dir, out_dir = Path(twins_dir), Path(out_dir)
     manifest = load_twins(twins_dir)
     answers: dict[str, dict[str, dict[str, str]]] = {}  # benchmark -> run name -> {prompt id: answer}
@@ -274,14 +285,14 @@ def evaluate_release(release: Path, twins_dir: Path, image_root: Path, out_dir: 
     from impkit.eval.judge import make_judge
     from impkit.eval.parallel import device
     from impkit.eval.runners import TorchRunner
-    from impkit.train.release import read_release_meta
 
+    check_benchmarks(benchmarks)
     runner = TorchRunner.from_release(release, image_root=image_root, batch_size=cfg.batch_size,
                                       max_new_tokens=cfg.max_new_tokens, device=device(),
                                       feature_cache_mb=cfg.feature_cache_mb)  # fmt: skip
     open_runner = copy.copy(runner)  # the same model with MM-Vet's longer generation budget
     open_runner.max_new_tokens = cfg.open_max_new_tokens
     judge = make_judge(cfg.judge) if cfg.judge is not None else None
-    meta = read_release_meta(release)
+    meta = Release.open(release).meta
     return evaluate(runner, twins_dir, out_dir, run=run, benchmarks=benchmarks, blind=cfg.blind, judge=judge,
                     open_runner=open_runner, release=meta)  # fmt: skip

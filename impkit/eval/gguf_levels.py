@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from impkit.config import ConfigError
-from impkit.eval.evaluate import ANSWERS_FILE, evaluate
+from impkit.eval.evaluate import ANSWERS_FILE, check_benchmarks, evaluate
 from impkit.eval.twins import BENCHMARKS
+from impkit.release import Release
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ def evaluate_levels(release: Path, gguf_dir: Path, levels: Sequence[str], twins_
     ``run_cfg.workers`` levels at once in separate processes. Each level's folder is written
     atomically by its own process, so the levels cannot mix."""
     run_cfg = run_cfg or GGUFEvalConfig()
+    check_benchmarks(benchmarks)
     jobs = [(Path(release), Path(gguf_dir), level, Path(twins_dir), Path(image_root), Path(out_root) / level, cfg,
              run_cfg.threads, tuple(benchmarks)) for level in levels]  # fmt: skip
     if run_cfg.workers == 1 or len(jobs) == 1:
@@ -85,10 +87,9 @@ def _evaluate_level(release: Path, gguf_dir: Path, level: str, twins_dir: Path, 
                     cfg: Any, threads: int | None, benchmarks: Sequence[str]) -> dict[str, Any]:  # fmt: skip
     from impkit.eval.judge import make_judge
     from impkit.eval.runners import LlamaCppRunner
-    from impkit.train.release import read_release_meta
 
     judge = make_judge(cfg.judge) if cfg.judge is not None else None
-    meta = read_release_meta(release)
+    meta = Release.open(release).meta
     runner = LlamaCppRunner.from_export(gguf_dir, level, release, image_root=image_root,
                                         max_new_tokens=cfg.max_new_tokens, n_threads=threads, desc=level)  # fmt: skip
     open_runner = copy.copy(runner)  # the same session with MM-Vet's longer generation budget

@@ -17,12 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from impkit.eval.runners import BLANK_GREY, Question, TorchRunner
+from impkit.model.image_processing import SIGLIP_MEAN, SIGLIP_STD
+from impkit.release import Release
 
 __all__ = [
     "BLANK_GREY",
     "SHORT_ANSWER",
     "accuracy",
     "answer_questions",
+    "check_release",
     "load_questions",
     "normalise",
     "shuffled_images",
@@ -52,12 +55,14 @@ def normalise(answer: str) -> str:
 
 def answer_questions(model, tokenizer, *, template: str, image_size: int, image_aspect: str, n_image_tokens: int,
                      questions: list[dict[str, Any]], image_root: Path, blank: bool, batch_size: int = 16,
-                     max_new_tokens: int = 8, desc: str = "answer") -> list[str]:  # fmt: skip
+                     max_new_tokens: int = 8, image_mean=SIGLIP_MEAN, image_std=SIGLIP_STD,
+                     desc: str = "answer") -> list[str]:  # fmt: skip
     """Greedy short answers (normalised as ``accuracy`` compares them) from the project's one
     generation loop, ``TorchRunner``: batched with left padding, answers in input order."""
     runner = TorchRunner(model, tokenizer, template=template, image_size=image_size, image_aspect=image_aspect,
                          n_image_tokens=n_image_tokens, image_root=image_root, batch_size=batch_size,
-                         max_new_tokens=max_new_tokens, desc=desc)  # fmt: skip
+                         max_new_tokens=max_new_tokens, image_mean=image_mean, image_std=image_std,
+                         desc=desc)  # fmt: skip
     asked = [Question(id=str(q.get("id", i)), image=q["image"], prompt=q["question"] + SHORT_ANSWER)
              for i, q in enumerate(questions)]  # fmt: skip
     return [normalise(a) for a in runner.answer(asked, blank_images=blank)]
@@ -74,3 +79,24 @@ def accuracy(questions: list[dict[str, Any]], answers: list[str]) -> dict[str, A
         "n": sum(total.values()),
         "by_type": {t: round(right[t] / total[t], 4) for t in sorted(total)},
     }
+
+
+def check_release(folder: Path, world: Path, *, limit: int | None, batch_size: int) -> dict[str, Any]:
+    """Held-out exact-match accuracy of a release folder with the image, a blank image and another
+    question's image (``world``: the synthetic world's folder, whose ``heldout/`` holds the questions).
+    Template, input size, aspect, image tokens and normalisation come from the release, as for the
+    benchmark evaluation."""
+    release = Release.open(folder)
+    model, tokenizer = release.load()
+    mean, std = release.normalisation()
+    questions = load_questions(world / "heldout" / "questions.jsonl", limit)
+    common = dict(template=release.template, image_size=release.image_size, image_aspect=release.image_aspect,
+                  n_image_tokens=release.image_tokens, image_root=world / "heldout" / "images",
+                  batch_size=batch_size, image_mean=mean, image_std=std)  # fmt: skip
+    runs = {"with_image": (questions, False), "blank_image": (questions, True),
+            "shuffled_image": (shuffled_images(questions), False)}  # fmt: skip
+    return {
+        name: accuracy(questions, answer_questions(model, tokenizer, questions=asked, blank=blank,
+                                                   desc=f"held-out ({name})", **common))
+        for name, (asked, blank) in runs.items()
+    }  # fmt: skip

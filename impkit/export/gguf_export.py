@@ -12,10 +12,8 @@ Every file is written atomically; F16 files hold matrices in float16, norms and 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,46 +26,17 @@ import torch
 from impkit.export import llm as llm_part
 from impkit.export import mmproj as mmproj_part
 from impkit.export.names import LLM_PREFIX, ExportError, TensorPlan, plan_tensors
-from impkit.export.quantize import QUANT_LEVELS, ftype, quantize
+from impkit.export.quantize import ftype, quantize
 from impkit.export.writer import summary, write_gguf
+from impkit.release import Release, ReleaseError, ReleaseNotFound, llm_filename, mmproj_filename
 
 log = logging.getLogger(__name__)
 
 
-def llm_filename(level: str = "F16") -> str:
-    ftype(level)
-    return f"llm-{level}.gguf"
-
-
-def mmproj_filename(level: str = "F16") -> str:
-    ftype(level)
-    return f"mmproj-{level}.gguf"
-
-
-_LLM_FILE = re.compile(r"llm-(.+)\.gguf")
-
-
-def gguf_levels(folder: str | Path) -> dict[str, Path]:
-    """``llm-<LEVEL>.gguf`` files of an export folder, level -> path, in ``QUANT_LEVELS`` order."""
-    found = {}
-    for path in Path(folder).glob("llm-*.gguf"):
-        match = _LLM_FILE.fullmatch(path.name)
-        if match and match.group(1) in QUANT_LEVELS:
-            found[match.group(1)] = path
-    return {level: found[level] for level in QUANT_LEVELS if level in found}
-
-
-def mmproj_file(folder: str | Path) -> Path:
-    """The export folder's vision file (``mmproj-F16.gguf`` preferred when several levels exist)."""
-    files = {p.name.removeprefix("mmproj-").removesuffix(".gguf"): p for p in Path(folder).glob("mmproj-*.gguf")}
-    for level in ("F16", *QUANT_LEVELS):
-        if level in files:
-            return files[level]
-    raise FileNotFoundError(f"no mmproj-<LEVEL>.gguf in {folder} (run the export stage first)")
-
-
 @dataclass
-class Release:
+class ExportSource:
+    """A release's weights and what the GGUF files need besides (normalisation, record, config)."""
+
     folder: Path
     meta: dict[str, Any]
     config: Any  # LlavaConfig
@@ -81,49 +50,29 @@ class Release:
         return str(self.meta.get("preset") or self.folder.name)
 
 
-def load_release(folder: str | os.PathLike) -> Release:
+def load_release(folder: str | os.PathLike) -> ExportSource:
     """A release folder's weights (as transformers loads them, whatever the layout on disk), its
-    tokenizer, ``impkit.json`` and the image normalisation of ``processor_config.json``."""
-    from transformers import AutoTokenizer, LlavaForConditionalGeneration
-
-    from impkit.train.release import PROCESSOR_CONFIG, RELEASE_META, ReleaseError, read_release_meta
-
-    folder = Path(folder)
+    tokenizer, ``impkit.json`` and the image normalisation of ``processor_config.json``. A checkpoint
+    tensor the model class does not know would be dropped, a missing one exported as random init:
+    both are errors here, named."""
     try:
-        meta = read_release_meta(folder, ("family", "template"))
+        release = Release.open(folder)
+        mean, std = release.normalisation(required=True)
+        model, tokenizer = release.load(dtype="auto", strict=True)
+    except ReleaseNotFound:
+        raise
     except ReleaseError as exc:
         raise ExportError(str(exc)) from None
-    meta_path, proc_path = folder / RELEASE_META, folder / PROCESSOR_CONFIG
-    if not proc_path.is_file():
-        raise FileNotFoundError(f"{proc_path} not found: {folder} is not a release folder")
-    proc = json.loads(proc_path.read_text(encoding="utf-8"))
-    proc = proc.get("image_processor", proc)
-    if "image_mean" not in proc or "image_std" not in proc:
-        raise ExportError(f"{proc_path} lacks image_mean / image_std")
-    model, info = LlavaForConditionalGeneration.from_pretrained(folder, dtype="auto", output_loading_info=True)
-    # A checkpoint tensor the model class does not know would be dropped, a missing one exported as
-    # random init: both are errors here, named.
-    problems = {kind: sorted(info.get(f"{kind}_keys") or []) for kind in ("unexpected", "missing", "mismatched")}
-    if any(problems.values()):
-        raise ExportError(
-            f"{folder}: the checkpoint does not match LlavaForConditionalGeneration "
-            + "; ".join(f"{kind}: {', '.join(map(str, keys))}" for kind, keys in problems.items() if keys)
-        )
-    vision = model.config.vision_config
-    n_tokens = (vision.image_size // vision.patch_size) ** 2
-    if meta.get("image_tokens", n_tokens) != n_tokens:
-        raise ExportError(f"{meta_path} says {meta['image_tokens']} image tokens, the vision config gives {n_tokens}")
     state = dict(model.state_dict())
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    return Release(folder, meta, model.config, state, tokenizer, list(proc["image_mean"]), list(proc["image_std"]))
+    return ExportSource(release.folder, release.meta, model.config, state, tokenizer, mean, std)
 
 
-def _tied(release: Release) -> bool:
+def _tied(release: ExportSource) -> bool:
     head, embed = release.state.get("lm_head.weight"), release.state.get(LLM_PREFIX + "embed_tokens.weight")
     return head is not None and embed is not None and head.data_ptr() == embed.data_ptr()
 
 
-def plan_release(release: Release) -> TensorPlan:
+def plan_release(release: ExportSource) -> TensorPlan:
     arch = llm_part.llm_arch(release.meta["family"])
     return plan_tensors(release.state, arch=arch.arch, n_llm_layers=release.config.text_config.num_hidden_layers,
                         n_vision_layers_kept=mmproj_part.vision_layers_kept(release.config),

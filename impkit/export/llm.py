@@ -158,7 +158,7 @@ def add_tokenizer(writer: gguf.GGUFWriter, tokenizer: Any, *, family: str, templ
            "pad": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
            "unk": tokenizer.unk_token_id}  # fmt: skip
     # Generation ends at the template's answer end marker (ChatML's <|im_end|>, Phi-3's <|end|>,
-    # Imp's </s>), as in save_release's generation_config: llama.cpp stops at end-of-turn tokens.
+    # Imp's </s>), as in write_release's generation_config (impkit.release): llama.cpp stops at end-of-turn tokens.
     stop = [vocab[s] for s in get_template(template).stop if s in vocab]
     if stop:
         ids["eot"] = stop[0]

@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 
 import gguf
 
+from impkit.errors import ImpkitError
 
-class ExportError(ValueError):
+
+class ExportError(ImpkitError, ValueError):
     """A release cannot be written as GGUF files llama.cpp would run correctly."""
 
 

@@ -44,12 +44,12 @@ import torch
 from impkit.config import ConfigError, PresetConfig, from_dict
 from impkit.export import llm as llm_part
 from impkit.export import mmproj as mmproj_part
-from impkit.export.gguf_export import llm_filename, mmproj_filename
 from impkit.export.names import ExportError, TensorPlan, plan_tensors
 from impkit.export.quantize import ftype, quantize
 from impkit.export.writer import summary, write_gguf
 from impkit.io import write_json
 from impkit.progress import progress
+from impkit.release import llm_filename, mmproj_filename
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,8 @@ from impkit.export.names import ExportError
 from impkit.export.writer import summary
 from impkit.io import atomic_path
 from impkit.progress import watch_file
+from impkit.release import QUANT_LEVELS
 
-# level name -> llama_ftype (llama.h's LLAMA_FTYPE_MOSTLY_*). Exact keys; unknown names fail listing them.
-QUANT_LEVELS: dict[str, int] = {"F16": 1, "Q4_0": 2, "Q8_0": 7, "Q4_K_M": 15, "Q6_K": 18}
 # Bits per weight of each level (llama.cpp's quantize tool lists them): the expected output size, for
 # the quantizer's progress line only (it reports none of its own while it runs)
 BITS_PER_WEIGHT: dict[str, float] = {"F16": 16.0, "Q4_0": 4.5, "Q8_0": 8.5, "Q4_K_M": 4.85, "Q6_K": 6.56}

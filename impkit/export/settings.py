@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from impkit.config import ConfigError
-from impkit.export.quantize import QUANT_LEVELS
+from impkit.release import QUANT_LEVELS
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from impkit.export.gguf_export import gguf_levels, mmproj_file
 from impkit.latency.protocol import host_info, table_row
 from impkit.latency.runners import GGUFPair, TorchRelease, runner_for
 from impkit.latency.settings import LatencyConfig
-from impkit.train.release import read_release_meta
+from impkit.release import Release, gguf_levels, mmproj_file
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,7 @@ def measure_release(
     mmproj = mmproj_file(gguf_dir)
     targets = [GGUFPair(name, path, mmproj, level) for level, path in levels.items()]
     if release_dir is not None:
-        read_release_meta(release_dir)  # a clear error now, not after the llama.cpp measurements
+        Release.open(release_dir)  # a clear error now, not after the llama.cpp measurements
         targets.append(TorchRelease(name, Path(release_dir)))
     return _measure(name, "release", cfg, targets)
 

@@ -24,7 +24,6 @@ profile ``{name: sd8gen3, runner: adb, threads: 4, options: {serial: ...}}`` in 
 from __future__ import annotations
 
 import abc
-import json
 import os
 import time
 from collections.abc import Mapping
@@ -82,7 +81,7 @@ class GGUFPair:
 
 @dataclass(frozen=True)
 class TorchRelease:
-    """A release folder (``save_release``) run by transformers."""
+    """A release folder (``impkit.release``) run by transformers."""
 
     name: str
     folder: Path
@@ -265,27 +264,18 @@ class TorchModel(LoadedModel):
 
     def __init__(self, target: TorchRelease, threads: int, options: Mapping[str, Any]) -> None:
         import torch
-        from transformers import AutoTokenizer, LlavaForConditionalGeneration
 
-        from impkit.model.image_processing import ImageProcessor
-        from impkit.train.release import PROCESSOR_CONFIG, read_release_meta
+        from impkit.release import Release
 
-        folder = Path(target.folder)
-        meta = read_release_meta(folder)
-        proc_path = folder / PROCESSOR_CONFIG
+        release = Release.open(target.folder)
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[options.get("dtype", "fp32")]
         self._threads = torch.get_num_threads()
         torch.set_num_threads(threads)
         self.torch = torch
-        self.model = LlavaForConditionalGeneration.from_pretrained(folder, dtype=dtype).eval()
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        vision = self.model.config.vision_config
-        proc = json.loads(proc_path.read_text(encoding="utf-8")) if proc_path.is_file() else {}
-        proc = proc.get("image_processor", proc)
-        self.processor = ImageProcessor(size=vision.image_size, aspect=meta.get("image_aspect", "pad"),
-                                        mean=tuple(proc.get("image_mean", (0.5,) * 3)),
-                                        std=tuple(proc.get("image_std", (0.5,) * 3)))  # fmt: skip
-        self.image = protocol_image(vision.image_size)
+        self.model, self.tokenizer = release.load(dtype=dtype)
+        self.model.eval()
+        self.processor = release.image_processor()
+        self.image = protocol_image(release.image_size)
         self.dtype = dtype
 
     def close(self) -> None:

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 from impkit.config import ConfigError
 from impkit.export.paper_size import PAPER_PROFILES
-from impkit.export.quantize import QUANT_LEVELS
 from impkit.latency.protocol import PAPER_GEN_TOKENS, PAPER_PROMPT_TOKENS, Protocol
 from impkit.latency.runners import DeviceProfile, runner_class
+from impkit.release import QUANT_LEVELS
 
 
 @dataclass(frozen=True)

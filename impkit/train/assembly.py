@@ -18,19 +18,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 from impkit.config import PresetConfig
 from impkit.data.templates import get_template, jinja_chat_template
+from impkit.errors import ImpkitError
 from impkit.model.presets import build_model, llava_config
 from impkit.model.tokenizer import IMAGE_TOKEN, family_tokenizer
+from impkit.train.layout import TOKENIZER_FILE, VISION_DIR, check_backbones, llm_dir
 
 log = logging.getLogger(__name__)
-
-# Layout of the `backbones` stage's output folder.
-TOKENIZER_FILE = "tokenizer.json"
-VISION_DIR = "vision"
-
-
-def llm_dir(backbones: Path, family: str) -> Path:
-    return backbones / f"llm-{family}"
-
 
 def special_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, int | None]:
     return {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
@@ -42,8 +35,23 @@ def offline_tokenizer(preset: PresetConfig, backbones: Path) -> PreTrainedTokeni
     return family_tokenizer(base, preset.family, chat_template=jinja_chat_template(get_template(preset.template)))
 
 
+class WeightsNotFound(ImpkitError):
+    """A real preset's source that cannot be loaded (no such folder, no hub access, no such revision)."""
+
+
+def _load(loader, part: str, source: str, revision: str | None):
+    """``loader.from_pretrained(source, revision=...)``, failing in one line that names the preset's key."""
+    try:
+        return loader.from_pretrained(source, revision=revision)
+    except (OSError, ValueError) as exc:  # transformers: OSError for a missing folder / repo, ValueError for a bad id
+        reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        at = f" at revision {revision}" if revision else ""
+        raise WeightsNotFound(f"the preset's {part}.source '{source}'{at} cannot be loaded: {reason} (give a local "
+                              "folder in the published layout, or a hub id where the hub can be reached)") from None  # fmt: skip
+
+
 def _real_tokenizer(preset: PresetConfig) -> PreTrainedTokenizerBase:
-    tok = AutoTokenizer.from_pretrained(preset.llm.source, revision=preset.llm.revision)
+    tok = _load(AutoTokenizer, "llm", preset.llm.source, preset.llm.revision)
     tok.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]}, replace_additional_special_tokens=False)
     if tok.pad_token is None:
         tok.pad_token = tok.unk_token or tok.eos_token
@@ -56,13 +64,14 @@ def assemble_model(preset: PresetConfig, backbones: Path | None = None, seed: in
     if preset.offline:
         if backbones is None:
             raise ValueError("offline presets need the backbones folder")
+        check_backbones(backbones, preset.family)
         tokenizer = offline_tokenizer(preset, backbones)
         vision = SiglipVisionModel.from_pretrained(backbones / VISION_DIR)
         llm = AutoModelForCausalLM.from_pretrained(llm_dir(backbones, preset.family))
     else:
         tokenizer = _real_tokenizer(preset)
-        vision = SiglipVisionModel.from_pretrained(preset.vision.source, revision=preset.vision.revision)
-        llm = AutoModelForCausalLM.from_pretrained(preset.llm.source, revision=preset.llm.revision)
+        vision = _load(SiglipVisionModel, "vision", preset.vision.source, preset.vision.revision)
+        llm = _load(AutoModelForCausalLM, "llm", preset.llm.source, preset.llm.revision)
         if len(tokenizer) > llm.get_input_embeddings().num_embeddings:
             llm.resize_token_embeddings(len(tokenizer))
     vocab = llm.get_input_embeddings().num_embeddings
@@ -97,12 +106,3 @@ def resize_position_embeddings(weight: torch.Tensor, n_positions: int) -> torch.
     grid = weight.reshape(1, old, old, -1).permute(0, 3, 1, 2)
     grid = torch.nn.functional.interpolate(grid, size=(new, new), mode="bicubic", align_corners=False)
     return grid.permute(0, 2, 3, 1).reshape(new * new, -1).contiguous()
-
-
-def load_checkpoint(path: Path):
-    """A stage's saved model (stage 1's aligned model, a release) with its tokenizer."""
-    from transformers import LlavaForConditionalGeneration
-
-    model = LlavaForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    return model, tokenizer

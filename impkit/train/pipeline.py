@@ -18,18 +18,18 @@ import torch
 
 from impkit.config import BackbonesConfig, PresetConfig, StageTraining, TrainRecipe
 from impkit.data.templates import TEMPLATES
-from impkit.eval.heldout import accuracy, answer_questions, load_questions, shuffled_images
 from impkit.hardware import read_machine, resolve_precision
 from impkit.io import write_json
 from impkit.model.image_processing import ImageProcessor
 from impkit.model.presets import describe, num_image_tokens
 from impkit.model.tokenizer import IMAGE_TOKEN, all_special_tokens, family_tokenizer, train_bpe
+from impkit.release import Release, write_release
 from impkit.train import backbones as bb
-from impkit.train.assembly import TOKENIZER_FILE, VISION_DIR, assemble_model, llm_dir, load_checkpoint
+from impkit.train.assembly import assemble_model
 from impkit.train.dataset import DataCollator, ModalityLengthGroupedSampler, SupervisedDataset
 from impkit.train.launch import is_main_process
-from impkit.train.parts import count_parameters, prepare_stage1, prepare_stage2
-from impkit.train.release import save_release
+from impkit.train.layout import TOKENIZER_FILE, VISION_DIR, llm_dir
+from impkit.train.parts import count_parameters, merged, prepare_stage1, prepare_stage2
 from impkit.train.side_by_side import Job, run_side_by_side
 from impkit.train.trainer import StageResult, resolve_stage, run_stage
 
@@ -212,7 +212,7 @@ def align(name: str, preset: PresetConfig, recipe: TrainRecipe, *, backbones: Pa
     meta = {"preset": name, "stage": "align", "model": describe(preset), "parameters": count_parameters(model),
             "train": _result_summary(result, stage)}  # fmt: skip
     if is_main_process():  # data-parallel processes hold the same weights; the first writes them
-        save_release(model, tokenizer, preset, out, _release_record(meta))
+        write_release(merged(model), tokenizer, preset, out, _release_record(meta))
     return meta
 
 
@@ -222,7 +222,7 @@ def tune(name: str, preset: PresetConfig, recipe: TrainRecipe, *, aligned: Path,
     ``sample_cache_mb`` as for ``align``."""
     stage = resolve_stage(recipe.stage2, read_machine(), where=f"tune {name}")
     torch.manual_seed(seed)
-    model, tokenizer = load_checkpoint(aligned)
+    model, tokenizer = Release.open(aligned).load()
     model = prepare_stage2(model, preset.family, recipe.lora)
     data = _dataset(assembled / "finetune.jsonl", assembled / "images", tokenizer, preset.template, preset,
                     stage.max_length, sample_cache_mb)  # fmt: skip
@@ -241,7 +241,7 @@ def tune(name: str, preset: PresetConfig, recipe: TrainRecipe, *, aligned: Path,
         (adapter_out / "README.md").write_text(
             "Trained with full fine-tuning (train.recipes.*.lora.enabled: false): no adapter.\n"
         )
-    save_release(model, tokenizer, preset, out, _release_record(meta))
+    write_release(merged(model), tokenizer, preset, out, _release_record(meta))
     return meta
 
 
@@ -258,21 +258,3 @@ def _result_summary(result: StageResult, stage: StageTraining) -> dict[str, Any]
     return {"precision": stage.precision, "steps": result.steps, "train_loss": round(result.train_loss, 4),
             "seconds": round(result.seconds, 1), "samples_per_second": round(result.samples_per_second, 2),
             "resumed_from": result.resumed_from, "processes": int(os.environ.get("WORLD_SIZE", "1"))}  # fmt: skip
-
-
-def heldout_check(
-    preset: PresetConfig, checkpoint: Path, world: Path, *, limit: int, batch_size: int
-) -> dict[str, Any]:
-    """Held-out exact-match accuracy with the image, a blank image and another question's image."""
-    model, tokenizer = load_checkpoint(checkpoint)
-    questions = load_questions(world / "heldout" / "questions.jsonl", limit)
-    common = dict(template=preset.template, image_size=preset.vision.arch["image_size"],
-                  image_aspect=preset.image_aspect, n_image_tokens=num_image_tokens(preset),
-                  image_root=world / "heldout" / "images", batch_size=batch_size)  # fmt: skip
-    runs = {"with_image": (questions, False), "blank_image": (questions, True),
-            "shuffled_image": (shuffled_images(questions), False)}  # fmt: skip
-    return {
-        name: accuracy(questions, answer_questions(model, tokenizer, questions=asked, blank=blank,
-                                                   desc=f"held-out ({name})", **common))
-        for name, (asked, blank) in runs.items()
-    }  # fmt: skip

@@ -16,7 +16,6 @@ columns, here for all ten benchmarks):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from impkit.llamacpp import GGUFSession
 from impkit.model.image_processing import ImageProcessor
 from impkit.model.tokenizer import IMAGE_TOKEN
 from impkit.progress import progress
+from impkit.release import Release, llm_filename, mmproj_file
 
 
 class LlamaCppRunner(Runner):
@@ -83,21 +83,13 @@ class LlamaCppRunner(Runner):
         """A runner over ``llm-<level>.gguf`` + the mmproj in ``gguf_dir`` (the export stage's folder),
         with the template, image aspect and input size the release folder records.
         ``logits_all`` keeps every position's logits (the parity check); it costs n_ctx x vocab floats."""
-        from impkit.export.gguf_export import llm_filename, mmproj_file
-        from impkit.train.release import read_release_meta
-
-        gguf_dir, release = Path(gguf_dir), Path(release)
-        meta = read_release_meta(release, ("template", "image_aspect"))
-        config_path = release / "config.json"
-        if not config_path.is_file():
-            raise FileNotFoundError(f"{config_path} not found: {release} is not a release folder")
-        image_size = int(json.loads(config_path.read_text(encoding="utf-8"))["vision_config"]["image_size"])
+        gguf_dir, release = Path(gguf_dir), Release.open(release)
         llm = gguf_dir / llm_filename(level)
         mmproj = mmproj_file(gguf_dir)
         session = GGUFSession(llm, mmproj, n_threads=n_threads, n_ctx=n_ctx, logits_all=logits_all)
-        return cls(session, template=meta["template"], image_size=image_size, image_aspect=meta["image_aspect"],
-                   image_root=image_root, max_new_tokens=max_new_tokens, desc=desc,
-                   source={"llm": str(llm), "mmproj": str(mmproj), "level": level, "release": str(release)})  # fmt: skip
+        return cls(session, template=release.template, image_size=release.image_size,
+                   image_aspect=release.image_aspect, image_root=image_root, max_new_tokens=max_new_tokens, desc=desc,
+                   source={"llm": str(llm), "mmproj": str(mmproj), "level": level, "release": str(release.folder)})  # fmt: skip
 
     def close(self) -> None:
         self.session.close()

@@ -55,7 +55,6 @@ than the step's attention (11 % of a 512-question evaluation in a profile).
 from __future__ import annotations
 
 import copy
-import json
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,6 +71,7 @@ from impkit.model.image_processing import SIGLIP_MEAN, SIGLIP_STD, ImageProcesso
 from impkit.model.shared_prefix import common_prefix_length, prefill
 from impkit.model.tokenizer import IMAGE_TOKEN
 from impkit.progress import progress
+from impkit.release import Release
 
 
 class _RoomyLayer(DynamicLayer):
@@ -174,39 +174,17 @@ class TorchRunner(Runner):
         desc: str = "answer",
         feature_cache_mb: float = 256,
     ) -> TorchRunner:
-        """A runner over a release folder (``impkit.train.release.save_release``).
-
-        Everything comes from what the folder records: the chat template and image aspect from
-        ``impkit.json``, the input size and patch size from the vision config, the normalisation
-        from ``processor_config.json``; the image-token count is derived from size / patch and
-        checked against ``impkit.json``, so a folder that disagrees with itself fails here.
-        """
-        from impkit.train.assembly import load_checkpoint
-        from impkit.train.release import PROCESSOR_CONFIG, RELEASE_META, read_release_meta
-
-        folder = Path(folder)
-        meta = read_release_meta(folder, ("template", "image_aspect"))
-        meta_path = folder / RELEASE_META
-        model, tokenizer = load_checkpoint(folder)
-        vision = model.config.vision_config
-        n_tokens = (vision.image_size // vision.patch_size) ** 2  # SigLIP: every patch, no CLS
-        if "image_tokens" in meta and meta["image_tokens"] != n_tokens:
-            raise ValueError(f"{meta_path} says {meta['image_tokens']} image tokens, the vision config gives "
-                             f"({vision.image_size} // {vision.patch_size})² = {n_tokens}")  # fmt: skip
-        mean, std = SIGLIP_MEAN, SIGLIP_STD
-        proc_path = folder / PROCESSOR_CONFIG
-        if proc_path.is_file():
-            proc = json.loads(proc_path.read_text(encoding="utf-8"))
-            proc = proc.get("image_processor", proc)
-            mean, std = proc.get("image_mean", mean), proc.get("image_std", std)
-            size = proc.get("size", {})
-            if size and {size.get("height"), size.get("width")} != {vision.image_size}:
-                raise ValueError(f"{proc_path} resizes to {size}, the vision tower takes {vision.image_size} px")
+        """A runner over a release folder (``impkit.release``): the chat template and image aspect it
+        records, the input size, image tokens and normalisation of its configs (a folder that disagrees
+        with itself fails when opened)."""
+        release = Release.open(folder)
+        mean, std = release.normalisation()
+        model, tokenizer = release.load(dtype=dtype if dtype is not None else torch.float32)
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
-        return cls(model, tokenizer, template=meta["template"], image_size=vision.image_size,
-                   image_aspect=meta["image_aspect"], n_image_tokens=n_tokens, image_root=image_root,
+        model = model.to(device)
+        return cls(model, tokenizer, template=release.template, image_size=release.image_size,
+                   image_aspect=release.image_aspect, n_image_tokens=release.image_tokens, image_root=image_root,
                    batch_size=batch_size, max_new_tokens=max_new_tokens, image_mean=mean, image_std=std,
                    desc=desc, source=str(folder), feature_cache_mb=feature_cache_mb)  # fmt: skip
 

@@ -15,10 +15,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from impkit.errors import ImpkitError
+
 PathLike = str | os.PathLike
 
 
-class ScoringError(ValueError):
+class ScoringError(ImpkitError, ValueError):
     """An annotation or prediction file cannot be scored as it is (wrong format, unknown ids, ...)."""
 
 
