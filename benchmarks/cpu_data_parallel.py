@@ -47,7 +47,7 @@ def worker(preset_name: str, records: int, out: Path, batch: tuple[int, int] | N
     import torch
 
     from impkit.train.dataset import DataCollator, ModalityLengthGroupedSampler
-    from impkit.train.trainer import run_stage
+    from impkit.train.trainer import fit_stage
 
     preset, recipe = preset_and_recipe(preset_name)
     with tempfile.TemporaryDirectory() as tmp:
@@ -55,7 +55,7 @@ def worker(preset_name: str, records: int, out: Path, batch: tuple[int, int] | N
         stage = dataclasses.replace(recipe.stage2, epochs=1, checkpoint_steps=10**9, logging_steps=10**9)
         if batch:
             stage = dataclasses.replace(stage, global_batch_size=batch[0], per_device_batch_size=batch[1])
-        result = run_stage(build(preset, tokenizer, recipe), data, DataCollator(tokenizer.pad_token_id), stage,
+        result = fit_stage(build(preset, tokenizer, recipe), data, DataCollator(tokenizer.pad_token_id), stage,
                            checkpoint_dir=Path(tmp) / "checkpoints", fingerprint={"bench": "dp"}, seed=0,
                            label="bench", sampler_factory=lambda b, s: ModalityLengthGroupedSampler.for_dataset(data, b, seed=s))  # fmt: skip
     if is_main_process():

@@ -99,7 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--release", type=Path, default=Path("releases/nano-3b"))
     # 512: a benchmark's worth of questions (the real ones hold thousands); with only a handful,
-    # fixed costs, the padding of a short mixed list and few repeated images dominate (README).
+    # fixed costs, the padding of a short mixed list and few repeated images dominate (docs/performance.md).
     parser.add_argument("--n", type=int, default=512, help="questions to answer in each mode; 0: all of them")
     parser.add_argument("--batch", type=int, default=32, help="batch size of the batched mode")
     parser.add_argument("--max-new-tokens", type=int, default=8)

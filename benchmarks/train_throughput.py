@@ -48,7 +48,7 @@ from impkit.model.tokenizer import IMAGE_TOKEN, family_tokenizer, train_bpe
 from impkit.train.dataset import DataCollator, ModalityLengthGroupedSampler, SupervisedDataset, chunked, padding_waste
 from impkit.train.parts import prepare_stage2
 from impkit.train.step_speedups import replace_lora_dropout, step_speedups
-from impkit.train.trainer import resolve_stage, run_stage
+from impkit.train.trainer import fit_stage, resolve_stage
 
 ASSEMBLED = Path("data/assembled")
 
@@ -184,7 +184,7 @@ def main() -> None:
 
         # 1) the project's trainer (HF Trainer + ImpTrainer), one epoch; then without the shared prefix
         def trainer_seconds(cfg: StageTraining, name: str) -> float:
-            result = run_stage(build(preset, tokenizer, recipe), data, DataCollator(tokenizer.pad_token_id), cfg,
+            result = fit_stage(build(preset, tokenizer, recipe), data, DataCollator(tokenizer.pad_token_id), cfg,
                                checkpoint_dir=Path(tempfile.mkdtemp(dir=tmp)), fingerprint={"bench": name}, seed=0,
                                label=name, sampler_factory=lambda b, s: ModalityLengthGroupedSampler.for_dataset(data, b, seed=s))  # fmt: skip
             return result.seconds

@@ -13,7 +13,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 
@@ -22,6 +22,38 @@ from impkit.errors import ImpkitError
 
 class ConfigError(ImpkitError, ValueError):
     """A params.yaml section is missing, misspelt or of the wrong type."""
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The range a number must lie in (``Annotated[int, Bound(1)]``); ``from_dict`` checks it and the
+    error names the key: ``world.sizes.captions: must be >= 0, got -5``."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # True: low itself is outside
+    high_open: bool = False
+
+    def check(self, value: float, where: str) -> None:
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        if not (above and below):
+            raise ConfigError(f"{where}: must be {self}, got {value!r}")
+
+    def __str__(self) -> str:
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"{'<' if self.high_open else '<='} {self.high:g}"
+
+
+Count = Annotated[int, Bound(0)]  # sizes and counts; 0 builds none
+AtLeastOne = Annotated[int, Bound(1)]  # steps, batch sizes, lengths, LoRA rank
+Rate = Annotated[float, Bound(0, low_open=True)]  # learning rates, epochs
+NonNegative = Annotated[float, Bound(0)]  # weight decay, sizes in MiB
+Share = Annotated[float, Bound(0, 1)]  # fractions of a whole
+Probability = Annotated[float, Bound(0, 1, high_open=True)]  # dropout: 1 would drop everything
 
 
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
@@ -47,6 +79,11 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if hint is Any:
+        return value
+    if origin is Annotated:
+        value = _check_type(value, args[0], where)
+        for bound in (meta for meta in hint.__metadata__ if isinstance(meta, Bound)):
+            bound.check(value, where)
         return value
     if origin in (typing.Union, types.UnionType):
         arms = [a for a in args if a is not type(None)]
@@ -98,7 +135,7 @@ def from_dict(cls: type, data: Any, where: str | None = None) -> Any:
     where = where or cls.__name__
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
@@ -115,24 +152,24 @@ def from_dict(cls: type, data: Any, where: str | None = None) -> Any:
 # --------------------------------------------------------------------------- world (synthetic data)
 @dataclass(frozen=True)
 class WorldSizes:
-    """How many records of each synthetic family to generate (see README, "The synthetic world")."""
+    """How many records of each synthetic family to generate (docs/data.md, "The synthetic world")."""
 
-    captions: int  # stage-1 image–caption pairs (LLaVA-Pretrain-558K analog)
-    vqa: int  # short-answer VQA: colour, shape, count, position/relations, size
-    existence: int  # yes/no object existence (POPE-style)
-    multiple_choice: int  # lettered options
-    text_reading: int  # questions about words rendered in the image
-    textcaps: int  # captions of the text images, sharing images with text_reading
-    charts: int  # bar and line charts with questions (DVQA/ChartQA analog)
-    conversations: int  # multi-turn conversations about one image
-    detailed: int  # GPT-4V-like long descriptions (ShareGPT-4V / LAION-GPT-V analog)
-    allava: int  # GPT-4V-like instruction conversations (ALLaVA analog; recipes subsample it)
-    text_only: int  # text-only instruction records (no image)
-    lm_corpus: int  # sentences for pretraining the tiny language models
-    vision_pairs: int  # image–caption pairs for the tiny SigLIP-style encoder
-    heldout_scenes: int  # held-out scene images for the benchmark twins
-    heldout_charts: int  # held-out chart images
-    heldout_text: int  # held-out text images
+    captions: Count  # stage-1 image–caption pairs (LLaVA-Pretrain-558K analog)
+    vqa: Count  # short-answer VQA: colour, shape, count, position/relations, size
+    existence: Count  # yes/no object existence (POPE-style)
+    multiple_choice: Count  # lettered options
+    text_reading: Count  # questions about words rendered in the image
+    textcaps: Count  # captions of the text images, sharing images with text_reading
+    charts: Count  # bar and line charts with questions (DVQA/ChartQA analog)
+    conversations: Count  # multi-turn conversations about one image
+    detailed: Count  # GPT-4V-like long descriptions (ShareGPT-4V / LAION-GPT-V analog)
+    allava: Count  # GPT-4V-like instruction conversations (ALLaVA analog; recipes subsample it)
+    text_only: Count  # text-only instruction records (no image)
+    lm_corpus: Count  # sentences for pretraining the tiny language models
+    vision_pairs: Count  # image–caption pairs for the tiny SigLIP-style encoder
+    heldout_scenes: Count  # held-out scene images for the benchmark twins
+    heldout_charts: Count  # held-out chart images
+    heldout_text: Count  # held-out text images
 
 
 @dataclass(frozen=True)
@@ -184,7 +221,7 @@ class ExcludeRule:
 class MixtureEntry:
     source: str
     include: MatchSpec | None = None  # keep only matching records of this source
-    sample: int | None = None  # seeded random subset of this many records (paper: 300K of ALLaVA's 708K)
+    sample: AtLeastOne | None = None  # seeded random subset of this many records (paper: 300K of ALLaVA's 708K)
 
 
 @dataclass(frozen=True)
@@ -201,11 +238,11 @@ class DedupConfig:
 
 @dataclass(frozen=True)
 class QualityConfig:
-    min_image_side: int
-    max_prompt_chars: int
-    max_answer_chars: int
-    max_quarantine_share: float  # the stage fails above this share of quarantined records
-    share_tolerance: float  # allowed |kept share - planned share| per source, absolute
+    min_image_side: AtLeastOne
+    max_prompt_chars: AtLeastOne
+    max_answer_chars: AtLeastOne
+    max_quarantine_share: Share  # the stage fails above this share of quarantined records
+    share_tolerance: Share  # allowed |kept share - planned share| per source, absolute
 
 
 @dataclass(frozen=True)
@@ -277,19 +314,19 @@ class PresetConfig:
 class StageTraining:
     """One training stage's hyper-parameters (paper Table 1 and imp-recipe.md for the real sizes)."""
 
-    learning_rate: float  # stage 1: the projector's; stage 2: LoRA's (or the LLM's when full)
-    projector_lr: float | None  # stage 2 trains the projector at its own rate (Imp: 2e-5); None: same
+    learning_rate: Rate  # stage 1: the projector's; stage 2: LoRA's (or the LLM's when full)
+    projector_lr: Rate | None  # stage 2 trains the projector at its own rate (Imp: 2e-5); None: same
     lr_scheduler: str  # transformers scheduler name, "cosine" in the paper
-    warmup_ratio: float
-    weight_decay: float
-    global_batch_size: int  # per-device batch x devices x gradient accumulation
-    per_device_batch_size: int
-    epochs: float
-    max_length: int
-    checkpoint_steps: int  # a killed run resumes from the last of these, losing at most this many steps
+    warmup_ratio: Share
+    weight_decay: NonNegative
+    global_batch_size: AtLeastOne  # per-device batch x devices x gradient accumulation
+    per_device_batch_size: AtLeastOne
+    epochs: Rate
+    max_length: AtLeastOne
+    checkpoint_steps: AtLeastOne  # a killed run resumes from the last of these, losing at most this many steps
     gradient_checkpointing: bool
     precision: str  # auto | fp32 | bf16 | fp16 (auto: chosen by the hardware, impkit.hardware)
-    logging_steps: int
+    logging_steps: AtLeastOne
     # Run the prompt prefix a batch shares (the template's system prompt) once per batch instead of
     # once per row: the same loss and gradients for less work (impkit.model.shared_prefix). LoRA
     # dropout then draws one mask for the prefix of all rows. Not with gradient checkpointing, which
@@ -322,9 +359,9 @@ class StageTraining:
 @dataclass(frozen=True)
 class LoraTraining:
     enabled: bool  # False: full fine-tuning of the LLM (Table 1's alternative)
-    r: int
-    alpha: int
-    dropout: float
+    r: AtLeastOne
+    alpha: AtLeastOne
+    dropout: Probability
 
 
 @dataclass(frozen=True)
@@ -367,9 +404,9 @@ class TrainSettings:
 @dataclass(frozen=True)
 class VisionPretraining:
     encoder: str  # contrastive (SigLIP's sigmoid loss) | classification | random: Table 1's encoder ablation
-    steps: int
-    batch_size: int
-    lr: float
+    steps: Count
+    batch_size: AtLeastOne
+    lr: Rate
     text_arch: Mapping[str, Any]  # the contrastive text tower (SiglipTextConfig keys); discarded afterwards
     precision: str  # auto | fp32 | bf16 (autocast; auto: chosen by the hardware, impkit.hardware)
     # Train the shared tower at every image size of the presets it serves, in turn (False: at the
@@ -386,10 +423,10 @@ class VisionPretraining:
 
 @dataclass(frozen=True)
 class LMPretraining:
-    steps: int
-    batch_size: int
-    seq_len: int
-    lr: float
+    steps: Count
+    batch_size: AtLeastOne
+    seq_len: AtLeastOne
+    lr: Rate
     precision: str  # auto | fp32 | bf16 (autocast; auto: chosen by the hardware, impkit.hardware)
 
     def __post_init__(self) -> None:
@@ -406,6 +443,6 @@ class BackbonesConfig:
     """Pretraining of the offline analogs' backbones from the synthetic world."""
 
     seed: int
-    vocab_size: int  # BPE merges target; embedding rows are padded to a multiple of 256
+    vocab_size: AtLeastOne  # BPE merges target; embedding rows are padded to a multiple of 256
     vision: VisionPretraining
     llm: LMPretraining

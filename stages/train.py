@@ -47,7 +47,7 @@ def _check_inputs(stage: str, name: str, preset: PresetConfig) -> None:
 def _live(folder: Path):
     """dvclive logging of the Trainer's curves (shown by `dvc plots show`)."""
     from dvclive import Live
-    from dvclive.huggingface import DVCLiveCallback
+    from transformers.integrations import DVCLiveCallback
 
     return DVCLiveCallback(live=Live(str(folder), save_dvc_exp=False, dvcyaml=None, report=None))
 

@@ -21,7 +21,7 @@ from impkit.config import ConfigError, StageTraining  # noqa: E402
 from impkit.stage import run_stage as run_entry_point  # noqa: E402
 from impkit.train.dataset import DataCollator, ModalityLengthGroupedSampler  # noqa: E402
 from impkit.train.launch import is_main_process  # noqa: E402
-from impkit.train.trainer import run_stage  # noqa: E402
+from impkit.train.trainer import fit_stage  # noqa: E402
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
                         checkpoint_steps=100, gradient_checkpointing=False, precision="fp32", logging_steps=1,
                         share_prefix=True)  # fmt: skip
     model = fixtures._lora_llava(tokenizer)
-    result = run_stage(model, dataset, DataCollator(tokenizer.pad_token_id), cfg, checkpoint_dir=out / "checkpoints",
+    result = fit_stage(model, dataset, DataCollator(tokenizer.pad_token_id), cfg, checkpoint_dir=out / "checkpoints",
                        fingerprint={"test": 1}, seed=0, label="worker",
                        sampler_factory=lambda b, s: ModalityLengthGroupedSampler.for_dataset(dataset, b, seed=s))  # fmt: skip
     if is_main_process():

@@ -16,7 +16,7 @@ import test_train_dataset as fixtures  # noqa: E402  (the tiny tokenizer, record
 
 from impkit.config import StageTraining  # noqa: E402
 from impkit.train.dataset import DataCollator  # noqa: E402
-from impkit.train.trainer import run_stage  # noqa: E402
+from impkit.train.trainer import fit_stage  # noqa: E402
 
 
 def main(data: Path, out: Path) -> None:
@@ -28,7 +28,7 @@ def main(data: Path, out: Path) -> None:
                             weight_decay=0.0, global_batch_size=4, per_device_batch_size=2, epochs=2, max_length=512,
                             checkpoint_steps=100, gradient_checkpointing=False, precision="fp32", logging_steps=1,
                             share_prefix=share_prefix)  # fmt: skip
-        result = run_stage(fixtures._lora_llava(tokenizer), dataset, DataCollator(tokenizer.pad_token_id), cfg,
+        result = fit_stage(fixtures._lora_llava(tokenizer), dataset, DataCollator(tokenizer.pad_token_id), cfg,
                            checkpoint_dir=out / f"checkpoints-{share_prefix}", fingerprint={"share": share_prefix},
                            seed=0, label=f"share_prefix={share_prefix}")  # fmt: skip
         losses[str(share_prefix)] = [entry["loss"] for entry in result.log_history if "loss" in entry]

@@ -33,9 +33,9 @@ def test_an_evaluation_module_that_imports_training_breaks_the_contract(tmp_path
     shutil.copytree(REPO / "impkit", tmp_path / "impkit", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "pyproject.toml", tmp_path)
     heldout = tmp_path / "impkit" / "eval" / "heldout.py"
-    heldout.write_text(heldout.read_text() + "\n\ndef _late():\n    from impkit.train.assembly import assemble_model\n")
+    heldout.write_text(heldout.read_text() + "\n\ndef _late():\n    from impkit.train.starting_model import starting_model\n")
     result = _lint(tmp_path)
-    assert result.returncode == 1 and "impkit.eval.heldout -> impkit.train.assembly" in result.stdout
+    assert result.returncode == 1 and "impkit.eval.heldout -> impkit.train.starting_model" in result.stdout
 
 
 # -- dvc.yaml's deps ------------------------------------------------------------------------------

@@ -25,7 +25,6 @@ from impkit.config import ConfigError, WorldConfig, WorldSizes
 from impkit.data.synth import generate_world
 from impkit.data.templates import get_template
 from impkit.model.tokenizer import IMAGE_TOKEN, family_tokenizer, train_bpe
-from impkit.train.assembly import resize_position_embeddings
 from impkit.train.backbones import (
     CLASS_LABELS,
     _in_turn,
@@ -40,6 +39,7 @@ from impkit.train.backbones import (
 )
 from impkit.train.pipeline import _template_texts
 from impkit.train.side_by_side import run_side_by_side
+from impkit.train.starting_model import resize_position_embeddings
 
 SIZES = WorldSizes(
     captions=40, vqa=10, existence=5, multiple_choice=5, text_reading=10, textcaps=5, charts=10,

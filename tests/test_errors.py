@@ -20,7 +20,7 @@ from impkit.eval.scoring.inputs import ScoringError
 from impkit.export.names import ExportError
 from impkit.llamacpp import GGUFRunError
 from impkit.release import ReleaseError
-from impkit.train.assembly import WeightsNotFound, assemble_model
+from impkit.train.starting_model import WeightsNotFound, starting_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -95,5 +95,5 @@ def test_a_real_preset_whose_weights_are_missing_names_its_source(tmp_path, monk
     missing = str(tmp_path / "phi-2")
     preset = from_dict(PresetConfig, {**spec, "llm": {**spec["llm"], "source": missing}})
     with pytest.raises(WeightsNotFound, match=rf"the preset's llm\.source '{missing}' cannot be loaded: ") as info:
-        assemble_model(preset)
+        starting_model(preset)
     assert "\n" not in str(info.value)

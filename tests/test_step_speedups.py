@@ -14,7 +14,7 @@ from impkit.config import ConfigError, LoraTraining
 from impkit.model.presets import build_model
 from impkit.train.parts import prepare_stage2
 from impkit.train.step_speedups import PackedDropout, step_speedups
-from impkit.train.trainer import run_stage
+from impkit.train.trainer import fit_stage
 
 ALL_ON = dict(precision="bf16", attention="eager", bf16_frozen_weights=True, packed_dropout=True)
 
@@ -105,7 +105,7 @@ def test_packed_dropout_replaces_every_lora_dropout_and_is_undone(config):
 def test_a_stage_trains_with_every_speed_up_and_ends_with_the_model_as_built(config, tmp_path):
     model = lora_model(config, dropout=0.05)
     untouched = copy.deepcopy(model)
-    result = run_stage(model, ToyData(config), collate, stage(**ALL_ON), checkpoint_dir=tmp_path, fingerprint={"run": 1},
+    result = fit_stage(model, ToyData(config), collate, stage(**ALL_ON), checkpoint_dir=tmp_path, fingerprint={"run": 1},
                        seed=0, label="toy")  # fmt: skip
     assert result.steps == 6 and result.train_loss > 0
     assert patched_linears(model) == 0 and not [m for m in model.modules() if isinstance(m, PackedDropout)]

@@ -486,14 +486,14 @@ def test_the_shared_prefix_stops_at_images_supervision_and_each_rows_last_token(
 
 def test_the_trainer_with_a_shared_prefix_logs_the_same_losses(dataset, tokenizer, tmp_path):
     from impkit.config import StageTraining
-    from impkit.train.trainer import run_stage
+    from impkit.train.trainer import fit_stage
 
     def losses(share_prefix: bool) -> list[float]:
         cfg = StageTraining(learning_rate=1e-2, projector_lr=None, lr_scheduler="constant", warmup_ratio=0.0,
                             weight_decay=0.0, global_batch_size=3, per_device_batch_size=3, epochs=2, max_length=512,
                             checkpoint_steps=100, gradient_checkpointing=False, precision="fp32", logging_steps=1,
                             share_prefix=share_prefix)  # fmt: skip
-        result = run_stage(_lora_llava(tokenizer), torch.utils.data.Subset(dataset, [0, 1, 2, 3, 4, 5]),
+        result = fit_stage(_lora_llava(tokenizer), torch.utils.data.Subset(dataset, [0, 1, 2, 3, 4, 5]),
                            DataCollator(tokenizer.pad_token_id), cfg, checkpoint_dir=tmp_path / str(share_prefix),
                            fingerprint={"share_prefix": share_prefix}, seed=0, label="test")  # fmt: skip
         return [entry["loss"] for entry in result.log_history if "loss" in entry]

@@ -12,7 +12,7 @@ from impkit.model.presets import build_model, llava_config, num_image_tokens
 from impkit.model.tokenizer import IMAGE_TOKEN, family_tokenizer, train_bpe
 from impkit.release import write_release
 from impkit.train.parts import count_parameters, merged, prepare_stage1, prepare_stage2
-from impkit.train.trainer import ImpTrainer, StopAfter, run_stage, training_arguments
+from impkit.train.trainer import ImpTrainer, StopAfter, fit_stage, training_arguments
 
 TINY = {
     "family": "phi2", "template": "phi2", "image_aspect": "pad", "offline": True, "train": "nano",
@@ -128,7 +128,7 @@ def test_a_killed_stage_resumes_from_its_last_checkpoint_and_ends_where_an_unbro
     data, cfg, fp = ToyData(config), stage(epochs=1), {"run": "toy"}  # 24 samples / 4 = 6 steps, checkpoint every 2
 
     straight, unbroken = prepare_stage1(build_model(config)), CurveLogger()
-    result = run_stage(straight, data, collate, cfg, checkpoint_dir=tmp_path / "a", fingerprint=fp, seed=0, label="toy",
+    result = fit_stage(straight, data, collate, cfg, checkpoint_dir=tmp_path / "a", fingerprint=fp, seed=0, label="toy",
                        callbacks=[unbroken])  # fmt: skip
     assert result.steps == 6 and result.resumed_from is None and result.train_loss > 0
     assert len(losses(unbroken)) == 6 and unbroken.logged[-1]["train_samples_per_second"] > 0
@@ -136,7 +136,7 @@ def test_a_killed_stage_resumes_from_its_last_checkpoint_and_ends_where_an_unbro
     # Restarting a finished run (DVC reruns a stage when any dependency changes) trains nothing and
     # reports the run itself: its loss, timing and whole curves, not an empty session's 0 samples/s.
     again_logger = CurveLogger()
-    finished = run_stage(prepare_stage1(build_model(config)), data, collate, cfg, checkpoint_dir=tmp_path / "a",
+    finished = fit_stage(prepare_stage1(build_model(config)), data, collate, cfg, checkpoint_dir=tmp_path / "a",
                          fingerprint=fp, seed=0, label="toy", callbacks=[again_logger])  # fmt: skip
     assert finished.resumed_from.endswith("checkpoint-6") and finished.steps == 6
     assert finished.train_loss == pytest.approx(result.train_loss)
@@ -146,17 +146,17 @@ def test_a_killed_stage_resumes_from_its_last_checkpoint_and_ends_where_an_unbro
 
     killed = prepare_stage1(build_model(config))
     with pytest.raises(KeyboardInterrupt):
-        run_stage(killed, data, collate, cfg, checkpoint_dir=tmp_path / "b", fingerprint=fp, seed=0, label="toy",
+        fit_stage(killed, data, collate, cfg, checkpoint_dir=tmp_path / "b", fingerprint=fp, seed=0, label="toy",
                   callbacks=[StopAfter(3)])  # fmt: skip
     resumed, resumed_logger = prepare_stage1(build_model(config)), CurveLogger()
-    again = run_stage(resumed, data, collate, cfg, checkpoint_dir=tmp_path / "b", fingerprint=fp, seed=0, label="toy",
+    again = fit_stage(resumed, data, collate, cfg, checkpoint_dir=tmp_path / "b", fingerprint=fp, seed=0, label="toy",
                       callbacks=[resumed_logger])  # fmt: skip
     assert again.resumed_from.endswith("checkpoint-2") and again.steps == 6  # lost at most one interval
     assert losses(resumed_logger) == pytest.approx(losses(unbroken), rel=1e-4)  # the curve is whole
     for (name, a), b in zip(straight.named_parameters(), resumed.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), name
 
-    other = run_stage(prepare_stage1(build_model(config)), data, collate, cfg, checkpoint_dir=tmp_path / "b",
+    other = fit_stage(prepare_stage1(build_model(config)), data, collate, cfg, checkpoint_dir=tmp_path / "b",
                       fingerprint={"run": "changed"}, seed=0, label="toy")  # fmt: skip
     assert other.resumed_from is None  # checkpoints of other inputs are never resumed
 

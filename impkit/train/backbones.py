@@ -403,7 +403,7 @@ def pretrain_vision_tower(
 
     ``also_sizes``: lower image sizes the tower also trains at, in turn with its own, step by step,
     its position embeddings resized bicubically on the fly exactly as a lower-resolution preset
-    resizes them when it loads the tower (:func:`impkit.train.assembly.resize_position_embeddings`).
+    resizes them when it loads the tower (:func:`impkit.train.starting_model.resize_position_embeddings`).
     """
     _check_positive(steps=steps, batch_size=batch_size, lr=lr)
     _autocast(precision)

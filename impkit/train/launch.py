@@ -2,7 +2,7 @@
 
 The nano models are made of small matrices. Split over two OpenMP threads, each of their thousands
 of small kernels a step pays a thread hand-over, and on the 2-core machines the default pipeline
-targets two threads trained no faster than one (README, "CPU data parallel"). Two processes of one
+targets two threads trained no faster than one (docs/training.md, "CPU data parallel"). Two processes of one
 thread each, every one on half of each global batch (PyTorch DDP over gloo, as the HF Trainer runs
 it under any launcher), keep both cores busy with no hand-over inside a step; they meet once per
 optimizer step to average gradients.

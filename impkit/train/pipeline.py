@@ -25,13 +25,13 @@ from impkit.model.presets import describe, num_image_tokens
 from impkit.model.tokenizer import IMAGE_TOKEN, all_special_tokens, family_tokenizer, train_bpe
 from impkit.release import Release, write_release
 from impkit.train import backbones as bb
-from impkit.train.assembly import assemble_model
 from impkit.train.dataset import DataCollator, ModalityLengthGroupedSampler, SupervisedDataset
 from impkit.train.launch import is_main_process
 from impkit.train.layout import TOKENIZER_FILE, VISION_DIR, llm_dir
 from impkit.train.parts import count_parameters, merged, prepare_stage1, prepare_stage2
 from impkit.train.side_by_side import Job, run_side_by_side
-from impkit.train.trainer import StageResult, resolve_stage, run_stage
+from impkit.train.starting_model import starting_model
+from impkit.train.trainer import StageResult, fit_stage, resolve_stage
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def _train(model, tokenizer, dataset: SupervisedDataset, stage_cfg, *, checkpoin
     if report["count"]:
         log.warning("%s: %d records whose segment-wise tokenization differs from the whole text "
                     "(trained as segmented; first ids: %s)", label, report["count"], report["ids"][:10])  # fmt: skip
-    return run_stage(
+    return fit_stage(
         model, dataset, DataCollator(tokenizer.pad_token_id), stage_cfg, checkpoint_dir=checkpoints,
         fingerprint=fingerprint, seed=seed, label=label, callbacks=list(callbacks),
         sampler_factory=lambda batch, s: ModalityLengthGroupedSampler.for_dataset(dataset, batch, seed=s),
@@ -202,7 +202,7 @@ def align(name: str, preset: PresetConfig, recipe: TrainRecipe, *, backbones: Pa
     ``sample_cache_mb``: ``SupervisedDataset``'s ``cache_mb`` (speed only; the same training)."""
     stage = resolve_stage(recipe.stage1, read_machine(), where=f"align {name}")
     torch.manual_seed(seed)
-    model, tokenizer = assemble_model(preset, backbones, seed=seed)
+    model, tokenizer = starting_model(preset, backbones, seed=seed)
     prepare_stage1(model)
     data = _dataset(assembled / "pretrain.jsonl", assembled / "images", tokenizer, "plain", preset,
                     stage.max_length, sample_cache_mb)  # fmt: skip

@@ -4,7 +4,7 @@ thread each.
 The `backbones` stage pretrains parts that share nothing while they train (the vision tower, one
 causal LM per family). On the 2-core machines the default pipeline targets, two OpenMP threads make
 these small models far less than twice as fast (2026-12-02, Xeon: an LM 114-127 s on one thread,
-75-108 s on two; the tower 152 s and 184 s; README, "CPU data parallel"), so one job per core, each
+75-108 s on two; the tower 152 s and 184 s; docs/training.md, "CPU data parallel"), so one job per core, each
 on one thread, finishes the set sooner than the jobs one after another on every core. Each job is
 deterministic for its seed and thread count, so the results do not depend on which process runs it
 or in what order the jobs finish.

@@ -261,7 +261,7 @@ def _run_loss(trainer_loss: float, log_history: list[dict[str, Any]], *, resumed
     return float(trainer_loss) if not math.isnan(trainer_loss) else float("nan")
 
 
-def run_stage(
+def fit_stage(
     model: torch.nn.Module,
     dataset: torch.utils.data.Dataset,
     collator,

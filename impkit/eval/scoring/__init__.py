@@ -1,4 +1,4 @@
-"""Scoring benchmark predictions the way each benchmark's reference code does (see README,
+"""Scoring benchmark predictions the way each benchmark's reference code does (see docs/evaluation.md,
 "Scoring benchmark predictions"). Every scorer takes ``(annotations, predictions, questions=None)``
 paths and returns ``{"benchmark", "headline": {"name", "value"}, ...sub-metrics, "n"}`` with the
 paper-comparable headline; rates are ×100 (percent), MME is its point sum.

@@ -1,4 +1,4 @@
-"""Putting a preset's model together from its backbones.
+"""The model stage 1 starts from: a preset's pretrained parts put together with a fresh projector.
 
 Offline presets: the shared BPE tokenizer wrapped with the family's special tokens and chat
 template, the pretrained SigLIP-style tower and the family's pretrained causal LM, all built by the
@@ -59,7 +59,7 @@ def _real_tokenizer(preset: PresetConfig) -> PreTrainedTokenizerBase:
     return tok
 
 
-def assemble_model(preset: PresetConfig, backbones: Path | None = None, seed: int = 0):
+def starting_model(preset: PresetConfig, backbones: Path | None = None, seed: int = 0):
     """(model, tokenizer) with pretrained vision tower and LLM and a fresh projector."""
     if preset.offline:
         if backbones is None:
