@@ -48,3 +48,4 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check impkit stages tests benchmarks
+	$(BIN)/ruff format --check impkit stages tests benchmarks

@@ -50,8 +50,10 @@ def make_sources(folder: Path, n_records: int, images: list[str]) -> dict:
             turns = []
             for t in range(rng.choice((1, 1, 2, 3))):
                 q = rng.choice(questions) + f" ({i}.{t})"
-                turns += [{"from": "human", "value": ("<image>\n" if t == 0 else "") + q},
-                          {"from": "gpt", "value": "An answer of a typical length for this kind of question."}]  # fmt: skip
+                turns += [
+                    {"from": "human", "value": ("<image>\n" if t == 0 else "") + q},
+                    {"from": "gpt", "value": "An answer of a typical length for this kind of question."},
+                ]
             rec = {"id": f"{i:09d}", "conversations": turns}
             if i % 25 != 0:  # ~4 % text-only records, like the ShareGPT share of 665K
                 rec["image"] = image
@@ -62,9 +64,19 @@ def make_sources(folder: Path, n_records: int, images: list[str]) -> dict:
     allava = folder / "allava.jsonl"
     with open(allava, "w") as f:
         for i in range(n_records // 10):
-            f.write(json.dumps({"id": f"al{i}", "image": images[(i * 7) % len(images)], "conversations": [
-                {"from": "human", "value": f"<image>\nExplain the picture in detail ({i})."},
-                {"from": "gpt", "value": "A long, detailed answer. " * 8}]}) + "\n")  # fmt: skip
+            f.write(
+                json.dumps(
+                    {
+                        "id": f"al{i}",
+                        "image": images[(i * 7) % len(images)],
+                        "conversations": [
+                            {"from": "human", "value": f"<image>\nExplain the picture in detail ({i})."},
+                            {"from": "gpt", "value": "A long, detailed answer. " * 8},
+                        ],
+                    }
+                )
+                + "\n"
+            )
     # the paper's "random 300K of ALLaVA's 708K"
     return {"main": str(main), "allava": str(allava), "allava_sample": max(1, (n_records // 10) * 300 // 708)}
 
@@ -72,19 +84,34 @@ def make_sources(folder: Path, n_records: int, images: list[str]) -> dict:
 def data_config(sources: dict, image_root: str, workers: int):
     from impkit.config import DataConfig, from_dict
 
-    return from_dict(DataConfig, {
-        "sources": {
-            "llava665k": {"path": sources["main"], "image_root": image_root, "tags": ["llava"]},
-            "allava": {"path": sources["allava"], "image_root": image_root, "tags": ["gpt4v"]},
+    return from_dict(
+        DataConfig,
+        {
+            "sources": {
+                "llava665k": {"path": sources["main"], "image_root": image_root, "tags": ["llava"]},
+                "allava": {"path": sources["allava"], "image_root": image_root, "tags": ["gpt4v"]},
+            },
+            "mixtures": {
+                "finetune": {
+                    "exclude": ["textcaps"],
+                    "entries": [{"source": "llava665k"}, {"source": "allava", "sample": sources["allava_sample"]}],
+                }
+            },
+            "exclude": {"textcaps": {"match": {"image": "^textvqa/"}}},
+            "dedup": {"by_id": True, "by_content": True},
+            "quality": {
+                "min_image_side": 32,
+                "max_prompt_chars": 6000,
+                "max_answer_chars": 8000,
+                "max_quarantine_share": 0.02,
+                "share_tolerance": 0.05,
+            },
+            "sample_seed": 0,
+            "image_store": "hardlink",
+            "chunk_records": 50000,
+            "workers": workers,
         },
-        "mixtures": {"finetune": {"exclude": ["textcaps"], "entries": [
-            {"source": "llava665k"}, {"source": "allava", "sample": sources["allava_sample"]}]}},
-        "exclude": {"textcaps": {"match": {"image": "^textvqa/"}}},
-        "dedup": {"by_id": True, "by_content": True},
-        "quality": {"min_image_side": 32, "max_prompt_chars": 6000, "max_answer_chars": 8000,
-                    "max_quarantine_share": 0.02, "share_tolerance": 0.05},
-        "sample_seed": 0, "image_store": "hardlink", "chunk_records": 50000, "workers": workers,
-    })  # fmt: skip
+    )
 
 
 def child(args: argparse.Namespace) -> None:
@@ -99,16 +126,38 @@ def child(args: argparse.Namespace) -> None:
     manifest = assemble(cfg, paths)
     wall = time.perf_counter() - start
     mix = manifest["mixtures"]["finetune"]
-    print(json.dumps({
-        "records_in": mix["in"], "kept": mix["kept"], "wall_s": wall, "timings": manifest["timings"],
-        "avg_record_bytes": sum(os.path.getsize(p) for p in (json.loads(args.sources)[k] for k in ("main", "allava"))) / mix["in"],
-        "images": manifest["images"], "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "records_in": mix["in"],
+                "kept": mix["kept"],
+                "wall_s": wall,
+                "timings": manifest["timings"],
+                "avg_record_bytes": sum(
+                    os.path.getsize(p) for p in (json.loads(args.sources)[k] for k in ("main", "allava"))
+                )
+                / mix["in"],
+                "images": manifest["images"],
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def run_child(work: Path, sources: dict, tag: str, workers: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--work", str(work), "--sources", json.dumps(sources),
-           "--tag", tag, "--workers", str(workers)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--work",
+        str(work),
+        "--sources",
+        json.dumps(sources),
+        "--tag",
+        tag,
+        "--workers",
+        str(workers),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "IMPKIT_PROGRESS": "0"})
     if proc.returncode != 0:
         raise SystemExit(proc.stderr)
@@ -172,8 +221,10 @@ def main() -> None:
                 checker.check(paths)
                 warm = time.perf_counter() - start
                 assert checker.decoded == 0
-            print(f"  workers={workers}: cold {len(paths) / cold:,.0f} images/s, "
-                  f"cached (hash only, no decode) {len(paths) / warm:,.0f} images/s")  # fmt: skip
+            print(
+                f"  workers={workers}: cold {len(paths) / cold:,.0f} images/s, "
+                f"cached (hash only, no decode) {len(paths) / warm:,.0f} images/s"
+            )
 
 
 if __name__ == "__main__":

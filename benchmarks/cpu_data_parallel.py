@@ -55,13 +55,29 @@ def worker(preset_name: str, records: int, out: Path, batch: tuple[int, int] | N
         stage = dataclasses.replace(recipe.stage2, epochs=1, checkpoint_steps=10**9, logging_steps=10**9)
         if batch:
             stage = dataclasses.replace(stage, global_batch_size=batch[0], per_device_batch_size=batch[1])
-        result = fit_stage(build(preset, tokenizer, recipe), data, DataCollator(tokenizer.pad_token_id), stage,
-                           checkpoint_dir=Path(tmp) / "checkpoints", fingerprint={"bench": "dp"}, seed=0,
-                           label="bench", sampler_factory=lambda b, s: ModalityLengthGroupedSampler.for_dataset(data, b, seed=s))  # fmt: skip
+        result = fit_stage(
+            build(preset, tokenizer, recipe),
+            data,
+            DataCollator(tokenizer.pad_token_id),
+            stage,
+            checkpoint_dir=Path(tmp) / "checkpoints",
+            fingerprint={"bench": "dp"},
+            seed=0,
+            label="bench",
+            sampler_factory=lambda b, s: ModalityLengthGroupedSampler.for_dataset(data, b, seed=s),
+        )
     if is_main_process():
-        out.write_text(json.dumps({"seconds": result.seconds, "records": len(data), "threads": torch.get_num_threads(),
-                                   "processes": int(os.environ.get("WORLD_SIZE", "1")),
-                                   "batch": f"{stage.global_batch_size}/{stage.per_device_batch_size}"}))  # fmt: skip
+        out.write_text(
+            json.dumps(
+                {
+                    "seconds": result.seconds,
+                    "records": len(data),
+                    "threads": torch.get_num_threads(),
+                    "processes": int(os.environ.get("WORLD_SIZE", "1")),
+                    "batch": f"{stage.global_batch_size}/{stage.per_device_batch_size}",
+                }
+            )
+        )
 
 
 def _batch(text: str) -> tuple[int, int]:
@@ -117,8 +133,10 @@ def main() -> None:
                 if batches:
                     label += f", batch {done['batch']}"
                 runs.setdefault(label, []).append((done["records"] / done["seconds"], wall))
-    print(f"\n{args.preset} stage 2, one epoch of {args.records} records through the trainer, "
-          f"fastest of {args.rounds} round(s) (rounds in brackets)")  # fmt: skip
+    print(
+        f"\n{args.preset} stage 2, one epoch of {args.records} records through the trainer, "
+        f"fastest of {args.rounds} round(s) (rounds in brackets)"
+    )
     print(f"{'':40}{'samples/s':>10}{'command s':>11}")
     best = {label: (max(r for r, _ in rounds), min(w for _, w in rounds)) for label, rounds in runs.items()}
     for label, (rate, wall) in best.items():

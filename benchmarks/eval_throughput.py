@@ -86,8 +86,15 @@ def generate_one_at_a_time(runner: TorchRunner, questions: list[Question]) -> tu
         if q.image is not None:
             image = question_image(q, runner.image_root, runner.image_size)
             inputs["pixel_values"] = runner.processor([image]).to(device=param.device, dtype=param.dtype)
-        out = runner.model.generate(**inputs, max_new_tokens=runner.max_new_tokens, do_sample=False, num_beams=1,
-                                    use_cache=True, pad_token_id=runner.pad_id, eos_token_id=runner.stop_ids or None)  # fmt: skip
+        out = runner.model.generate(
+            **inputs,
+            max_new_tokens=runner.max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            use_cache=True,
+            pad_token_id=runner.pad_id,
+            eos_token_id=runner.stop_ids or None,
+        )
         text = runner.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=False)
         answers.append(clean_answer(text, runner.stop_strings))
     if torch.cuda.is_available():
@@ -116,15 +123,20 @@ def main() -> None:
         raise SystemExit(f"no release at {args.release}: run `dvc repro` first (it writes releases/<preset>/)")
 
     questions, source = load_questions(args.twins, args.n)
-    runner = TorchRunner.from_release(args.release, image_root=args.images, max_new_tokens=args.max_new_tokens,
-                                      device=args.device)  # fmt: skip
+    runner = TorchRunner.from_release(
+        args.release, image_root=args.images, max_new_tokens=args.max_new_tokens, device=args.device
+    )
     info = runner.describe()
-    print(f"release {args.release}: {info['template']} template, {info['image_size']} px {info['image_aspect']}, "
-          f"{info['image_tokens']} image tokens, {info['device']} {info['dtype']}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")  # fmt: skip
+    print(
+        f"release {args.release}: {info['template']} template, {info['image_size']} px {info['image_aspect']}, "
+        f"{info['image_tokens']} image tokens, {info['device']} {info['dtype']}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
     with_image = sum(q.image is not None for q in questions)
-    print(f"{len(questions)} questions from {source} ({with_image} with an image), "
-          f"greedy, max_new_tokens={args.max_new_tokens}")  # fmt: skip
+    print(
+        f"{len(questions)} questions from {source} ({with_image} with an image), "
+        f"greedy, max_new_tokens={args.max_new_tokens}"
+    )
     cache_mb = runner.feature_cache_mb  # the runner's default, as the pipeline uses it
     timed(runner, questions[: min(4, len(questions))], 2, True, cache_mb)  # warm-up: first-call allocations
 
@@ -151,10 +163,14 @@ def main() -> None:
         spread = f", rounds {' / '.join(f'{len(questions) / t:.1f}' for t in times)}" if len(times) > 1 else ""
         print(f"{label:<30}: {len(questions) / best[label]:8.2f} questions/s ({best[label]:.1f} s{spread})")
     t_generate, t_single, t_single_cached, t_plain, t_batched = best.values()
-    print(f"speed-up, the runner (batch {args.batch} + caches) vs generate one at a time: "
-          f"{t_generate / t_batched:.2f}x (target >= 4x)")  # fmt: skip
-    print(f"  vs the runner's own loop at batch 1: {t_single / t_batched:.2f}x; batching alone "
-          f"{t_single / t_plain:.2f}x; the caches alone {t_single / t_single_cached:.2f}x")  # fmt: skip
+    print(
+        f"speed-up, the runner (batch {args.batch} + caches) vs generate one at a time: "
+        f"{t_generate / t_batched:.2f}x (target >= 4x)"
+    )
+    print(
+        f"  vs the runner's own loop at batch 1: {t_single / t_batched:.2f}x; batching alone "
+        f"{t_single / t_plain:.2f}x; the caches alone {t_single / t_single_cached:.2f}x"
+    )
     generated = answers["generate, one at a time"]
     for label in list(modes)[1:]:
         agree = sum(a == b for a, b in zip(generated, answers[label], strict=True))

@@ -109,21 +109,32 @@ def main() -> None:
                 _run(work, "stages.evaluate", preset)
             held = json.loads(report.read_text())["heldout"]["release"]
             acc = {k: 100 * held[k]["accuracy"] for k in ("with_image", "blank_image", "shuffled_image")}
-            row = {"preset": preset, "seed": seed, **acc,
-                   "lead": acc["with_image"] - max(acc["blank_image"], acc["shuffled_image"]),
-                   "stage2_s": json.loads(report.read_text())["train"]["seconds"], "ran_s": round(seconds)}  # fmt: skip
+            row = {
+                "preset": preset,
+                "seed": seed,
+                **acc,
+                "lead": acc["with_image"] - max(acc["blank_image"], acc["shuffled_image"]),
+                "stage2_s": json.loads(report.read_text())["train"]["seconds"],
+                "ran_s": round(seconds),
+            }
             if args.twins:
                 row["twins"] = _twins(work, preset)
             rows.append(row)
             print(json.dumps(row), flush=True)
     print(f"\n{args.tag} ({' '.join(args.overrides) or 'params.yaml as it is'})")
-    print("| preset | seed | with its image | blank image | another image | lead | VQAv2 (majority) | POPE F1 (majority) "
-          "| stage 2 |\n|---|---|---|---|---|---|---|---|---|")  # fmt: skip
+    print(
+        "| preset | seed | with its image | blank image | another image | lead | VQAv2 (majority) | POPE F1 (majority) "
+        "| stage 2 |\n|---|---|---|---|---|---|---|---|---|"
+    )
     for r in rows:
         twins = r.get("twins", {})
-        cells = [f"{twins[b]['release']:.1f} ({twins[b]['majority']:.1f})" if b in twins else "-" for b in ("vqav2", "pope")]
-        print(f"| {r['preset']} | {r['seed']} | {r['with_image']:.1f} | {r['blank_image']:.1f} | "
-              f"{r['shuffled_image']:.1f} | {r['lead']:+.1f} | {cells[0]} | {cells[1]} | {r['stage2_s']:.0f} s |")  # fmt: skip
+        cells = [
+            f"{twins[b]['release']:.1f} ({twins[b]['majority']:.1f})" if b in twins else "-" for b in ("vqav2", "pope")
+        ]
+        print(
+            f"| {r['preset']} | {r['seed']} | {r['with_image']:.1f} | {r['blank_image']:.1f} | "
+            f"{r['shuffled_image']:.1f} | {r['lead']:+.1f} | {cells[0]} | {cells[1]} | {r['stage2_s']:.0f} s |"
+        )
 
 
 if __name__ == "__main__":

@@ -102,13 +102,17 @@ def main() -> None:
     h_gen, b_gen = harness["s_gen_tps"]["median"], statistics.median(bare)
     gap = 1 - h_gen / b_gen
     print(f"{llm}  ({args.threads} threads, median of {args.runs} runs after {args.warmup} warm-up)")
-    print(f"(i)  S_gen harness {h_gen:9.1f} tok/s   bare llama_decode loop {b_gen:9.1f} tok/s   "
-          f"harness slower by {100 * gap:5.1f} % ({1e6 * (1 / h_gen - 1 / b_gen):.0f} us/token)   "
-          f"(target: within 5 %: {'met' if abs(gap) <= 0.05 else 'NOT met'})")  # fmt: skip
+    print(
+        f"(i)  S_gen harness {h_gen:9.1f} tok/s   bare llama_decode loop {b_gen:9.1f} tok/s   "
+        f"harness slower by {100 * gap:5.1f} % ({1e6 * (1 / h_gen - 1 / b_gen):.0f} us/token)   "
+        f"(target: within 5 %: {'met' if abs(gap) <= 0.05 else 'NOT met'})"
+    )
     ours, theirs = table_row(harness), table_row(reference)
     ratio = ours["t_total_s"] / theirs["t_total_s"]
-    print(f"(ii) T_total llama.cpp {args.level} {ours['t_total_s']:.4f} s   PyTorch fp32 {theirs['t_total_s']:.4f} s   "
-          f"ratio {ratio:.3f}   (target: at most 1/3: {'met' if ratio <= 1 / 3 else 'NOT met'})")  # fmt: skip
+    print(
+        f"(ii) T_total llama.cpp {args.level} {ours['t_total_s']:.4f} s   PyTorch fp32 {theirs['t_total_s']:.4f} s   "
+        f"ratio {ratio:.3f}   (target: at most 1/3: {'met' if ratio <= 1 / 3 else 'NOT met'})"
+    )
     for name, row in (("llama.cpp " + args.level, ours), ("PyTorch fp32", theirs)):
         print(
             f"     {name:18s} T_VE {row['t_ve_s']:.4f} s  S_prompt {row['s_prompt_tps']:9.1f} tok/s  "

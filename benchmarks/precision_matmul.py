@@ -45,7 +45,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     machine = read_machine()
-    runs = {"fp32": (torch.float32, False), "bf16": (torch.bfloat16, False), "fp32 under bf16 autocast": (torch.float32, True)}
+    runs = {
+        "fp32": (torch.float32, False),
+        "bf16": (torch.bfloat16, False),
+        "fp32 under bf16 autocast": (torch.float32, True),
+    }
     best = dict.fromkeys(runs, 0.0)
     for _ in range(args.rounds):
         for name, (dtype, autocast) in runs.items():

@@ -77,8 +77,10 @@ def main() -> None:
     print(f"\n{args.records} records, {args.preset}, batches of {batch}, one thread")
     print(f"scan: without cache {scans['without']:.2f} s, with {scans['with']:.2f} s")
     print(f"first epoch: without cache {seconds['without'][0]:.2f} s, with {seconds['with'][0]:.2f} s")
-    print(f"later epochs (median): without cache {later['without']:.2f} s, with {later['with']:.2f} s: "
-          f"{later['without'] / later['with']:.1f}x")  # fmt: skip
+    print(
+        f"later epochs (median): without cache {later['without']:.2f} s, with {later['with']:.2f} s: "
+        f"{later['without'] / later['with']:.1f}x"
+    )
     kept = cached.cache_summary()
     print(f"cache: {kept['mib']} MiB ({kept['records']} records' tokens, {kept['images']} images)")
     print(f"every batch identical with and without the cache: {identical}")

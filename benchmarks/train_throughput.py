@@ -59,8 +59,12 @@ def build(preset: PresetConfig, tokenizer, recipe: TrainRecipe):
         "eos_token_id": tokenizer.eos_token_id,
         "pad_token_id": tokenizer.pad_token_id,
     }
-    config = llava_config(preset, image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
-                          vocab_size=(len(tokenizer) + 255) // 256 * 256, special_ids=ids)  # fmt: skip
+    config = llava_config(
+        preset,
+        image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        vocab_size=(len(tokenizer) + 255) // 256 * 256,
+        special_ids=ids,
+    )
     return prepare_stage2(build_model(config, seed=0), preset.family, recipe.lora)
 
 
@@ -72,8 +76,11 @@ def preset_and_recipe(name: str) -> tuple[PresetConfig, TrainRecipe]:
     preset = from_dict(PresetConfig, params["model"]["presets"][name])
     recipe = from_dict(TrainRecipe, params["train"]["recipes"][preset.train])
     machine = read_machine()
-    return preset, dataclasses.replace(recipe, stage1=resolve_stage(recipe.stage1, machine, where=f"{name} stage 1"),
-                                       stage2=resolve_stage(recipe.stage2, machine, where=f"{name} stage 2"))  # fmt: skip
+    return preset, dataclasses.replace(
+        recipe,
+        stage1=resolve_stage(recipe.stage1, machine, where=f"{name} stage 1"),
+        stage2=resolve_stage(recipe.stage2, machine, where=f"{name} stage 2"),
+    )
 
 
 def stage2_records(preset: PresetConfig, recipe: TrainRecipe, records: int, folder: Path, cache_mb: float = 0):
@@ -86,10 +93,17 @@ def stage2_records(preset: PresetConfig, recipe: TrainRecipe, records: int, fold
     rng = np.random.default_rng(0)
     subset.write_text("\n".join(lines[i] for i in sorted(rng.choice(len(lines), records, replace=False))) + "\n")
     n_img = num_image_tokens(preset)
-    data = SupervisedDataset(subset, ASSEMBLED / "images", tokenizer, preset.template,
-                             image_processor=ImageProcessor(preset.vision.arch["image_size"], preset.image_aspect),
-                             num_image_tokens=n_img, max_length=recipe.stage2.max_length,
-                             image_length_words=n_img, cache_mb=cache_mb)  # fmt: skip
+    data = SupervisedDataset(
+        subset,
+        ASSEMBLED / "images",
+        tokenizer,
+        preset.template,
+        image_processor=ImageProcessor(preset.vision.arch["image_size"], preset.image_aspect),
+        num_image_tokens=n_img,
+        max_length=recipe.stage2.max_length,
+        image_length_words=n_img,
+        cache_mb=cache_mb,
+    )
     return tokenizer, data
 
 
@@ -184,9 +198,17 @@ def main() -> None:
 
         # 1) the project's trainer (HF Trainer + ImpTrainer), one epoch; then without the shared prefix
         def trainer_seconds(cfg: StageTraining, name: str) -> float:
-            result = fit_stage(build(preset, tokenizer, recipe), data, DataCollator(tokenizer.pad_token_id), cfg,
-                               checkpoint_dir=Path(tempfile.mkdtemp(dir=tmp)), fingerprint={"bench": name}, seed=0,
-                               label=name, sampler_factory=lambda b, s: ModalityLengthGroupedSampler.for_dataset(data, b, seed=s))  # fmt: skip
+            result = fit_stage(
+                build(preset, tokenizer, recipe),
+                data,
+                DataCollator(tokenizer.pad_token_id),
+                cfg,
+                checkpoint_dir=Path(tempfile.mkdtemp(dir=tmp)),
+                fingerprint={"bench": name},
+                seed=0,
+                label=name,
+                sampler_factory=lambda b, s: ModalityLengthGroupedSampler.for_dataset(data, b, seed=s),
+            )
             return result.seconds
 
         # 2) a bare loop: same initial weights, same batches, AdamW, forward/backward/step
@@ -224,12 +246,19 @@ def main() -> None:
         best = {label: min(times) for label, times in seconds.items()}
         if args.levers:  # the step speed-ups, taking turns on the same batches
             collate = DataCollator(tokenizer.pad_token_id)
-            steps = [[collate([data[int(i)] for i in micro]) for micro in chunked(batch_indices, stage.per_device_batch_size)]
-                     for batch_indices in chunked(order, stage.global_batch_size)]  # fmt: skip
+            steps = [
+                [
+                    collate([data[int(i)] for i in micro])
+                    for micro in chunked(batch_indices, stage.per_device_batch_size)
+                ]
+                for batch_indices in chunked(order, stage.global_batch_size)
+            ]
             lever_seconds = lever_step_seconds(build(preset, tokenizer, recipe), steps, stage)
 
-    print(f"\n{args.preset} stage 2 (LoRA r={recipe.lora.r}), {len(data)} records, global batch {stage.global_batch_size}, "
-          f"{torch.get_num_threads()} threads, fastest of {args.rounds} round(s)")  # fmt: skip
+    print(
+        f"\n{args.preset} stage 2 (LoRA r={recipe.lora.r}), {len(data)} records, global batch {stage.global_batch_size}, "
+        f"{torch.get_num_threads()} threads, fastest of {args.rounds} round(s)"
+    )
     print(f"{'':36}{'samples/s':>10}{'tokens/s':>10}  (tokens: the unsplit samples')")
     trainer_time, bare_seconds, unshared_time = list(best.values())[:3]
     for label, took in best.items():
@@ -246,8 +275,10 @@ def main() -> None:
         base = lever_seconds["without speed-ups"]
         for label, times in lever_seconds.items():
             ratios = sorted(b / t for b, t in zip(base, times, strict=True))
-            print(f"  {label:34}{len(data) / sum(times):>6.1f} samples/s   step {ratios[len(ratios) // 2]:.2f}x as fast "
-                  f"(median of the batches; middle half {ratios[len(ratios) // 4]:.2f}-{ratios[3 * len(ratios) // 4]:.2f}x)")  # fmt: skip
+            print(
+                f"  {label:34}{len(data) / sum(times):>6.1f} samples/s   step {ratios[len(ratios) // 2]:.2f}x as fast "
+                f"(median of the batches; middle half {ratios[len(ratios) // 4]:.2f}-{ratios[3 * len(ratios) // 4]:.2f}x)"
+            )
     print(f"padding waste: {grouped:.1%} with modality-length grouping, {shuffled:.1%} in random order")
 
 

@@ -66,13 +66,23 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         from impkit.eval.gguf_levels import GGUFEvalConfig, evaluate_levels
 
         run_cfg = GGUFEvalConfig(threads=args.threads, workers=1)
-        levels = evaluate_levels(release, Path(args.gguf), args.levels, Path(args.twins), Path(args.images), out, cfg,
-                                 run_cfg, benchmarks=args.benchmarks or BENCHMARKS)  # fmt: skip
+        levels = evaluate_levels(
+            release,
+            Path(args.gguf),
+            args.levels,
+            Path(args.twins),
+            Path(args.images),
+            out,
+            cfg,
+            run_cfg,
+            benchmarks=args.benchmarks or BENCHMARKS,
+        )
         print(json.dumps({level: compact_metrics(d) for level, d in levels.items()}, indent=2, ensure_ascii=False))
         print(f"predictions, metrics.json, details.json and table3.md per level in {out}/<level>")
         return
-    details = evaluate_release(release, Path(args.twins), Path(args.images), out, cfg,
-                               benchmarks=args.benchmarks or BENCHMARKS)  # fmt: skip
+    details = evaluate_release(
+        release, Path(args.twins), Path(args.images), out, cfg, benchmarks=args.benchmarks or BENCHMARKS
+    )
     if details is not None:  # the main process (see impkit.eval.parallel)
         print(json.dumps(compact_metrics(details), indent=2, ensure_ascii=False))
         print(f"predictions, metrics.json, details.json and table3.md in {out}")
@@ -92,10 +102,20 @@ def _cmd_table3(args: argparse.Namespace) -> None:
 def _cmd_prepare(args: argparse.Namespace) -> None:
     from impkit.eval.readers import prepare
 
-    entry = prepare(args.benchmark, Path(args.out), annotations=args.annotations, questions=args.questions,
-                    images=args.images, image_pattern=args.image_pattern)  # fmt: skip
-    summary = {"benchmark": args.benchmark, "prompts": entry["n_prompts"], "gold": entry["gold"] is not None,
-               "out": str(args.out)}  # fmt: skip
+    entry = prepare(
+        args.benchmark,
+        Path(args.out),
+        annotations=args.annotations,
+        questions=args.questions,
+        images=args.images,
+        image_pattern=args.image_pattern,
+    )
+    summary = {
+        "benchmark": args.benchmark,
+        "prompts": entry["n_prompts"],
+        "gold": entry["gold"] is not None,
+        "out": str(args.out),
+    }
     print(json.dumps(summary, indent=2))
 
 
@@ -196,8 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmarks", nargs="+", metavar="NAME", help="a subset of the ten (default: all)")
     p.add_argument("--batch-size", type=int, help="override eval.batch_size")
     p.add_argument("--no-blind", action="store_true", help="skip the blank-image baseline")
-    p.add_argument("--gguf", metavar="DIR", help="answer with the release's GGUF files in DIR (models/gguf/<preset>) "
-                   "through llama.cpp instead of PyTorch; no blind baseline")  # fmt: skip
+    p.add_argument(
+        "--gguf",
+        metavar="DIR",
+        help="answer with the release's GGUF files in DIR (models/gguf/<preset>) "
+        "through llama.cpp instead of PyTorch; no blind baseline",
+    )
     p.add_argument("--levels", nargs="+", default=["F16"], metavar="LEVEL", help="with --gguf: levels (default F16)")
     p.add_argument("--threads", type=int, help="with --gguf: llama.cpp threads (default: every core)")
     p.set_defaults(func=_cmd_evaluate)

@@ -24,12 +24,32 @@ log = logging.getLogger(__name__)
 # /proc/cpuinfo flags that mean bf16 matmuls run in hardware
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 # The flags worth recording beside a timing: what decides which kernels PyTorch and ggml pick.
-REPORTED_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
-                  "amx_bf16", "amx_int8")  # fmt: skip
+REPORTED_FLAGS = (
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
 # oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) that still allow bf16 instructions; any other value caps below them
-_ONEDNN_CAPS_WITH_BF16 = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16",
-                          "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "AVX10_2_512",
-                          "AVX10_2_512_AMX_2", "ALL", "DEFAULT")  # fmt: skip
+_ONEDNN_CAPS_WITH_BF16 = (
+    "AVX512_CORE_BF16",
+    "AVX512_CORE_FP16",
+    "AVX512_CORE_AMX",
+    "AVX512_CORE_AMX_FP16",
+    "AVX10_1_512",
+    "AVX10_1_512_AMX",
+    "AVX10_1_512_AMX_FP16",
+    "AVX10_2_512",
+    "AVX10_2_512_AMX_2",
+    "ALL",
+    "DEFAULT",
+)
 # The slowdown a user meets when bf16 is emulated (the step of the nano models, measured: see above)
 EMULATED_BF16_SLOWDOWN = "about 10x slower than fp32"
 
@@ -90,12 +110,25 @@ def read_machine() -> Machine:
     gpu, gpu_bf16 = None, False
     if torch.cuda.is_available():
         gpu, gpu_bf16 = torch.cuda.get_device_name(0), bool(torch.cuda.is_bf16_supported())
-    return Machine(cpu=cpu, flags=flags, cores=usable_cores(), gpu=gpu, gpu_bf16=gpu_bf16,
-                   onednn_cap=os.environ.get("ONEDNN_MAX_CPU_ISA") or None)  # fmt: skip
+    return Machine(
+        cpu=cpu,
+        flags=flags,
+        cores=usable_cores(),
+        gpu=gpu,
+        gpu_bf16=gpu_bf16,
+        onednn_cap=os.environ.get("ONEDNN_MAX_CPU_ISA") or None,
+    )
 
 
-def resolve_precision(requested: str, machine: Machine, *, where: str, allowed: tuple[str, ...] = ("fp32", "bf16", "fp16"),
-                      on_gpu: bool | None = None, quiet: bool = False) -> str:  # fmt: skip
+def resolve_precision(
+    requested: str,
+    machine: Machine,
+    *,
+    where: str,
+    allowed: tuple[str, ...] = ("fp32", "bf16", "fp16"),
+    on_gpu: bool | None = None,
+    quiet: bool = False,
+) -> str:
     """The precision ``where`` trains in: ``requested``, with ``auto`` decided by the hardware.
 
     ``auto``: on a GPU, bf16 where it supports it, else fp16 (when ``allowed``), else fp32; on a CPU,
@@ -118,8 +151,13 @@ def resolve_precision(requested: str, machine: Machine, *, where: str, allowed: 
     if requested not in allowed:
         raise ValueError(f"{where}: precision must be auto or one of {allowed}, got '{requested}'")
     if requested == "bf16" and not gpu and not machine.cpu_bf16 and not quiet:
-        log.warning("%s: precision bf16 on a CPU without native bf16 (%s): PyTorch emulates it, %s; "
-                    "precision: auto would pick fp32", where, _cpu_reason(machine), EMULATED_BF16_SLOWDOWN)  # fmt: skip
+        log.warning(
+            "%s: precision bf16 on a CPU without native bf16 (%s): PyTorch emulates it, %s; "
+            "precision: auto would pick fp32",
+            where,
+            _cpu_reason(machine),
+            EMULATED_BF16_SLOWDOWN,
+        )
     return requested
 
 

@@ -220,9 +220,17 @@ class GGUFSession:
             raise GGUFRunError(f"prompt exceeds the context: {self.n_past + chunk.n_tokens} > {self.llama.n_ctx()}")
         new_n_past = self._llama_cpp.llama_pos(0)
         status = self._mtmd.mtmd_helper_decode_image_chunk(
-            self.mtmd_ctx, self.llama._ctx.ctx, chunk.handle, embeddings, self._llama_cpp.llama_pos(self.n_past),
-            self._llama_cpp.llama_seq_id(0), self.llama.n_batch, ctypes.byref(new_n_past), self._mtmd.mtmd_helper_post_decode_callback(), None,
-        )  # fmt: skip
+            self.mtmd_ctx,
+            self.llama._ctx.ctx,
+            chunk.handle,
+            embeddings,
+            self._llama_cpp.llama_pos(self.n_past),
+            self._llama_cpp.llama_seq_id(0),
+            self.llama.n_batch,
+            ctypes.byref(new_n_past),
+            self._mtmd.mtmd_helper_post_decode_callback(),
+            None,
+        )
         if status != 0:
             raise GGUFRunError(f"mtmd_helper_decode_image_chunk failed with status {status}")
         self.llama.n_tokens = new_n_past.value

@@ -94,9 +94,19 @@ class LogProgress:
     log line when ``every`` seconds have passed since this process's last progress line, and one when
     long work ends. ``clock``: a clock of its own (tests), with its own last line."""
 
-    def __init__(self, iterable: Iterable[T] | None = None, *, total: float | None = None, desc: str = "",
-                 unit: str = "it", unit_scale: bool = False, initial: float = 0, every: float | None = None,
-                 clock: Callable[[], float] | None = None, **_ignored: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        iterable: Iterable[T] | None = None,
+        *,
+        total: float | None = None,
+        desc: str = "",
+        unit: str = "it",
+        unit_scale: bool = False,
+        initial: float = 0,
+        every: float | None = None,
+        clock: Callable[[], float] | None = None,
+        **_ignored: Any,
+    ) -> None:
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)  # type: ignore[arg-type]
         self.iterable, self.total, self.desc, self.unit, self.unit_scale = iterable, total, desc, unit, unit_scale
@@ -147,7 +157,9 @@ class LogProgress:
         done = _amount(self.n, self.unit_scale)
         parts = [f"{self.desc}: " if self.desc else ""]
         if self.total:
-            parts.append(f"{done}/{_amount(self.total, self.unit_scale)} {self.unit} ({100 * self.n / self.total:.0f} %)")
+            parts.append(
+                f"{done}/{_amount(self.total, self.unit_scale)} {self.unit} ({100 * self.n / self.total:.0f} %)"
+            )
         else:
             parts.append(f"{done} {self.unit}")
         parts.append(f", {rate:.0f} {self.unit}/s" if rate >= 100 else f", {rate:.3g} {self.unit}/s")
@@ -165,8 +177,13 @@ class LogProgress:
         now = self.clock()
         if now - self.start >= self.every:  # long work says when it ended; short work stays quiet
             self.last_line.at = now
-            log.info("%s: done, %s %s in %s", self.desc or "work", _amount(self.n, self.unit_scale), self.unit,
-                     _duration(now - self.start))  # fmt: skip
+            log.info(
+                "%s: done, %s %s in %s",
+                self.desc or "work",
+                _amount(self.n, self.unit_scale),
+                self.unit,
+                _duration(now - self.start),
+            )
 
 
 def progress(iterable: Iterable[T] | None = None, **kwargs: Any) -> tqdm | LogProgress:

@@ -92,8 +92,10 @@ class Release:
             raise ReleaseError(f"{folder / MODEL_CONFIG} lacks vision_config.image_size / patch_size")
         release = cls(folder, meta, config)
         if "image_tokens" in meta and meta["image_tokens"] != release.image_tokens:
-            raise ReleaseError(f"{folder / RELEASE_META} says {meta['image_tokens']} image tokens, the vision config "
-                               f"gives ({release.image_size} // {release.patch_size})² = {release.image_tokens}")  # fmt: skip
+            raise ReleaseError(
+                f"{folder / RELEASE_META} says {meta['image_tokens']} image tokens, the vision config "
+                f"gives ({release.image_size} // {release.patch_size})² = {release.image_tokens}"
+            )
         return release
 
     # -- what the record says ---------------------------------------------------------------------
@@ -174,9 +176,13 @@ def processor_for(preset: PresetConfig, tokenizer: PreTrainedTokenizerBase) -> L
     normalise as SigLIP; ``<image>`` expands to one token per patch."""
     size = preset.vision.arch["image_size"]
     image_processor = LlavaImageProcessorPil(
-        size={"height": size, "width": size}, do_center_crop=False, do_pad=preset.image_aspect == "pad",
-        image_mean=list(SIGLIP_MEAN), image_std=list(SIGLIP_STD), resample=3,
-    )  # fmt: skip
+        size={"height": size, "width": size},
+        do_center_crop=False,
+        do_pad=preset.image_aspect == "pad",
+        image_mean=list(SIGLIP_MEAN),
+        image_std=list(SIGLIP_STD),
+        resample=3,
+    )
     return LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
@@ -207,8 +213,13 @@ def write_release(
     with atomic_path(out_dir) as tmp:
         model.save_pretrained(tmp)
         processor_for(preset, tokenizer).save_pretrained(tmp)
-        record = {"image_aspect": preset.image_aspect, "template": preset.template, "family": preset.family,
-                  "image_tokens": num_image_tokens(preset), **meta}  # fmt: skip
+        record = {
+            "image_aspect": preset.image_aspect,
+            "template": preset.template,
+            "family": preset.family,
+            "image_tokens": num_image_tokens(preset),
+            **meta,
+        }
         (tmp / RELEASE_META).write_text(json.dumps(record, indent=2, default=str) + "\n")
         release = Release.open(tmp)  # a folder that disagrees with itself is never put in place
     return replace(release, folder=out_dir)

@@ -40,8 +40,9 @@ def process_start_time() -> float:
     try:
         fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
         started_ticks = int(fields[19])  # field 22 of proc(5), counted after the command name
-        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime "))  # fmt: skip
+        boot = next(
+            int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime ")
+        )
         return boot + started_ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, StopIteration):
         return time.time()
@@ -67,9 +68,15 @@ def record_stage(started: float, *, finished: float | None = None, ok: bool = Tr
     from impkit.io import write_json
 
     finished = time.time() if finished is None else finished
-    entry = {"wall_s": round(finished - started, 1), "ok": ok, "precision": _noted.get("precision"),
-             "started": _iso(started), "finished": _iso(finished), "machine": read_machine().describe(),
-             **{k: v for k, v in _noted.items() if k != "precision"}}  # fmt: skip
+    entry = {
+        "wall_s": round(finished - started, 1),
+        "ok": ok,
+        "precision": _noted.get("precision"),
+        "started": _iso(started),
+        "finished": _iso(finished),
+        "machine": read_machine().describe(),
+        **{k: v for k, v in _noted.items() if k != "precision"},
+    }
     path = timings_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
@@ -125,8 +132,10 @@ def table(data: dict[str, Any]) -> str:
     lines = ["| stage | wall time | precision | finished (UTC) |", "|---|---|---|---|"]
     for name, entry in stages:
         flag = "" if entry.get("ok", True) else " (failed)"
-        lines.append(f"| {name}{flag} | {_minutes(entry['wall_s'])} | {entry.get('precision') or '-'} | "
-                     f"{entry.get('finished', '?').replace('+00:00', '')} |")  # fmt: skip
+        lines.append(
+            f"| {name}{flag} | {_minutes(entry['wall_s'])} | {entry.get('precision') or '-'} | "
+            f"{entry.get('finished', '?').replace('+00:00', '')} |"
+        )
     training = sum(e["wall_s"] for n, e in stages if _is_training(n))
     total = sum(e["wall_s"] for _, e in stages)
     lines.append(f"| **through training** (world to tune) | **{_minutes(training)}** | | |")

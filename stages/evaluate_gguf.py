@@ -45,12 +45,20 @@ def main() -> None:
     summary = compare_levels(torch_details, torch_dir, details, out_root)
     write_json(Path(f"reports/eval-gguf/{preset}.json"), summary)
     for level, entry in summary["levels"].items():
-        log.info("%s %s: answers equal to PyTorch's on %.1f%% of the questions", preset, level,
-                 100 * entry["answer_agreement"]["all"])  # fmt: skip
+        log.info(
+            "%s %s: answers equal to PyTorch's on %.1f%% of the questions",
+            preset,
+            level,
+            100 * entry["answer_agreement"]["all"],
+        )
     f16 = summary["levels"].get("F16")
     if f16 and f16["answer_agreement"]["all"] < parity.min_answer_agreement:
-        log.warning("%s: F16 answers agree with PyTorch on only %.1f%% of the questions (expected >= %.0f%%)",
-                    preset, 100 * f16["answer_agreement"]["all"], 100 * parity.min_answer_agreement)  # fmt: skip
+        log.warning(
+            "%s: F16 answers agree with PyTorch on only %.1f%% of the questions (expected >= %.0f%%)",
+            preset,
+            100 * f16["answer_agreement"]["all"],
+            100 * parity.min_answer_agreement,
+        )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,13 @@ def main() -> None:
     args = parser.parse_args()
     cfg = from_dict(ExportConfig, section(load_params(), "export"), "export")
     try:
-        record = export_and_quantize(Path(f"releases/{args.preset}"), Path(f"models/gguf/{args.preset}"),
-                                     levels=cfg.levels, mmproj_level=cfg.mmproj_level, threads=cfg.threads)  # fmt: skip
+        record = export_and_quantize(
+            Path(f"releases/{args.preset}"),
+            Path(f"models/gguf/{args.preset}"),
+            levels=cfg.levels,
+            mmproj_level=cfg.mmproj_level,
+            threads=cfg.threads,
+        )
     except ExportError as exc:  # an unmapped tensor, an unsupported family: the message says which
         logging.getLogger("impkit").error("%s", exc)
         sys.exit(1)

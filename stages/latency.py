@@ -37,8 +37,11 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="report path (default: reports/latency/<target>.json)")
     args = parser.parse_args()
     if os.environ.get("OMP_WAIT_POLICY", "").upper() != "ACTIVE":
-        log.warning("OMP_WAIT_POLICY is %r, not ACTIVE: sleeping OpenMP threads make small models many "
-                    "times slower (dvc.yaml runs this stage with ACTIVE)", os.environ.get("OMP_WAIT_POLICY"))  # fmt: skip
+        log.warning(
+            "OMP_WAIT_POLICY is %r, not ACTIVE: sleeping OpenMP threads make small models many "
+            "times slower (dvc.yaml runs this stage with ACTIVE)",
+            os.environ.get("OMP_WAIT_POLICY"),
+        )
     params = load_params(args.params)
     cfg = from_dict(LatencyConfig, section(params, "latency"), "latency")
     if args.target in PAPER_PROFILES:
@@ -47,8 +50,9 @@ def main() -> None:
         record = existing_paper_size(args.target, folder, presets=presets, levels=cfg.paper.levels, seed=cfg.paper.seed)
         if record is None:
             try:
-                record = write_paper_size(args.target, folder, presets=presets, levels=cfg.paper.levels,
-                                          seed=cfg.paper.seed)  # fmt: skip
+                record = write_paper_size(
+                    args.target, folder, presets=presets, levels=cfg.paper.levels, seed=cfg.paper.seed
+                )
             except ExportError as exc:
                 log.error("%s", exc)
                 sys.exit(1)
@@ -56,8 +60,9 @@ def main() -> None:
             log.info("reusing the paper-size pair in %s", folder)
         report = measure_paper_size(args.target, cfg, folder, record)
     else:
-        report = measure_release(args.target, cfg, gguf_dir=Path("models/gguf") / args.target,
-                                 release_dir=Path("releases") / args.target)  # fmt: skip
+        report = measure_release(
+            args.target, cfg, gguf_dir=Path("models/gguf") / args.target, release_dir=Path("releases") / args.target
+        )
     out = Path(args.out or f"reports/latency/{args.target}.json")
     write_json(out, report)
     log.info("wrote %s", out)

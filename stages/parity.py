@@ -40,15 +40,32 @@ def main() -> None:
     finally:
         gguf_runner.close()
     problems = check(report, cfg)
-    report = {"level": cfg.level, "passed": not problems, "problems": problems,
-              "thresholds": {"min_top1": cfg.min_top1, "max_rel_error": cfg.max_rel_error}, **report}  # fmt: skip
+    report = {
+        "level": cfg.level,
+        "passed": not problems,
+        "problems": problems,
+        "thresholds": {"min_top1": cfg.min_top1, "max_rel_error": cfg.max_rel_error},
+        **report,
+    }
     write_json(Path(f"reports/parity/{args.preset}.json"), report)
-    log.info("%s %s: top-1 agreement %.2f%% over %d positions of %d prompts, max relative logit error %.2e",
-             args.preset, cfg.level, 100 * report["top1_agreement"], report["positions"], report["prompts"],
-             report["max_rel_error"])  # fmt: skip
+    log.info(
+        "%s %s: top-1 agreement %.2f%% over %d positions of %d prompts, max relative logit error %.2e",
+        args.preset,
+        cfg.level,
+        100 * report["top1_agreement"],
+        report["positions"],
+        report["prompts"],
+        report["max_rel_error"],
+    )
     if problems:
-        log.error("%s: PARITY BROKEN between %s and %s: %s (per-prompt figures in reports/parity/%s.json)",
-                  args.preset, release, gguf_dir, "; ".join(problems), args.preset)  # fmt: skip
+        log.error(
+            "%s: PARITY BROKEN between %s and %s: %s (per-prompt figures in reports/parity/%s.json)",
+            args.preset,
+            release,
+            gguf_dir,
+            "; ".join(problems),
+            args.preset,
+        )
         sys.exit(1)
 
 

@@ -80,20 +80,40 @@ def main() -> None:
     # The curves are the first process's to write (dvclive clears its folder when it starts).
     live = [_live(reports / f"{args.stage}-{args.preset}")] if is_main_process() else []
     if args.stage == "align":
-        align(args.preset, preset, recipe, backbones=BACKBONES if preset.offline else None, assembled=ASSEMBLED,
-              checkpoints=Path(f"models/checkpoints/align-{args.preset}"), out=Path(f"models/aligned/{args.preset}"),
-              seed=seed, callbacks=live, sample_cache_mb=train.sample_cache_mb)  # fmt: skip
+        align(
+            args.preset,
+            preset,
+            recipe,
+            backbones=BACKBONES if preset.offline else None,
+            assembled=ASSEMBLED,
+            checkpoints=Path(f"models/checkpoints/align-{args.preset}"),
+            out=Path(f"models/aligned/{args.preset}"),
+            seed=seed,
+            callbacks=live,
+            sample_cache_mb=train.sample_cache_mb,
+        )
         return
-    meta = tune(args.preset, preset, recipe, aligned=Path(f"models/aligned/{args.preset}"), assembled=ASSEMBLED,
-                checkpoints=Path(f"models/checkpoints/tune-{args.preset}"), out=Path(f"releases/{args.preset}"),
-                adapter_out=Path(f"models/adapters/{args.preset}"), seed=seed, callbacks=live,
-                sample_cache_mb=train.sample_cache_mb)  # fmt: skip
+    meta = tune(
+        args.preset,
+        preset,
+        recipe,
+        aligned=Path(f"models/aligned/{args.preset}"),
+        assembled=ASSEMBLED,
+        checkpoints=Path(f"models/checkpoints/tune-{args.preset}"),
+        out=Path(f"releases/{args.preset}"),
+        adapter_out=Path(f"models/adapters/{args.preset}"),
+        seed=seed,
+        callbacks=live,
+        sample_cache_mb=train.sample_cache_mb,
+    )
     if not is_main_process():
         return
     use_every_core()  # the other training processes are done: the held-out check gets their cores
     checked = {"release": Path(f"releases/{args.preset}"), "stage1_only": Path(f"models/aligned/{args.preset}")}
-    check = {name: check_release(folder, WORLD, limit=train.heldout_questions, batch_size=train.eval_batch_size)
-             for name, folder in checked.items()}  # fmt: skip
+    check = {
+        name: check_release(folder, WORLD, limit=train.heldout_questions, batch_size=train.eval_batch_size)
+        for name, folder in checked.items()
+    }
     write_json(
         reports / f"{args.preset}.json", {"train": meta["train"], "parameters": meta["parameters"], "heldout": check}
     )

@@ -20,8 +20,13 @@ def main() -> None:
     cfg = from_dict(EvalConfig, section(load_params(), "eval"), "eval")
     manifest = generate_twins(HELDOUT, TWINS, seed=cfg.seed, sizes=cfg.twins)
     counts = {name: entry["n_prompts"] for name, entry in manifest["benchmarks"].items()}
-    logging.getLogger("impkit").info("%d prompts over %d benchmarks in %s: %s", sum(counts.values()), len(counts),
-                                     TWINS, ", ".join(f"{k} {v}" for k, v in counts.items()))  # fmt: skip
+    logging.getLogger("impkit").info(
+        "%d prompts over %d benchmarks in %s: %s",
+        sum(counts.values()),
+        len(counts),
+        TWINS,
+        ", ".join(f"{k} {v}" for k, v in counts.items()),
+    )
 
 
 if __name__ == "__main__":

@@ -10,9 +10,13 @@ from typing import Any
 import pytest
 
 for _key, _value in {
-    "DVC_NO_ANALYTICS": "1", "ITERATIVE_DO_NOT_TRACK": "1", "DO_NOT_TRACK": "1",
-    "GX_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "IMPKIT_PROGRESS": "0",
-}.items():  # fmt: skip
+    "DVC_NO_ANALYTICS": "1",
+    "ITERATIVE_DO_NOT_TRACK": "1",
+    "DO_NOT_TRACK": "1",
+    "GX_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "IMPKIT_PROGRESS": "0",
+}.items():
     os.environ.setdefault(_key, _value)
 
 
@@ -52,7 +56,7 @@ def data_params(sources: dict[str, dict], mixtures: dict[str, dict], **overrides
             "max_answer_chars": 200,
             "max_quarantine_share": 1.0,
             "share_tolerance": 1.0,
-        },  # fmt: skip
+        },
         "sample_seed": 7,
         "image_store": "copy",
         "chunk_records": 1000,
@@ -80,14 +84,41 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 # A tiny phi2-family preset and corpus for tests that need a real (random) LLaVA model.
 TINY = {
-    "family": "phi2", "template": "phi2", "image_aspect": "pad", "offline": True, "train": "nano",
-    "vision": {"arch": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                        "num_attention_heads": 2, "image_size": 32, "patch_size": 8}},
-    "llm": {"arch": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                     "num_attention_heads": 2, "max_position_embeddings": 512, "partial_rotary_factor": 0.5}},
-}  # fmt: skip
-CORPUS = ["a red circle", "two blue squares", "the word lamp", "what colour is the shape", "how many objects",
-          "answer the question using a single word or phrase", "a chat between a curious user and an assistant"]  # fmt: skip
+    "family": "phi2",
+    "template": "phi2",
+    "image_aspect": "pad",
+    "offline": True,
+    "train": "nano",
+    "vision": {
+        "arch": {
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        }
+    },
+    "llm": {
+        "arch": {
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 512,
+            "partial_rotary_factor": 0.5,
+        }
+    },
+}
+CORPUS = [
+    "a red circle",
+    "two blue squares",
+    "the word lamp",
+    "what colour is the shape",
+    "how many objects",
+    "answer the question using a single word or phrase",
+    "a chat between a curious user and an assistant",
+]
 
 
 @pytest.fixture(scope="session")

@@ -31,20 +31,48 @@ def main() -> None:
     torch.manual_seed(0)
     tokenizer = fixtures.family_tokenizer(fixtures.train_bpe(fixtures.CORPUS * 20, vocab_size=300), "qwen2")
     dataset = fixtures._dataset(data, tokenizer)
-    cfg = StageTraining(learning_rate=1e-2, projector_lr=1e-3, lr_scheduler="cosine", warmup_ratio=0.0,
-                        weight_decay=0.0, global_batch_size=4, per_device_batch_size=2, epochs=2, max_length=512,
-                        checkpoint_steps=100, gradient_checkpointing=False, precision="fp32", logging_steps=1,
-                        share_prefix=True)  # fmt: skip
+    cfg = StageTraining(
+        learning_rate=1e-2,
+        projector_lr=1e-3,
+        lr_scheduler="cosine",
+        warmup_ratio=0.0,
+        weight_decay=0.0,
+        global_batch_size=4,
+        per_device_batch_size=2,
+        epochs=2,
+        max_length=512,
+        checkpoint_steps=100,
+        gradient_checkpointing=False,
+        precision="fp32",
+        logging_steps=1,
+        share_prefix=True,
+    )
     model = fixtures._lora_llava(tokenizer)
-    result = fit_stage(model, dataset, DataCollator(tokenizer.pad_token_id), cfg, checkpoint_dir=out / "checkpoints",
-                       fingerprint={"test": 1}, seed=0, label="worker",
-                       sampler_factory=lambda b, s: ModalityLengthGroupedSampler.for_dataset(dataset, b, seed=s))  # fmt: skip
+    result = fit_stage(
+        model,
+        dataset,
+        DataCollator(tokenizer.pad_token_id),
+        cfg,
+        checkpoint_dir=out / "checkpoints",
+        fingerprint={"test": 1},
+        seed=0,
+        label="worker",
+        sampler_factory=lambda b, s: ModalityLengthGroupedSampler.for_dataset(dataset, b, seed=s),
+    )
     if is_main_process():
         trained = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
         torch.save(trained, out / "trained.pt")
         losses = [entry["loss"] for entry in result.log_history if "loss" in entry]
-        (out / "run.json").write_text(json.dumps({"world_size": int(os.environ.get("WORLD_SIZE", "1")),
-                                                  "losses": losses, "steps": result.steps, "records": len(dataset)}))  # fmt: skip
+        (out / "run.json").write_text(
+            json.dumps(
+                {
+                    "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+                    "losses": losses,
+                    "steps": result.steps,
+                    "records": len(dataset),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -24,13 +24,32 @@ def main(data: Path, out: Path) -> None:
     dataset = torch.utils.data.Subset(fixtures._dataset(data, tokenizer), [0, 2, 4, 1, 3, 5, 6, 7])
     losses = {}
     for share_prefix in (False, True):
-        cfg = StageTraining(learning_rate=1e-2, projector_lr=None, lr_scheduler="constant", warmup_ratio=0.0,
-                            weight_decay=0.0, global_batch_size=4, per_device_batch_size=2, epochs=2, max_length=512,
-                            checkpoint_steps=100, gradient_checkpointing=False, precision="fp32", logging_steps=1,
-                            share_prefix=share_prefix)  # fmt: skip
-        result = fit_stage(fixtures._lora_llava(tokenizer), dataset, DataCollator(tokenizer.pad_token_id), cfg,
-                           checkpoint_dir=out / f"checkpoints-{share_prefix}", fingerprint={"share": share_prefix},
-                           seed=0, label=f"share_prefix={share_prefix}")  # fmt: skip
+        cfg = StageTraining(
+            learning_rate=1e-2,
+            projector_lr=None,
+            lr_scheduler="constant",
+            warmup_ratio=0.0,
+            weight_decay=0.0,
+            global_batch_size=4,
+            per_device_batch_size=2,
+            epochs=2,
+            max_length=512,
+            checkpoint_steps=100,
+            gradient_checkpointing=False,
+            precision="fp32",
+            logging_steps=1,
+            share_prefix=share_prefix,
+        )
+        result = fit_stage(
+            fixtures._lora_llava(tokenizer),
+            dataset,
+            DataCollator(tokenizer.pad_token_id),
+            cfg,
+            checkpoint_dir=out / f"checkpoints-{share_prefix}",
+            fingerprint={"share": share_prefix},
+            seed=0,
+            label=f"share_prefix={share_prefix}",
+        )
         losses[str(share_prefix)] = [entry["loss"] for entry in result.log_history if "loss" in entry]
     if int(os.environ.get("RANK", "0")) == 0:
         (out / "losses.json").write_text(json.dumps({"world_size": int(os.environ["WORLD_SIZE"]), **losses}))

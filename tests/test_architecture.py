@@ -19,8 +19,13 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
 def _lint(root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(LINT_IMPORTS), "--config", str(root / "pyproject.toml"), "--no-cache"], cwd=root,
-                          env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)  # fmt: skip
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--config", str(root / "pyproject.toml"), "--no-cache"],
+        cwd=root,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_the_library_keeps_its_layers():
@@ -33,9 +38,22 @@ def test_an_evaluation_module_that_imports_training_breaks_the_contract(tmp_path
     shutil.copytree(REPO / "impkit", tmp_path / "impkit", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "pyproject.toml", tmp_path)
     heldout = tmp_path / "impkit" / "eval" / "heldout.py"
-    heldout.write_text(heldout.read_text() + "\n\ndef _late():\n    from impkit.train.starting_model import starting_model\n")
+    heldout.write_text(
+        heldout.read_text() + "\n\ndef _late():\n    from impkit.train.starting_model import starting_model\n"
+    )
     result = _lint(tmp_path)
     assert result.returncode == 1 and "impkit.eval.heldout -> impkit.train.starting_model" in result.stdout
+
+
+def test_the_code_is_formatted_and_linted():
+    """One formatter (ruff format, pyproject.toml's settings) and no per-line opt-outs of it."""
+    ruff = str(Path(sys.executable).with_name("ruff"))
+    folders = ["impkit", "stages", "tests", "benchmarks"]
+    for command in ([ruff, "format", "--check", *folders], [ruff, "check", *folders]):
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+    marked = [str(p) for folder in folders for p in (REPO / folder).rglob("*.py") if "fmt: " + "skip" in p.read_text()]
+    assert marked == []
 
 
 # -- dvc.yaml's deps ------------------------------------------------------------------------------
@@ -92,7 +110,12 @@ def test_every_stage_lists_the_code_it_runs_among_its_deps():
 
 def test_the_deps_check_catches_a_module_left_out():
     files = imported_files("stages.evaluate")
-    assert {"stages/evaluate.py", "impkit/eval/evaluate.py", "impkit/release.py", "impkit/model/shared_prefix.py"} <= files
+    assert {
+        "stages/evaluate.py",
+        "impkit/eval/evaluate.py",
+        "impkit/release.py",
+        "impkit/model/shared_prefix.py",
+    } <= files
     deps = ["stages/evaluate.py", "impkit"]
     assert uncovered(files, deps) == []
     assert uncovered(files, [*deps[:1], "impkit/eval", "impkit/model"]) != []

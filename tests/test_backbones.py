@@ -42,23 +42,63 @@ from impkit.train.side_by_side import run_side_by_side
 from impkit.train.starting_model import resize_position_embeddings
 
 SIZES = WorldSizes(
-    captions=40, vqa=10, existence=5, multiple_choice=5, text_reading=10, textcaps=5, charts=10,
-    conversations=2, detailed=2, allava=2, text_only=2, lm_corpus=160, vision_pairs=64,
-    heldout_scenes=2, heldout_charts=1, heldout_text=1,
-)  # fmt: skip
+    captions=40,
+    vqa=10,
+    existence=5,
+    multiple_choice=5,
+    text_reading=10,
+    textcaps=5,
+    charts=10,
+    conversations=2,
+    detailed=2,
+    allava=2,
+    text_only=2,
+    lm_corpus=160,
+    vision_pairs=64,
+    heldout_scenes=2,
+    heldout_charts=1,
+    heldout_text=1,
+)
 VISION = {
-    "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
-    "image_size": 32, "patch_size": 8, "layer_norm_eps": 1e-6, "hidden_act": "gelu_pytorch_tanh",
-}  # fmt: skip
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "image_size": 32,
+    "patch_size": 8,
+    "layer_norm_eps": 1e-6,
+    "hidden_act": "gelu_pytorch_tanh",
+}
 TEXT = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 2}
 LLM = {
-    "phi2": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
-             "max_position_embeddings": 128, "partial_rotary_factor": 0.5, "hidden_act": "gelu_new"},
-    "qwen2": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
-              "num_key_value_heads": 2, "max_position_embeddings": 128, "tie_word_embeddings": True},
-    "phi3": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
-             "num_key_value_heads": 2, "max_position_embeddings": 128, "tie_word_embeddings": False},
-}  # fmt: skip
+    "phi2": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 128,
+        "partial_rotary_factor": 0.5,
+        "hidden_act": "gelu_new",
+    },
+    "qwen2": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 128,
+        "tie_word_embeddings": True,
+    },
+    "phi3": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 128,
+        "tie_word_embeddings": False,
+    },
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -86,9 +126,15 @@ def base_bpe(world):
 
 def vision_kwargs(tmp_path: Path, **overrides):
     kwargs = {
-        "vision_arch": VISION, "text_arch": TEXT, "steps": 60, "batch_size": 16, "lr": 1e-3,
-        "seed": 0, "out_dir": tmp_path / "tower", "progress": False,
-    }  # fmt: skip
+        "vision_arch": VISION,
+        "text_arch": TEXT,
+        "steps": 60,
+        "batch_size": 16,
+        "lr": 1e-3,
+        "seed": 0,
+        "out_dir": tmp_path / "tower",
+        "progress": False,
+    }
     return {**kwargs, **overrides}
 
 
@@ -128,8 +174,14 @@ def test_contrastive_loss_falls_and_tower_loads_without_head(contrastive):
 def test_saved_tower_drops_into_a_llava_vision_tower(contrastive):
     out_dir, _ = contrastive
     tower = SiglipVisionModel.from_pretrained(out_dir)
-    text = Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
-                       num_key_value_heads=2, vocab_size=400)  # fmt: skip
+    text = Qwen2Config(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        vocab_size=400,
+    )
     llava = LlavaModel(LlavaConfig(vision_config=tower.config, text_config=text, image_token_index=399))
     llava.vision_tower.load_state_dict(tower.state_dict(), strict=True)
     pixels = torch.randn(2, 3, 32, 32)
@@ -158,23 +210,38 @@ def test_classifier_tower_learns_and_saves_a_clean_tower(world, tmp_path):
     scenes = read_scenes(world / "scenes.jsonl")
     assert {scene_label(r) for r in scenes} <= set(CLASS_LABELS)
     m = pretrain_classifier_vision_tower(
-        scenes, world / "images", vision_arch=VISION, steps=40, batch_size=16, lr=3e-3, seed=0,
-        out_dir=tmp_path / "cls", progress=False,
-    )  # fmt: skip
+        scenes,
+        world / "images",
+        vision_arch=VISION,
+        steps=40,
+        batch_size=16,
+        lr=3e-3,
+        seed=0,
+        out_dir=tmp_path / "cls",
+        progress=False,
+    )
     assert m["classes"] == len(CLASS_LABELS) == 21
     assert m["loss_last"] < m["loss_first"], m["loss_curve"]
     assert_clean_tower(tmp_path / "cls")
 
 
 def test_scene_label_names_the_first_large_object_in_reading_order():
-    scene = {"kind": "scene", "image": "x.png", "objects": [
-        {"shape": "circle", "colour": "red", "size": "small", "cell": [0, 0]},
-        {"shape": "square", "colour": "blue", "size": "large", "cell": [2, 0]},
-        {"shape": "triangle", "colour": "green", "size": "large", "cell": [1, 2]},
-    ]}  # fmt: skip
+    scene = {
+        "kind": "scene",
+        "image": "x.png",
+        "objects": [
+            {"shape": "circle", "colour": "red", "size": "small", "cell": [0, 0]},
+            {"shape": "square", "colour": "blue", "size": "large", "cell": [2, 0]},
+            {"shape": "triangle", "colour": "green", "size": "large", "cell": [1, 2]},
+        ],
+    }
     assert scene_label(scene) == "green triangle"
-    assert scene_label({"kind": "scene", "objects": [{"shape": "circle", "colour": "red", "size": "small",
-                                                     "cell": [1, 1]}]}) == "red circle"  # fmt: skip
+    assert (
+        scene_label(
+            {"kind": "scene", "objects": [{"shape": "circle", "colour": "red", "size": "small", "cell": [1, 1]}]}
+        )
+        == "red circle"
+    )
     assert scene_label({"kind": "text", "word": "bus"}) == "text"
     assert scene_label({"kind": "chart", "chart_type": "line"}) == "line chart"
     with pytest.raises(ValueError, match="unknown image kind"):
@@ -192,8 +259,15 @@ def test_random_tower_is_clean_and_seeded(tmp_path):
 
 # --------------------------------------------------------------------------- causal LMs
 def lm_kwargs(tmp_path: Path, **overrides):
-    kwargs = {"steps": 60, "batch_size": 8, "seq_len": 32, "lr": 3e-3, "seed": 0, "out_dir": tmp_path / "lm",
-              "progress": False}  # fmt: skip
+    kwargs = {
+        "steps": 60,
+        "batch_size": 8,
+        "seq_len": 32,
+        "lr": 3e-3,
+        "seed": 0,
+        "out_dir": tmp_path / "lm",
+        "progress": False,
+    }
     return {**kwargs, **overrides}
 
 
@@ -218,8 +292,7 @@ def test_causal_lm_learns_and_reloads_identically(family, world, base_bpe, tmp_p
     assert reloaded_tok.convert_tokens_to_ids(IMAGE_TOKEN) == tok.convert_tokens_to_ids(IMAGE_TOKEN)
 
     # the in-memory model is not returned; retrain the same seed and compare logits with the saved one
-    again = pretrain_causal_lm(family, arch, tok, world / "backbone" / "lm_corpus.txt",
-                               **lm_kwargs(tmp_path / "again"))  # fmt: skip
+    again = pretrain_causal_lm(family, arch, tok, world / "backbone" / "lm_corpus.txt", **lm_kwargs(tmp_path / "again"))
     assert again["loss_curve"] == m["loss_curve"]
     twin = AutoModelForCausalLM.from_pretrained(tmp_path / "again" / "lm")
     ids = torch.tensor([tok("A small red circle on a white background.")["input_ids"]])
@@ -231,8 +304,9 @@ def test_held_back_lines_are_kept_out_of_training_in_every_copy(base_bpe, tmp_pa
     tok = family_tokenizer(base_bpe, "qwen2")
     colours, shapes = ("red", "green", "blue", "yellow", "purple"), ("circle", "square", "triangle", "star")
     distinct = [f"A {c} {s} number {n}." for c in colours for s in shapes for n in range(5)]  # 100 lines
-    m = pretrain_causal_lm("qwen2", {**LLM["qwen2"], "vocab_size": 448}, tok, distinct * 3,
-                           **lm_kwargs(tmp_path, steps=2))  # fmt: skip
+    m = pretrain_causal_lm(
+        "qwen2", {**LLM["qwen2"], "vocab_size": 448}, tok, distinct * 3, **lm_kwargs(tmp_path, steps=2)
+    )
     assert m["eval_lines"] == 10 and m["train_lines"] == 3 * 90
 
 
@@ -254,34 +328,61 @@ def test_missing_files_are_reported_in_plain_words(world, base_bpe, tmp_path):
     with pytest.raises(FileNotFoundError, match="image-caption pairs file not found: .*nope.jsonl"):
         pretrain_vision_tower(tmp_path / "nope.jsonl", world / "images", tok, **vision_kwargs(tmp_path))
     with pytest.raises(FileNotFoundError, match="language-model corpus not found: .*corpus.txt"):
-        pretrain_causal_lm("phi2", {**LLM["phi2"], "vocab_size": 448}, tok, tmp_path / "corpus.txt",
-                           **lm_kwargs(tmp_path))  # fmt: skip
+        pretrain_causal_lm(
+            "phi2", {**LLM["phi2"], "vocab_size": 448}, tok, tmp_path / "corpus.txt", **lm_kwargs(tmp_path)
+        )
     with pytest.raises(FileNotFoundError, match="scenes file not found"):
-        pretrain_classifier_vision_tower(tmp_path / "scenes.jsonl", world / "images", vision_arch=VISION, steps=1,
-                                         batch_size=2, lr=1e-3, seed=0, out_dir=tmp_path / "cls")  # fmt: skip
+        pretrain_classifier_vision_tower(
+            tmp_path / "scenes.jsonl",
+            world / "images",
+            vision_arch=VISION,
+            steps=1,
+            batch_size=2,
+            lr=1e-3,
+            seed=0,
+            out_dir=tmp_path / "cls",
+        )
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text(json.dumps({"image": "scenes/missing.png", "caption": "a red circle."}) + "\n")
     with pytest.raises(FileNotFoundError, match="image not found: .*scenes/missing.png"):
         pretrain_vision_tower(pairs, world / "images", tok, **vision_kwargs(tmp_path))
     with pytest.raises(FileNotFoundError, match="image folder not found"):
-        pretrain_vision_tower(read_vision_pairs(world / "backbone" / "vision_pairs.jsonl"), tmp_path / "no-images",
-                              tok, **vision_kwargs(tmp_path))  # fmt: skip
+        pretrain_vision_tower(
+            read_vision_pairs(world / "backbone" / "vision_pairs.jsonl"),
+            tmp_path / "no-images",
+            tok,
+            **vision_kwargs(tmp_path),
+        )
     assert not (tmp_path / "tower").exists() and not (tmp_path / "lm").exists()
 
 
 def test_bf16_autocast_trains_and_saves_fp32_weights(world, base_bpe, tmp_path):
     tok = family_tokenizer(base_bpe, "phi3")
-    m = pretrain_causal_lm("phi3", {**LLM["phi3"], "vocab_size": 448}, tok, world / "backbone" / "lm_corpus.txt",
-                           **lm_kwargs(tmp_path, steps=20, precision="bf16"))  # fmt: skip
+    m = pretrain_causal_lm(
+        "phi3",
+        {**LLM["phi3"], "vocab_size": 448},
+        tok,
+        world / "backbone" / "lm_corpus.txt",
+        **lm_kwargs(tmp_path, steps=20, precision="bf16"),
+    )
     assert m["precision"] == "bf16" and m["loss_last"] < m["loss_first"]
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "lm").dtype == torch.float32
-    v = pretrain_vision_tower(world / "backbone" / "vision_pairs.jsonl", world / "images", tok,
-                              **vision_kwargs(tmp_path, steps=4, precision="bf16"))  # fmt: skip
+    v = pretrain_vision_tower(
+        world / "backbone" / "vision_pairs.jsonl",
+        world / "images",
+        tok,
+        **vision_kwargs(tmp_path, steps=4, precision="bf16"),
+    )
     assert all(math.isfinite(x) for _, x in v["loss_curve"])
     assert assert_clean_tower(tmp_path / "tower").dtype == torch.float32
     with pytest.raises(ConfigError, match="precision must be 'fp32' or 'bf16'"):
-        pretrain_causal_lm("phi3", {**LLM["phi3"], "vocab_size": 448}, tok, world / "backbone" / "lm_corpus.txt",
-                           **lm_kwargs(tmp_path / "fp16", precision="fp16"))  # fmt: skip
+        pretrain_causal_lm(
+            "phi3",
+            {**LLM["phi3"], "vocab_size": 448},
+            tok,
+            world / "backbone" / "lm_corpus.txt",
+            **lm_kwargs(tmp_path / "fp16", precision="fp16"),
+        )
 
 
 def test_phi2_lm_head_bias_stays_zero_so_llava_loses_nothing(tmp_path):
@@ -292,10 +393,27 @@ def test_phi2_lm_head_bias_stays_zero_so_llava_loses_nothing(tmp_path):
     from impkit.train.backbones import pretrain_causal_lm
 
     tok = family_tokenizer(train_bpe(["a red circle and a blue square."] * 40, 300), "phi2")
-    arch = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 2,
-            "max_position_embeddings": 64, "vocab_size": 512}  # fmt: skip
-    pretrain_causal_lm("phi2", arch, tok, ["a red circle and a blue square."] * 60, steps=3, batch_size=4, seq_len=16,
-                       lr=1e-2, seed=0, out_dir=tmp_path / "lm", progress=False)  # fmt: skip
+    arch = {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 64,
+        "vocab_size": 512,
+    }
+    pretrain_causal_lm(
+        "phi2",
+        arch,
+        tok,
+        ["a red circle and a blue square."] * 60,
+        steps=3,
+        batch_size=4,
+        seq_len=16,
+        lr=1e-2,
+        seed=0,
+        out_dir=tmp_path / "lm",
+        progress=False,
+    )
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "lm")
     assert model.lm_head.bias is not None and float(model.lm_head.bias.abs().max()) == 0.0
 
@@ -306,8 +424,12 @@ def test_multi_resolution_tower_trains_at_each_size_and_loads_as_a_twin_resizes_
     saved tower, its positions resized the way a lower-resolution preset loads it, computes exactly
     what training computed at that size."""
     tok = family_tokenizer(base_bpe, "phi2")
-    m = pretrain_vision_tower(world / "backbone" / "vision_pairs.jsonl", world / "images", tok,
-                              **vision_kwargs(tmp_path, steps=4, also_sizes=[24, 32]))  # fmt: skip
+    m = pretrain_vision_tower(
+        world / "backbone" / "vision_pairs.jsonl",
+        world / "images",
+        tok,
+        **vision_kwargs(tmp_path, steps=4, also_sizes=[24, 32]),
+    )
     assert m["image_sizes"] == [32, 24]  # its own size first; the own size listed again is not a second one
     assert set(m["retrieval_top1_after_by_size"]) == {32, 24}
     assert m["retrieval_top1_after"] == m["retrieval_top1_after_by_size"][32]
@@ -334,16 +456,28 @@ def test_multi_resolution_sizes_must_be_lower_multiples_of_the_patch(world, base
     tok = family_tokenizer(base_bpe, "phi2")
     for size in (20, 48):
         with pytest.raises(ConfigError, match=f"not at {size} px"):
-            pretrain_vision_tower(world / "backbone" / "vision_pairs.jsonl", world / "images", tok,
-                                  **vision_kwargs(tmp_path, steps=1, also_sizes=[size]))  # fmt: skip
+            pretrain_vision_tower(
+                world / "backbone" / "vision_pairs.jsonl",
+                world / "images",
+                tok,
+                **vision_kwargs(tmp_path, steps=1, also_sizes=[size]),
+            )
     assert not (tmp_path / "tower").exists()
 
 
 def test_classifier_tower_also_trains_at_a_lower_size(world, tmp_path):
     m = pretrain_classifier_vision_tower(
-        world / "scenes.jsonl", world / "images", vision_arch=VISION, steps=4, batch_size=16, lr=3e-3, seed=0,
-        out_dir=tmp_path / "cls", progress=False, also_sizes=[24],
-    )  # fmt: skip
+        world / "scenes.jsonl",
+        world / "images",
+        vision_arch=VISION,
+        steps=4,
+        batch_size=16,
+        lr=3e-3,
+        seed=0,
+        out_dir=tmp_path / "cls",
+        progress=False,
+        also_sizes=[24],
+    )
     assert m["image_sizes"] == [32, 24] and set(m["accuracy_after_by_size"]) == {32, 24}
     assert_clean_tower(tmp_path / "cls")
 
@@ -351,25 +485,34 @@ def test_classifier_tower_also_trains_at_a_lower_size(world, tmp_path):
 # --------------------------------------------------------------------------- parts side by side
 def _lm_job(family: str, tok, corpus: Path, out: Path, **overrides):
     arch = {**LLM[family], "vocab_size": 448}
-    return (f"llm-{family}", pretrain_causal_lm,
-            {"family": family, "arch": arch, "tokenizer": tok, "texts": corpus, **lm_kwargs(out, **overrides)})  # fmt: skip
+    return (
+        f"llm-{family}",
+        pretrain_causal_lm,
+        {"family": family, "arch": arch, "tokenizer": tok, "texts": corpus, **lm_kwargs(out, **overrides)},
+    )
 
 
 def test_parts_trained_side_by_side_are_those_trained_one_after_another(world, base_bpe, tmp_path):
     """The backbones stage's two-process path (one thread each) gives every part exactly what the
     one-process path on one thread gives it: the same loss curve and the same saved weights."""
     corpus = world / "backbone" / "lm_corpus.txt"
-    jobs = {where: [_lm_job(f, family_tokenizer(base_bpe, f), corpus, tmp_path / where / f, steps=20)
-                    for f in ("phi2", "qwen2", "phi3")]
-            for where in ("apart", "together")}  # fmt: skip
+    jobs = {
+        where: [
+            _lm_job(f, family_tokenizer(base_bpe, f), corpus, tmp_path / where / f, steps=20)
+            for f in ("phi2", "qwen2", "phi3")
+        ]
+        for where in ("apart", "together")
+    }
     side_by_side = run_side_by_side(jobs["apart"], processes=2)
     in_turn = run_side_by_side(jobs["together"], processes=1)  # this process, one thread (fixture)
     assert list(side_by_side) == ["llm-phi2", "llm-qwen2", "llm-phi3"]
     for label, metrics in side_by_side.items():
         assert metrics["loss_curve"] == in_turn[label]["loss_curve"], label
         family = label.removeprefix("llm-")
-        with (safe_open(tmp_path / "apart" / family / "lm" / "model.safetensors", "pt") as a,
-              safe_open(tmp_path / "together" / family / "lm" / "model.safetensors", "pt") as b):  # fmt: skip
+        with (
+            safe_open(tmp_path / "apart" / family / "lm" / "model.safetensors", "pt") as a,
+            safe_open(tmp_path / "together" / family / "lm" / "model.safetensors", "pt") as b,
+        ):
             assert set(a.keys()) == set(b.keys())
             for key in a.keys():
                 torch.testing.assert_close(a.get_tensor(key), b.get_tensor(key), rtol=0, atol=0, msg=key)
@@ -381,8 +524,10 @@ def test_parts_side_by_side_report_their_progress_with_rate_and_eta(world, base_
     monkeypatch.setenv("IMPKIT_PROGRESS", "1")  # as a user runs the build
     monkeypatch.setenv("IMPKIT_PROGRESS_SECONDS", "0")
     corpus = world / "backbone" / "lm_corpus.txt"
-    jobs = [_lm_job(f, family_tokenizer(base_bpe, f), corpus, tmp_path / f, steps=5, progress=True)
-            for f in ("phi2", "qwen2")]  # fmt: skip
+    jobs = [
+        _lm_job(f, family_tokenizer(base_bpe, f), corpus, tmp_path / f, steps=5, progress=True)
+        for f in ("phi2", "qwen2")
+    ]
     run_side_by_side(jobs, processes=2)
     err = capfd.readouterr().err
     for family in ("phi2", "qwen2"):

@@ -38,14 +38,38 @@ def _recipe(data, name="nano"):
 
 CASES = [
     (WorldConfig, "world", ("sizes", "captions"), -5, "world.sizes.captions: must be >= 0, got -5"),
-    (DataConfig, "data", ("quality", "max_quarantine_share"), 1.5, "data.quality.max_quarantine_share: must be in [0, 1], got 1.5"),
+    (
+        DataConfig,
+        "data",
+        ("quality", "max_quarantine_share"),
+        1.5,
+        "data.quality.max_quarantine_share: must be in [0, 1], got 1.5",
+    ),
     (BackbonesConfig, "backbones", ("vision", "lr"), 0, "backbones.vision.lr: must be > 0, got 0"),
     (BackbonesConfig, "backbones", ("llm", "batch_size"), 0, "backbones.llm.batch_size: must be >= 1, got 0"),
     (_recipe, "train", ("recipes", "nano", "lora", "r"), -4, "train.recipes.nano.lora.r: must be >= 1, got -4"),
-    (_recipe, "train", ("recipes", "nano", "lora", "dropout"), 7, "train.recipes.nano.lora.dropout: must be in [0, 1), got 7"),
-    (_recipe, "train", ("recipes", "nano", "stage2", "learning_rate"), -1e-4, "train.recipes.nano.stage2.learning_rate: must be > 0"),
-    (_recipe, "train", ("recipes", "nano", "stage1", "warmup_ratio"), 2, "train.recipes.nano.stage1.warmup_ratio: must be in [0, 1]"),
-]  # fmt: skip
+    (
+        _recipe,
+        "train",
+        ("recipes", "nano", "lora", "dropout"),
+        7,
+        "train.recipes.nano.lora.dropout: must be in [0, 1), got 7",
+    ),
+    (
+        _recipe,
+        "train",
+        ("recipes", "nano", "stage2", "learning_rate"),
+        -1e-4,
+        "train.recipes.nano.stage2.learning_rate: must be > 0",
+    ),
+    (
+        _recipe,
+        "train",
+        ("recipes", "nano", "stage1", "warmup_ratio"),
+        2,
+        "train.recipes.nano.stage1.warmup_ratio: must be in [0, 1]",
+    ),
+]
 
 
 @pytest.mark.parametrize(("build", "section", "path", "value", "message"), CASES)
@@ -62,10 +86,15 @@ def test_the_shipped_params_are_in_range_and_edges_pass():
         _recipe(PARAMS["train"], name)
 
 
-@pytest.mark.parametrize(("bound", "inside", "outside", "text"), [
-    (Bound(0), [0, 3], [-1], ">= 0"), (Bound(0, low_open=True), [1e-9], [0], "> 0"),
-    (Bound(0, 1), [0, 1], [1.01], "in [0, 1]"), (Bound(0, 1, high_open=True), [0, 0.99], [1], "in [0, 1)"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("bound", "inside", "outside", "text"),
+    [
+        (Bound(0), [0, 3], [-1], ">= 0"),
+        (Bound(0, low_open=True), [1e-9], [0], "> 0"),
+        (Bound(0, 1), [0, 1], [1.01], "in [0, 1]"),
+        (Bound(0, 1, high_open=True), [0, 0.99], [1], "in [0, 1)"),
+    ],
+)
 def test_bounds(bound, inside, outside, text):
     assert str(bound) == text
     for value in inside:

@@ -38,8 +38,14 @@ def in_tests_folder(monkeypatch):
 
 def _single_process(data: Path, out: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "IMPKIT_PROGRESS": "0"}
-    done = subprocess.run([sys.executable, "-m", WORKER, str(data), str(out)], cwd=TESTS, env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", WORKER, str(data), str(out)],
+        cwd=TESTS,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
 
@@ -80,8 +86,20 @@ def test_a_global_batch_the_processes_cannot_share_is_a_config_error(tmp_path):
     from impkit.config import ConfigError, StageTraining
     from impkit.train.trainer import training_arguments
 
-    cfg = StageTraining(learning_rate=1e-3, projector_lr=None, lr_scheduler="cosine", warmup_ratio=0.0, weight_decay=0.0,
-                        global_batch_size=8, per_device_batch_size=8, epochs=1, max_length=64, checkpoint_steps=10,
-                        gradient_checkpointing=False, precision="fp32", logging_steps=1)  # fmt: skip
+    cfg = StageTraining(
+        learning_rate=1e-3,
+        projector_lr=None,
+        lr_scheduler="cosine",
+        warmup_ratio=0.0,
+        weight_decay=0.0,
+        global_batch_size=8,
+        per_device_batch_size=8,
+        epochs=1,
+        max_length=64,
+        checkpoint_steps=10,
+        gradient_checkpointing=False,
+        precision="fp32",
+        logging_steps=1,
+    )
     with pytest.raises(ConfigError, match="train.cpu_processes"):
         training_arguments(cfg, tmp_path, seed=0, world_size=2)

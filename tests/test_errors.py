@@ -25,8 +25,21 @@ from impkit.train.starting_model import WeightsNotFound, starting_model
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("error", [ConfigError, SourceError, QualityGateError, TemplateError, ScoringError,
-                                   ExportError, GGUFRunError, ReleaseError, EvaluationError, WeightsNotFound])  # fmt: skip
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConfigError,
+        SourceError,
+        QualityGateError,
+        TemplateError,
+        ScoringError,
+        ExportError,
+        GGUFRunError,
+        ReleaseError,
+        EvaluationError,
+        WeightsNotFound,
+    ],
+)
 def test_every_deliberate_error_is_an_impkit_error(error):
     assert issubclass(error, ImpkitError)
 
@@ -48,11 +61,25 @@ def test_evaluate_names_an_unknown_benchmark_before_loading_anything(caplog, tmp
     from impkit.cli import main
 
     # the folder is no release either: the benchmark names are checked first, so no model is loaded
-    message = _one_line_exit(caplog, main, ["evaluate", str(tmp_path), "--benchmarks", "vqav2", "foo", "--params",
-                                            str(REPO / "params.yaml"), "--out", str(tmp_path / "out")])  # fmt: skip
+    message = _one_line_exit(
+        caplog,
+        main,
+        [
+            "evaluate",
+            str(tmp_path),
+            "--benchmarks",
+            "vqav2",
+            "foo",
+            "--params",
+            str(REPO / "params.yaml"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
     assert message.startswith("unknown benchmark(s) ['foo']; known: ['vqav2'")
-    message = _one_line_exit(caplog, main, ["evaluate", str(tmp_path), "--params", str(REPO / "params.yaml"),
-                                            "--out", str(tmp_path / "out")])  # fmt: skip
+    message = _one_line_exit(
+        caplog, main, ["evaluate", str(tmp_path), "--params", str(REPO / "params.yaml"), "--out", str(tmp_path / "out")]
+    )
     assert message == f"{tmp_path}/impkit.json not found: {tmp_path} is not a release folder"
 
 

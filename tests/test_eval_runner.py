@@ -59,7 +59,7 @@ def runner(preset, tok, model, images, **kwargs) -> TorchRunner:
         batch_size=1,
         max_new_tokens=6,
     )
-    return TorchRunner(model, tok, **{**options, **kwargs})  # fmt: skip
+    return TorchRunner(model, tok, **{**options, **kwargs})
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +86,14 @@ def test_the_greedy_loop_answers_as_transformers_generate_does(tiny, images, one
     for q, answer in zip(questions(), one_by_one, strict=True):
         inputs = reference_inputs(run, q)
         with torch.no_grad():
-            out = model.generate(**inputs, max_new_tokens=run.max_new_tokens, do_sample=False, num_beams=1,
-                                 pad_token_id=run.pad_id, eos_token_id=run.stop_ids)  # fmt: skip
+            out = model.generate(
+                **inputs,
+                max_new_tokens=run.max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                pad_token_id=run.pad_id,
+                eos_token_id=run.stop_ids,
+            )
         text = tok.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=False)
         assert clean_answer(text, run.stop_strings) == answer, q.id
 
@@ -200,9 +206,13 @@ def test_the_roomy_cache_layer_holds_what_a_dynamic_layer_holds_without_copying(
     room_k[..., :5, :], room_v[..., :5, :] = start_k, start_v
     roomy = _RoomyLayer(room_k, room_v, length=5)
     # rows dropped while in room, then growth past its capacity (8), then rows dropped after that
-    steps = [(torch.randn(3, 2, 2, 4), None), (torch.randn(3, 2, 1, 4), torch.tensor([0, 2])),
-             (torch.randn(2, 2, 1, 4), None), (torch.randn(2, 2, 1, 4), torch.tensor([1])),
-             (torch.randn(1, 2, 1, 4), None)]  # fmt: skip
+    steps = [
+        (torch.randn(3, 2, 2, 4), None),
+        (torch.randn(3, 2, 1, 4), torch.tensor([0, 2])),
+        (torch.randn(2, 2, 1, 4), None),
+        (torch.randn(2, 2, 1, 4), torch.tensor([1])),
+        (torch.randn(1, 2, 1, 4), None),
+    ]
     for new, keep in steps:
         expected = plain.update(new, -new)
         got = roomy.update(new, -new)
@@ -356,9 +366,15 @@ def test_clean_answer_cuts_at_the_earliest_stop_and_strips():
     assert clean_answer("</s>red", stops) == ""
 
 
-@pytest.mark.parametrize(("continuation", "expected"),
-                         [(" yes</s> and more", "yes"), (" a red circle<|endoftext|>lamp", "a red circle"),
-                          (" blue</s><|endoftext|><|endoftext|>", "blue"), (" two blue squares", "two blue squares")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("continuation", "expected"),
+    [
+        (" yes</s> and more", "yes"),
+        (" a red circle<|endoftext|>lamp", "a red circle"),
+        (" blue</s><|endoftext|><|endoftext|>", "blue"),
+        (" two blue squares", "two blue squares"),
+    ],
+)
 def test_generated_stop_strings_cut_the_answer(tiny, images, monkeypatch, continuation, expected):
     preset, tok, model = tiny
     run = runner(preset, tok, model, images, batch_size=4)
@@ -400,16 +416,31 @@ def test_from_release_rejects_a_folder_that_disagrees_with_itself(tiny, tmp_path
 
 
 def test_twin_prompt_lines_become_questions():
-    rows = [{"id": "7", "image": "a.png", "prompt": "Q?", "benchmark": "gqa"},
-            {"id": 8, "image": None, "prompt": "T?", "benchmark": "mmvet"}]  # fmt: skip
+    rows = [
+        {"id": "7", "image": "a.png", "prompt": "Q?", "benchmark": "gqa"},
+        {"id": 8, "image": None, "prompt": "T?", "benchmark": "mmvet"},
+    ]
     assert questions_from_prompts(rows) == [Question("7", "a.png", "Q?"), Question("8", None, "T?")]
 
 
 def test_heldout_answer_questions_delegates_to_the_runner(tiny, images):
     preset, tok, model = tiny
     held = [{"id": f"h{i}", "image": f"scene{i}.png", "question": p} for i, p in enumerate(PROMPTS[:5])]
-    got = answer_questions(model, tok, template="phi2", image_size=32, image_aspect="pad", n_image_tokens=16,
-                           questions=held, image_root=images, blank=False, batch_size=2, max_new_tokens=6)  # fmt: skip
-    asked = [Question(q["id"], q["image"], q["question"] + "\nAnswer the question using a single word or phrase.")
-             for q in held]  # fmt: skip
+    got = answer_questions(
+        model,
+        tok,
+        template="phi2",
+        image_size=32,
+        image_aspect="pad",
+        n_image_tokens=16,
+        questions=held,
+        image_root=images,
+        blank=False,
+        batch_size=2,
+        max_new_tokens=6,
+    )
+    asked = [
+        Question(q["id"], q["image"], q["question"] + "\nAnswer the question using a single word or phrase.")
+        for q in held
+    ]
     assert got == [normalise(a) for a in runner(preset, tok, model, images).answer(asked)]

@@ -130,9 +130,13 @@ def test_evaluate_writes_official_files_scored_as_impkit_score_with_both_baselin
 
     # The files are the official formats: `impkit score` on them gives the numbers evaluate() reports.
     entries = json.loads((twins / "twins.json").read_text())["benchmarks"]
-    for benchmark, predictions in (("vqav2", "gold/vqav2/results.json"), ("pope", "gold-blind/pope/answers"),
-                                   ("mmbench", "majority/mmbench/answers.jsonl"), ("mme", "gold/mme/results"),
-                                   ("mmbench_cn", "gold-blind/mmbench_cn/submission.xlsx")):  # fmt: skip
+    for benchmark, predictions in (
+        ("vqav2", "gold/vqav2/results.json"),
+        ("pope", "gold-blind/pope/answers"),
+        ("mmbench", "majority/mmbench/answers.jsonl"),
+        ("mme", "gold/mme/results"),
+        ("mmbench_cn", "gold-blind/mmbench_cn/submission.xlsx"),
+    ):
         args = ["score", benchmark, "--predictions", str(out / predictions)]
         if benchmark != "mme":
             args += ["--annotations", str(twins / entries[benchmark]["annotations"])]
@@ -143,8 +147,11 @@ def test_evaluate_writes_official_files_scored_as_impkit_score_with_both_baselin
 
     # metrics.json: compact, numbers for DVC, the reason for MM-Vet.
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["gold"]["vqav2"] == {"soft_accuracy": 100.0, "n": SIZES.vqav2,
-                                        "blind": round(scores["gold-blind"]["vqav2"]["headline"]["value"], 2)}  # fmt: skip
+    assert metrics["gold"]["vqav2"] == {
+        "soft_accuracy": 100.0,
+        "n": SIZES.vqav2,
+        "blind": round(scores["gold-blind"]["vqav2"]["headline"]["value"], 2),
+    }
     assert metrics["gold"]["mmvet"] == NOT_SCORED and metrics[MAJORITY]["mmvet"] == NO_MAJORITY
     # Table 3: the paper's columns in its order, one row per condition, MM-Vet explained.
     table = (out / "table3.md").read_text()
@@ -166,8 +173,16 @@ def test_with_a_judge_mmvet_is_asked_with_the_open_ended_runner_and_scored(twins
         seen.append(question)
         return float(answer == prediction)
 
-    details = evaluate(runner, twins, tmp_path / "eval", run="gold", benchmarks=["gqa", "mmvet"], blind=False,
-                       judge=judge, open_runner=open_runner)  # fmt: skip
+    details = evaluate(
+        runner,
+        twins,
+        tmp_path / "eval",
+        run="gold",
+        benchmarks=["gqa", "mmvet"],
+        blind=False,
+        judge=judge,
+        open_runner=open_runner,
+    )
     assert {qid for qid, _ in open_runner.asked} == {f"v1_{i}" for i in range(SIZES.mmvet)}
     assert not any(qid.startswith("v1_") for qid, _ in runner.asked)
     assert len(seen) == SIZES.mmvet
@@ -207,16 +222,29 @@ def test_a_negative_image_cache_size_is_a_config_error():
         EvalConfig(seed=1, twins=SIZES, feature_cache_mb=-1)
 
 
-EVAL = {"seed": 1, "twins": dataclasses.asdict(SIZES), "batch_size": 4, "feature_cache_mb": 1, "max_new_tokens": 4,
-        "open_max_new_tokens": 8, "blind": True, "judge": None}  # fmt: skip
+EVAL = {
+    "seed": 1,
+    "twins": dataclasses.asdict(SIZES),
+    "batch_size": 4,
+    "feature_cache_mb": 1,
+    "max_new_tokens": 4,
+    "open_max_new_tokens": 8,
+    "blind": True,
+    "judge": None,
+}
 SUBSET = ["pope", "sqa", "mmbench_cn"]
 
 
 @pytest.fixture(scope="module")
 def release(tiny, tmp_path_factory) -> Path:
     preset, tok, model = tiny
-    return write_release(model, tok, preset, tmp_path_factory.mktemp("rel") / "nano-test",
-                         {"preset": "nano-test", "stage": "tune", "model": {"llm": "phi2 64d x2"}}).folder  # fmt: skip
+    return write_release(
+        model,
+        tok,
+        preset,
+        tmp_path_factory.mktemp("rel") / "nano-test",
+        {"preset": "nano-test", "stage": "tune", "model": {"llm": "phi2 64d x2"}},
+    ).folder
 
 
 def files_of(root: Path) -> dict[str, bytes]:
@@ -238,10 +266,36 @@ def test_torch_runner_release_evaluation_and_two_process_accelerate_launch_agree
     params.write_text(yaml.safe_dump({"eval": EVAL}))
     two = tmp_path / "two"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "IMPKIT_PROGRESS": "0"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
-           "-m", "impkit.cli", "evaluate", str(release), "--params", str(params), "--twins", str(twins),
-           "--images", str(world / "images"), "--out", str(two), "--benchmarks", *SUBSET]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "29517",
+        "-m",
+        "impkit.cli",
+        "evaluate",
+        str(release),
+        "--params",
+        str(params),
+        "--twins",
+        str(twins),
+        "--images",
+        str(world / "images"),
+        "--out",
+        str(two),
+        "--benchmarks",
+        *SUBSET,
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "process 2/2 answers questions" in done.stderr

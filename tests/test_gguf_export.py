@@ -66,19 +66,42 @@ LLM_ARCH = {
 def make_release(root: Path, family: str, width: int = 64) -> Path:
     """A random LLaVA release (write_release) with a ``width``-wide LLM and vision tower."""
     arch, template = LLM_ARCH[family]
-    llm = {"hidden_size": width, "num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 512,
-           **arch, "intermediate_size": arch["intermediate_size"] * width}  # fmt: skip
-    vision = {"hidden_size": width, "intermediate_size": 2 * width, "num_hidden_layers": 3, "num_attention_heads": 2,
-              "image_size": 32, "patch_size": 8}  # fmt: skip
-    preset = from_dict(PresetConfig, {"family": family, "template": template, "image_aspect": "pad", "offline": True,
-                                      "train": "nano", "vision": {"arch": vision}, "llm": {"arch": llm}})  # fmt: skip
+    llm = {
+        "hidden_size": width,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 512,
+        **arch,
+        "intermediate_size": arch["intermediate_size"] * width,
+    }
+    vision = {
+        "hidden_size": width,
+        "intermediate_size": 2 * width,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 2,
+        "image_size": 32,
+        "patch_size": 8,
+    }
+    preset = from_dict(
+        PresetConfig,
+        {
+            "family": family,
+            "template": template,
+            "image_aspect": "pad",
+            "offline": True,
+            "train": "nano",
+            "vision": {"arch": vision},
+            "llm": {"arch": llm},
+        },
+    )
     # digits in the corpus give merges like "1"+"2" that only GPT-2's split (" 123" kept whole) lets apply,
     # so exporting the wrong pre-tokenizer name would show in the token ids
     texts = [*CORPUS, "count 123 lamps and 45 squares"] * 10
     tok = family_tokenizer(train_bpe(texts, 360), family, chat_template=jinja_chat_template(get_template(template)))
     ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
-    config = llava_config(preset, image_token_id=tok.convert_tokens_to_ids(IMAGE_TOKEN), vocab_size=len(tok),
-                          special_ids=ids)  # fmt: skip
+    config = llava_config(
+        preset, image_token_id=tok.convert_tokens_to_ids(IMAGE_TOKEN), vocab_size=len(tok), special_ids=ids
+    )
     for cfg in (config, config.text_config, config.vision_config):
         # logits that depend on the input (conftest's `tiny` uses 0.2 at width 64), same gain when wider
         cfg.initializer_range = 0.2 * (64 / width) ** 0.5
@@ -225,8 +248,9 @@ def test_image_embeddings_and_logits_match_pytorch(exported, reference, family):
         features = model.get_image_features(pixel_values=pix)
     features = getattr(features, "pooler_output", features)
     features = (features[0] if isinstance(features, list | tuple) else features).reshape(meta["image_tokens"], -1)
-    with GGUFSession(record["llm"]["path"], record["mmproj"]["path"], n_threads=THREADS, n_ctx=256,
-                     logits_all=True) as session:  # fmt: skip
+    with GGUFSession(
+        record["llm"]["path"], record["mmproj"]["path"], n_threads=THREADS, n_ctx=256, logits_all=True
+    ) as session:
         n_image, embeddings = run_image_prompt(session, prompt, rgb)
         assert n_image == meta["image_tokens"] == record["image_tokens"] == 16
         assert session.n_past == len(ids)
@@ -254,11 +278,14 @@ def test_chat_handler_answers_about_an_image(exported, reference, family):
     with torch.no_grad():
         first = int(model(input_ids=torch.tensor([ids]), pixel_values=pixels(rgb)).logits[0, -1].argmax())
     handler = MTMDChatHandler(clip_model_path=record["mmproj"]["path"], verbose=False)
-    message = {"role": "user", "content": [{"type": "text", "text": QUESTION},
-                                           {"type": "image_url", "image_url": {"url": png_data_uri(rgb)}}]}  # fmt: skip
+    message = {
+        "role": "user",
+        "content": [{"type": "text", "text": QUESTION}, {"type": "image_url", "image_url": {"url": png_data_uri(rgb)}}],
+    }
     with llama(record["llm"]["path"], chat_handler=handler) as llm:
-        reply = llm.create_chat_completion(messages=[message], max_tokens=1, temperature=0.0, top_k=1,
-                                           repeat_penalty=1.0)  # fmt: skip
+        reply = llm.create_chat_completion(
+            messages=[message], max_tokens=1, temperature=0.0, top_k=1, repeat_penalty=1.0
+        )
         prompt_ids = llm.input_ids[: reply["usage"]["prompt_tokens"]].tolist()
     # The GGUF's chat template rendered the training prompt: same length, same text tokens around
     # the image (positions inside the image chunk hold no token ids).
@@ -282,12 +309,17 @@ def test_chat_template_renders_the_training_prompt_with_the_media_marker():
     for name in ("qwen2", "phi2", "phi3", "plain"):
         template = env.from_string(gguf_chat_template(name))
         expected = render_prompt(get_template(name), "Which shape?", has_image=True).replace(IMAGE_TOKEN, MEDIA_MARKER)
-        image_parts = [{"type": "text", "text": MEDIA_MARKER},  # what MTMDChatHandler passes for an image_url
-                       {"type": "image_url", "image_url": {"url": "file:///x.png"}}, {"type": "image"}]  # fmt: skip
+        image_parts = [
+            {"type": "text", "text": MEDIA_MARKER},  # what MTMDChatHandler passes for an image_url
+            {"type": "image_url", "image_url": {"url": "file:///x.png"}},
+            {"type": "image"},
+        ]
         for part in image_parts:
             messages = [{"role": "user", "content": [{"type": "text", "text": "Which shape?"}, part]}]
-            assert template.render(messages=messages, add_generation_prompt=True,
-                                   raise_exception=raise_exception) == expected, (name, part)  # fmt: skip
+            assert (
+                template.render(messages=messages, add_generation_prompt=True, raise_exception=raise_exception)
+                == expected
+            ), (name, part)
         text_only = render_prompt(get_template(name), "Which shape?", has_image=False)
         if name != "plain":  # the stage-1 template keeps only the image of a user turn
             messages = [{"role": "user", "content": "Which shape?"}]
@@ -315,11 +347,24 @@ def test_export_record_and_file_contents(exported):
         expected = gguf.GGMLQuantizationType.F32 if len(tensor.shape) == 1 else gguf.GGMLQuantizationType.F16
         assert tensor.tensor_type == expected, tensor.name
     vision = gguf.GGUFReader(record["mmproj"]["path"])
-    fields = {name: vision.fields[name].contents() for name in ("clip.projector_type", "clip.use_gelu",
-              "clip.vision.block_count", "clip.vision.feature_layer", "clip.vision.image_mean")}  # fmt: skip
+    fields = {
+        name: vision.fields[name].contents()
+        for name in (
+            "clip.projector_type",
+            "clip.use_gelu",
+            "clip.vision.block_count",
+            "clip.vision.feature_layer",
+            "clip.vision.image_mean",
+        )
+    }
     # penultimate-layer features of a 3-layer tower: 2 layers stored, block_count 2, feature_layer [2]
-    assert fields == {"clip.projector_type": "mlp", "clip.use_gelu": True, "clip.vision.block_count": 2,
-                      "clip.vision.feature_layer": [2], "clip.vision.image_mean": [0.5, 0.5, 0.5]}  # fmt: skip
+    assert fields == {
+        "clip.projector_type": "mlp",
+        "clip.use_gelu": True,
+        "clip.vision.block_count": 2,
+        "clip.vision.feature_layer": [2],
+        "clip.vision.image_mean": [0.5, 0.5, 0.5],
+    }
     names = {t.name for t in vision.tensors}
     assert {"mm.0.weight", "mm.0.bias", "mm.2.weight", "mm.2.bias", "v.blk.1.ffn_down.weight"} <= names
     assert "v.blk.2.attn_q.weight" not in names and "v.post_ln.weight" not in names
@@ -335,8 +380,9 @@ def test_transformers_loads_the_llm_gguf(exported, reference, family):
     model, tok, meta = reference(release)
     path = Path(record["llm"]["path"])
     loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
-    ids = tok(render_prompt(get_template(meta["template"]), QUESTION, has_image=False),
-              add_special_tokens=False)["input_ids"]  # fmt: skip
+    ids = tok(render_prompt(get_template(meta["template"]), QUESTION, has_image=False), add_special_tokens=False)[
+        "input_ids"
+    ]
     with torch.no_grad():
         ours = loaded(input_ids=torch.tensor([ids])).logits[0].numpy()
     assert_logits_match(ours, torch_logits(model, ids))
@@ -357,9 +403,15 @@ def test_phi3_name_does_not_switch_on_llama_cpp_whitespace_stripping(exported):
 def test_bpe_pre_is_read_from_the_pre_tokenizer():
     byte_level = {"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}}
     assert bpe_pre(byte_level, "qwen2") == "gpt-2" and bpe_pre(byte_level, "phi2") == "phi-2"
-    qwen = {"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-        {"type": "Split", "pattern": {"Regex": QWEN2_SPLIT}},
-        {"type": "ByteLevel", "use_regex": False}]}}  # fmt: skip
+    qwen = {
+        "pre_tokenizer": {
+            "type": "Sequence",
+            "pretokenizers": [
+                {"type": "Split", "pattern": {"Regex": QWEN2_SPLIT}},
+                {"type": "ByteLevel", "use_regex": False},
+            ],
+        }
+    }
     assert bpe_pre(qwen, "qwen2") == "qwen2"
     with pytest.raises(ExportError, match="unsupported pre-tokenizer"):
         bpe_pre({"pre_tokenizer": {"type": "Metaspace"}}, "phi3")
@@ -446,8 +498,9 @@ def test_an_unmapped_tensor_is_named(tmp_path, exported, monkeypatch):
     # a tensor the LLM table does not know
     names = ["model.language_model.layers.0.self_attn.q_proj.weight", "model.language_model.layers.0.mystery.weight"]
     with pytest.raises(ExportError, match=r"1 tensor\(s\).*model\.language_model\.layers\.0\.mystery\.weight"):
-        export_names.plan_tensors(names, arch=gguf.MODEL_ARCH.QWEN2, n_llm_layers=1, n_vision_layers_kept=1,
-                                  tied_output=False)  # fmt: skip
+        export_names.plan_tensors(
+            names, arch=gguf.MODEL_ARCH.QWEN2, n_llm_layers=1, n_vision_layers_kept=1, tied_output=False
+        )
 
 
 def test_a_checkpoint_tensor_the_model_would_drop_is_an_error(tmp_path, exported):

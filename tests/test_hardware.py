@@ -68,10 +68,22 @@ def test_unknown_precision_is_refused():
         resolve_precision("fp8", cpu(AVX2), where="x")
 
 
-STAGE = {"learning_rate": 2e-3, "projector_lr": 2e-4, "lr_scheduler": "cosine", "warmup_ratio": 0.03,
-         "weight_decay": 0.0, "global_batch_size": 8, "per_device_batch_size": 4, "epochs": 1, "max_length": 512,
-         "checkpoint_steps": 100, "gradient_checkpointing": False, "precision": "auto", "logging_steps": 20,
-         "bf16_frozen_weights": True}  # fmt: skip
+STAGE = {
+    "learning_rate": 2e-3,
+    "projector_lr": 2e-4,
+    "lr_scheduler": "cosine",
+    "warmup_ratio": 0.03,
+    "weight_decay": 0.0,
+    "global_batch_size": 8,
+    "per_device_batch_size": 4,
+    "epochs": 1,
+    "max_length": 512,
+    "checkpoint_steps": 100,
+    "gradient_checkpointing": False,
+    "precision": "auto",
+    "logging_steps": 20,
+    "bf16_frozen_weights": True,
+}
 
 
 def test_a_stage_resolves_its_precision_and_drops_bf16_copies_on_fp32(tmp_path):
@@ -90,8 +102,10 @@ def test_a_stage_resolves_its_precision_and_drops_bf16_copies_on_fp32(tmp_path):
 
 def test_cpu_model_and_flags_are_read_from_cpuinfo(tmp_path):
     info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu avx2 fma\n\n"
-                    "processor\t: 1\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu avx2 fma\n")  # fmt: skip
+    info.write_text(
+        "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu avx2 fma\n\n"
+        "processor\t: 1\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu avx2 fma\n"
+    )
     assert _cpuinfo(info) == ("AMD EPYC 7B13", frozenset({"fpu", "avx2", "fma"}))
     name, flags = _cpuinfo(tmp_path / "missing")
     assert name and flags == frozenset()

@@ -8,8 +8,10 @@ from impkit.eval.heldout import accuracy, shuffled_images
 
 
 def _questions():
-    return [{"id": f"q{i}", "image": f"scenes/{i // 3:03d}.png", "question": "?", "answer": "red", "type": "colour"}
-            for i in range(10)]  # fmt: skip
+    return [
+        {"id": f"q{i}", "image": f"scenes/{i // 3:03d}.png", "question": "?", "answer": "red", "type": "colour"}
+        for i in range(10)
+    ]
 
 
 def test_shuffled_images_never_keep_a_questions_own_image_and_keep_the_questions():
@@ -49,11 +51,25 @@ def test_check_release_answers_as_the_model_in_memory_with_the_presets_settings(
     (heldout / "images").mkdir(parents=True)
     for i, colour in enumerate([(200, 30, 30), (30, 30, 200), (240, 240, 20)]):
         Image.new("RGB", (40 + 9 * i, 30), colour).save(heldout / "images" / f"{i}.png")
-    rows = [{"id": f"q{i}", "image": f"{i % 3}.png", "question": q, "answer": "red", "type": t}
-            for i, (q, t) in enumerate([("What colour is it?", "colour"), ("How many?", "count"),
-                                        ("Is there a lamp?", "existence"), ("Which shape?", "shape")])]  # fmt: skip
-    common = dict(template=preset.template, image_size=32, image_aspect=preset.image_aspect,
-                  n_image_tokens=num_image_tokens(preset), image_root=heldout / "images", batch_size=2)  # fmt: skip
+    rows = [
+        {"id": f"q{i}", "image": f"{i % 3}.png", "question": q, "answer": "red", "type": t}
+        for i, (q, t) in enumerate(
+            [
+                ("What colour is it?", "colour"),
+                ("How many?", "count"),
+                ("Is there a lamp?", "existence"),
+                ("Which shape?", "shape"),
+            ]
+        )
+    ]
+    common = dict(
+        template=preset.template,
+        image_size=32,
+        image_aspect=preset.image_aspect,
+        n_image_tokens=num_image_tokens(preset),
+        image_root=heldout / "images",
+        batch_size=2,
+    )
     answers = answer_questions(model, tok, questions=rows, blank=False, **common)
     assert len(set(answers)) >= 2  # the answers differ, so a wrong image or template would show
     # the gold answers are the in-memory model's own: through the release folder every one must match
@@ -62,6 +78,10 @@ def test_check_release_answers_as_the_model_in_memory_with_the_presets_settings(
     release = write_release(model, tok, preset, tmp_path / "release", {})
     got = check_release(release.folder, tmp_path / "world", limit=None, batch_size=2)
     assert set(got) == {"with_image", "blank_image", "shuffled_image"}
-    assert got["with_image"] == {"accuracy": 1.0, "n": 4, "by_type": dict.fromkeys(sorted(r["type"] for r in rows), 1.0)}
+    assert got["with_image"] == {
+        "accuracy": 1.0,
+        "n": 4,
+        "by_type": dict.fromkeys(sorted(r["type"] for r in rows), 1.0),
+    }
     blank = answer_questions(model, tok, questions=rows, blank=True, **common)
     assert got["blank_image"] == accuracy(rows, blank)

@@ -101,8 +101,12 @@ def test_both_backends_read_the_same_prompt_ids(tiny_export):
 def test_report_has_the_fields_and_medians_lie_within_min_max(measured, kind):
     result = measured[kind]
     assert set(result) >= {"device", "model", "protocol", "environment", "load_s", "summary"}
-    assert result["device"] == {"name": "cpu" if kind == "llamacpp" else "cpu-torch", "runner": kind,
-                                "threads": THREADS, "options": {}}  # fmt: skip
+    assert result["device"] == {
+        "name": "cpu" if kind == "llamacpp" else "cpu-torch",
+        "runner": kind,
+        "threads": THREADS,
+        "options": {},
+    }
     assert result["protocol"]["prompt_tokens"] == 41 and result["protocol"]["gen_tokens"] == 64
     summary = result["summary"]
     assert summary["runs"] == len(summary["per_run"]) == 2 and summary["warmup"] == len(summary["warmup_runs"]) == 1
@@ -129,8 +133,11 @@ def test_equation_1_total_is_consistent_with_the_stage_times(measured, kind):
         assert run["s_prompt_tps"] == pytest.approx((16 + 41) / run["t_prompt_s"])  # image tokens count, T_VE not
         assert run["wall_s"] >= run["t_total_s"]  # T_other >= 0: the stages are inside the wall time
         assert run["t_other_s"] == pytest.approx(run["wall_s"] - run["t_total_s"])
-    medians = (summary["t_ve_s"]["median"] + summary["n_prompt"] / summary["s_prompt_tps"]["median"]
-               + summary["n_gen"] / summary["s_gen_tps"]["median"])  # fmt: skip
+    medians = (
+        summary["t_ve_s"]["median"]
+        + summary["n_prompt"] / summary["s_prompt_tps"]["median"]
+        + summary["n_gen"] / summary["s_gen_tps"]["median"]
+    )
     assert summary["t_total_eq1_s"] == pytest.approx(medians, rel=1e-5)
     assert table_row(summary)["t_total_s"] == summary["t_total_eq1_s"]
 
@@ -217,8 +224,10 @@ def test_release_measurement_covers_every_exported_level_and_pytorch(tiny_export
 
 def test_cpu_info_keeps_the_ggml_relevant_flags(tmp_path):
     path = tmp_path / "cpuinfo"
-    path.write_text("processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu sse2 avx avx2 fma f16c avx512f "
-                    "avx512_bf16 amx_tile avx_vnni aes\nprocessor\t: 1\nflags\t\t: fpu\n")  # fmt: skip
+    path.write_text(
+        "processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu sse2 avx avx2 fma f16c avx512f "
+        "avx512_bf16 amx_tile avx_vnni aes\nprocessor\t: 1\nflags\t\t: fpu\n"
+    )
     info = cpu_info(path)
     assert info["model"] == "Test CPU 9000"
     assert info["flags"] == ["amx_tile", "avx", "avx2", "avx512_bf16", "avx512f", "avx_vnni", "f16c", "fma"]

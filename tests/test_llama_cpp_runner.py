@@ -41,8 +41,9 @@ def test_f16_answers_equal_the_torch_runners_with_and_without_the_image(exported
     release, gguf = exported
     _, questions = twin_questions(eval_twins, 4)
     torch_runner = TorchRunner.from_release(release, image_root=eval_world / "images", max_new_tokens=6, device="cpu")
-    runner = LlamaCppRunner.from_export(gguf, "F16", release, image_root=eval_world / "images", max_new_tokens=6,
-                                        n_threads=THREADS)  # fmt: skip
+    runner = LlamaCppRunner.from_export(
+        gguf, "F16", release, image_root=eval_world / "images", max_new_tokens=6, n_threads=THREADS
+    )
     try:
         for blank in (False, True):
             ours = runner.answer(questions, blank_images=blank)
@@ -66,14 +67,16 @@ def test_parity_holds_for_the_export_and_breaks_for_another_models_file(exported
     first = {b: next(r for r in rows[b] if r.get("image")) for b in sorted(rows)}
     assert [(q.id, q.prompt) for q in questions] == [(r["id"], r["prompt"]) for r in list(first.values())[:6]]
     torch_runner = TorchRunner.from_release(release, image_root=eval_world / "images", device="cpu")
-    runner = LlamaCppRunner.from_export(gguf, "F16", release, image_root=eval_world / "images", n_threads=THREADS,
-                                        logits_all=True, n_ctx=512)  # fmt: skip
+    runner = LlamaCppRunner.from_export(
+        gguf, "F16", release, image_root=eval_world / "images", n_threads=THREADS, logits_all=True, n_ctx=512
+    )
     try:
         report = logit_parity(torch_runner, runner, questions)
         # the same tokenizer and template, other weights: a file that computes something else
         other = make_release(tmp_path, "qwen2", width=128)
-        broken = logit_parity(TorchRunner.from_release(other, image_root=eval_world / "images", device="cpu"), runner,
-                              questions)  # fmt: skip
+        broken = logit_parity(
+            TorchRunner.from_release(other, image_root=eval_world / "images", device="cpu"), runner, questions
+        )
     finally:
         runner.close()
     cfg = ParityConfig()
@@ -86,13 +89,28 @@ def test_parity_holds_for_the_export_and_breaks_for_another_models_file(exported
 
 def test_every_level_is_scored_and_compared_with_pytorch(exported, eval_twins, eval_world, tmp_path):
     release, gguf = exported
-    cfg = EvalConfig(seed=1, twins=TwinSizes(**TWIN_SIZES), batch_size=8, max_new_tokens=6, open_max_new_tokens=8,
-                     blind=False, judge=None)  # fmt: skip
+    cfg = EvalConfig(
+        seed=1,
+        twins=TwinSizes(**TWIN_SIZES),
+        batch_size=8,
+        max_new_tokens=6,
+        open_max_new_tokens=8,
+        blind=False,
+        judge=None,
+    )
     torch_dir = tmp_path / "torch"
     torch_runner = TorchRunner.from_release(release, image_root=eval_world / "images", max_new_tokens=6, device="cpu")
     torch_details = evaluate(torch_runner, eval_twins, torch_dir, run="torch", blind=False)
-    levels = evaluate_levels(release, gguf, ["F16", "Q8_0"], eval_twins, eval_world / "images", tmp_path / "gguf", cfg,
-                             GGUFEvalConfig(threads=THREADS, workers=2))  # fmt: skip
+    levels = evaluate_levels(
+        release,
+        gguf,
+        ["F16", "Q8_0"],
+        eval_twins,
+        eval_world / "images",
+        tmp_path / "gguf",
+        cfg,
+        GGUFEvalConfig(threads=THREADS, workers=2),
+    )
     assert sorted(levels) == ["F16", "Q8_0"]
     for level in levels:
         metrics = json.loads((tmp_path / "gguf" / level / "metrics.json").read_text())
@@ -118,13 +136,41 @@ def test_a_missing_export_is_a_clear_error(exported, tmp_path):
 def test_impkit_evaluate_answers_with_the_gguf_files(exported, eval_twins, eval_world, tmp_path, capsys):
     release, gguf = exported
     params = tmp_path / "params.yaml"
-    eval_section = {"seed": 1, "twins": TWIN_SIZES, "batch_size": 4, "max_new_tokens": 6, "open_max_new_tokens": 8,
-                    "blind": True, "judge": None}  # fmt: skip
+    eval_section = {
+        "seed": 1,
+        "twins": TWIN_SIZES,
+        "batch_size": 4,
+        "max_new_tokens": 6,
+        "open_max_new_tokens": 8,
+        "blind": True,
+        "judge": None,
+    }
     params.write_text(yaml.safe_dump({"eval": eval_section}))
     out = tmp_path / "cli"
-    cli(["evaluate", str(release), "--gguf", str(gguf), "--levels", "F16", "Q8_0", "--threads", "1",
-         "--params", str(params), "--twins", str(eval_twins), "--images", str(eval_world / "images"),
-         "--out", str(out), "--benchmarks", "pope", "sqa"])  # fmt: skip
+    cli(
+        [
+            "evaluate",
+            str(release),
+            "--gguf",
+            str(gguf),
+            "--levels",
+            "F16",
+            "Q8_0",
+            "--threads",
+            "1",
+            "--params",
+            str(params),
+            "--twins",
+            str(eval_twins),
+            "--images",
+            str(eval_world / "images"),
+            "--out",
+            str(out),
+            "--benchmarks",
+            "pope",
+            "sqa",
+        ]
+    )
     printed = capsys.readouterr().out
     metrics = json.loads(printed[: printed.rindex("}") + 1])
     assert sorted(metrics) == ["F16", "Q8_0"]

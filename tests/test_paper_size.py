@@ -63,10 +63,14 @@ def test_imp_3b_196_plan_has_the_real_architecture():
 
 @pytest.mark.parametrize(
     ("profile", "arch", "width", "vocab", "tokens"),
-    [("imp-2b", "qwen2", 2048, 151936, 729), ("imp-2b-196", "qwen2", 2048, 151936, 196),
-     ("imp-3b", "phi2", 2560, 51200, 729), ("imp-4b", "phi3", 3072, 32064, 729),
-     ("imp-4b-196", "phi3", 3072, 32064, 196)],
-)  # fmt: skip
+    [
+        ("imp-2b", "qwen2", 2048, 151936, 729),
+        ("imp-2b-196", "qwen2", 2048, 151936, 196),
+        ("imp-3b", "phi2", 2560, 51200, 729),
+        ("imp-4b", "phi3", 3072, 32064, 729),
+        ("imp-4b-196", "phi3", 3072, 32064, 196),
+    ],
+)
 def test_every_profile_has_its_vocabulary_width_and_visual_tokens(profile, arch, width, vocab, tokens):
     plan = plan_paper_size(profile, PRESETS, llm_layers=1, vision_layers=2)
     assert plan.arch.name == arch
@@ -105,8 +109,9 @@ def test_reduced_depth_pair_loads_in_llama_cpp_and_runs_the_protocol(tmp_path):
     pytest.importorskip("llama_cpp")
     from impkit.latency import DeviceProfile, GGUFPair, Protocol, runner_for
 
-    record = write_paper_size("imp-3b-196", tmp_path, presets=PRESETS, levels=("F16",), llm_layers=1,
-                              vision_layers=2, threads=2)  # fmt: skip
+    record = write_paper_size(
+        "imp-3b-196", tmp_path, presets=PRESETS, levels=("F16",), llm_layers=1, vision_layers=2, threads=2
+    )
     assert sorted(os.listdir(tmp_path)) == ["llm-F16.gguf", "mmproj-F16.gguf", "paper-size.json"]  # no scratch left
     assert record["image_tokens"] == 196 and record["vision_layers"] == 1 and record["arch"] == "phi2"
     sizes = record["sizes"]["F16"]["bytes"]

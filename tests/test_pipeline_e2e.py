@@ -27,9 +27,22 @@ AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_E
 # The micro profile: every stage, tiny sizes.
 MICRO = {
     "world.sizes": {
-        "captions": 40, "vqa": 40, "existence": 16, "multiple_choice": 16, "text_reading": 16, "textcaps": 8,
-        "charts": 16, "conversations": 12, "detailed": 10, "allava": 20, "text_only": 8, "lm_corpus": 100,
-        "vision_pairs": 30, "heldout_scenes": 10, "heldout_charts": 4, "heldout_text": 4,
+        "captions": 40,
+        "vqa": 40,
+        "existence": 16,
+        "multiple_choice": 16,
+        "text_reading": 16,
+        "textcaps": 8,
+        "charts": 16,
+        "conversations": 12,
+        "detailed": 10,
+        "allava": 20,
+        "text_only": 8,
+        "lm_corpus": 100,
+        "vision_pairs": 30,
+        "heldout_scenes": 10,
+        "heldout_charts": 4,
+        "heldout_text": 4,
     },
     "data.mixtures.finetune.entries[-1].sample": 10,  # the ALLaVA-analog subsample
     "data.workers": 1,
@@ -50,8 +63,17 @@ MICRO = {
     "train.recipes.nano-long.stage2.global_batch_size": 8,
     "train.recipes.nano-long.stage2.per_device_batch_size": 4,
     "train.recipes.nano-long.stage2.epochs": 1,
-    "eval.twins": {"vqav2": 10, "gqa": 10, "vizwiz": 8, "textvqa": 5, "sqa": 8, "pope_images": 2, "mme_images": 1,
-                   "mmbench": 4, "mmvet": 3},
+    "eval.twins": {
+        "vqav2": 10,
+        "gqa": 10,
+        "vizwiz": 8,
+        "textvqa": 5,
+        "sqa": 8,
+        "pope_images": 2,
+        "mme_images": 1,
+        "mmbench": 4,
+        "mmvet": 3,
+    },
     "eval.batch_size": 8,
     "eval.max_new_tokens": 4,
     "parity.prompts": 6,
@@ -59,7 +81,7 @@ MICRO = {
     "latency.warmup": 0,
     "latency.gen_tokens": 8,
     "latency.paper.profiles": [],  # multi-GB files; tests/test_paper_size.py covers them at reduced depth
-}  # fmt: skip
+}
 
 
 def apply_overrides(params: dict, overrides: dict) -> dict:
@@ -114,8 +136,11 @@ def micro_repo(tmp_path_factory) -> Path:
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (dst / "dvc.lock").unlink(missing_ok=True)
     (dst / "reports" / "timings.json").unlink(missing_ok=True)  # the last build's record, not a source
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "micro"]):  # fmt: skip
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "micro"],
+    ):
         run(cmd, dst)
     return dst
 

@@ -67,7 +67,10 @@ def test_short_work_stays_quiet_and_unknown_totals_still_report_a_rate(caplog):
         clock.now += 10
         endless.update(25_000)
     lines = [r.getMessage() for r in caplog.records]
-    assert lines == ["scan: 25.0k rec, 2500 rec/s, 10 s so far", "scan: 50.0k rec, 2500 rec/s, 20 s so far [loss 1.234]"]
+    assert lines == [
+        "scan: 25.0k rec, 2500 rec/s, 10 s so far",
+        "scan: 50.0k rec, 2500 rec/s, 20 s so far [loss 1.234]",
+    ]
 
 
 def test_away_from_a_terminal_progress_is_log_lines(monkeypatch):
@@ -88,8 +91,11 @@ def test_each_dvc_stage_records_its_time_machine_and_precision(tmp_path, monkeyp
     assert timings.record_stage(0.0) is None  # run by hand: nothing recorded
     assert not (tmp_path / "reports").exists()
 
-    for stage, seconds, precision in (("world", 12.0, None), ("tune@nano-3b", 330.0, "fp32"),
-                                      ("evaluate@nano-3b", 95.0, None)):  # fmt: skip
+    for stage, seconds, precision in (
+        ("world", 12.0, None),
+        ("tune@nano-3b", 330.0, "fp32"),
+        ("evaluate@nano-3b", 95.0, None),
+    ):
         monkeypatch.setenv(timings.STAGE_ENV, stage)
         monkeypatch.setattr(timings, "_noted", {"precision": precision} if precision else {})
         entry = timings.record_stage(1_000_000.0, finished=1_000_000.0 + seconds)

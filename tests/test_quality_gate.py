@@ -102,9 +102,20 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path):
     params = {"data": data_params({"src": {"path": str(broken)}}, {"m": {"entries": [{"source": "src"}]}})}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     proc = subprocess.run(
-        [sys.executable, "-m", "impkit.cli", "assemble", "--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "impkit.cli",
+            "assemble",
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert "must hold a JSON list of records" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -26,18 +26,45 @@ BROKEN = [
     ("id_not_empty", {"id": "", "image": "ok.png", "conversations": qa()}),
     ("image_is_path", {"id": "img-list", "image": ["a.png"], "conversations": qa()}),
     ("conversations_is_list", {"id": "conv-str", "image": "ok.png", "conversations": "hello"}),
-    ("turns_well_formed", {"id": "bad-turn", "image": "ok.png", "conversations": [qa()[0], {"from": "gpt", "value": None}]}),
+    (
+        "turns_well_formed",
+        {"id": "bad-turn", "image": "ok.png", "conversations": [qa()[0], {"from": "gpt", "value": None}]},
+    ),
     ("has_exchange+ends_with_answer", {"id": "one-turn", "image": "ok.png", "conversations": qa()[:1]}),
-    ("first_turn_human+image_tag_in_first_turn", {"id": "gpt-first", "image": "ok.png", "conversations": [qa()[1], qa()[0], qa()[1]]}),
-    ("roles_alternate", {"id": "two-humans", "image": "ok.png",
-                         "conversations": [qa()[0], {"from": "human", "value": "again?"}, qa()[1]]}),
-    ("ends_with_answer", {"id": "ends-human", "image": "ok.png", "conversations": [*qa(), {"from": "human", "value": "and?"}]}),
+    (
+        "first_turn_human+image_tag_in_first_turn",
+        {"id": "gpt-first", "image": "ok.png", "conversations": [qa()[1], qa()[0], qa()[1]]},
+    ),
+    (
+        "roles_alternate",
+        {
+            "id": "two-humans",
+            "image": "ok.png",
+            "conversations": [qa()[0], {"from": "human", "value": "again?"}, qa()[1]],
+        },
+    ),
+    (
+        "ends_with_answer",
+        {"id": "ends-human", "image": "ok.png", "conversations": [*qa(), {"from": "human", "value": "and?"}]},
+    ),
     ("image_tag_count", {"id": "no-tag", "image": "ok.png", "conversations": qa(image=False)}),
     ("image_tag_count", {"id": "tag-no-image", "conversations": qa()}),
-    ("image_tag_count", {"id": "two-tags", "image": "ok.png",
-                         "conversations": [{"from": "human", "value": "<image>\n<image>\nQ?"}, qa()[1]]}),
-    ("image_tag_in_first_turn", {"id": "tag-late", "image": "ok.png",
-                                 "conversations": [*qa(image=False), {"from": "human", "value": "<image>\nQ?"}, qa()[1]]}),
+    (
+        "image_tag_count",
+        {
+            "id": "two-tags",
+            "image": "ok.png",
+            "conversations": [{"from": "human", "value": "<image>\n<image>\nQ?"}, qa()[1]],
+        },
+    ),
+    (
+        "image_tag_in_first_turn",
+        {
+            "id": "tag-late",
+            "image": "ok.png",
+            "conversations": [*qa(image=False), {"from": "human", "value": "<image>\nQ?"}, qa()[1]],
+        },
+    ),
     ("image_readable", {"id": "missing-file", "image": "nope.png", "conversations": qa()}),
     ("image_readable", {"id": "corrupt-file", "image": "corrupt.png", "conversations": qa()}),
     ("image_min_size", {"id": "tiny-image", "image": "tiny.png", "conversations": qa()}),
@@ -45,7 +72,7 @@ BROKEN = [
     ("prompt_length", {"id": "empty-prompt", "image": "ok.png", "conversations": qa("")}),
     ("answer_length", {"id": "empty-answer", "image": "ok.png", "conversations": qa(answer="  ")}),
     ("answer_max_length", {"id": "long-answer", "image": "ok.png", "conversations": qa(answer="y" * 500)}),
-]  # fmt: skip
+]
 
 
 @pytest.fixture
@@ -61,10 +88,14 @@ def broken_source(tmp_path):
 
 def test_every_broken_record_is_quarantined_with_its_reason(broken_source, paths):
     path, root = broken_source
-    cfg = from_dict(DataConfig, data_params(
-        {"src": {"path": str(path), "image_root": str(root)}}, {"finetune": {"entries": [{"source": "src"}]}},
-        dedup={"by_id": True, "by_content": False},
-    ))  # fmt: skip
+    cfg = from_dict(
+        DataConfig,
+        data_params(
+            {"src": {"path": str(path), "image_root": str(root)}},
+            {"finetune": {"entries": [{"source": "src"}]}},
+            dedup={"by_id": True, "by_content": False},
+        ),
+    )
     manifest = assemble(cfg, paths)
 
     quarantined = read_jsonl(paths.quarantine_dir / "finetune.jsonl")
@@ -98,10 +129,14 @@ def test_repeated_ids_are_quarantined_when_dedup_by_id_is_off(tmp_path, paths):
     rgb_image(root / "ok.png")
     records = [good(0), good(1), {**good(0), "conversations": qa("Another question?", "yes")}]
     path = write_jsonl(tmp_path / "src.jsonl", records)
-    cfg = from_dict(DataConfig, data_params(
-        {"src": {"path": str(path), "image_root": str(root)}}, {"finetune": {"entries": [{"source": "src"}]}},
-        dedup={"by_id": False, "by_content": True},
-    ))  # fmt: skip
+    cfg = from_dict(
+        DataConfig,
+        data_params(
+            {"src": {"path": str(path), "image_root": str(root)}},
+            {"finetune": {"entries": [{"source": "src"}]}},
+            dedup={"by_id": False, "by_content": True},
+        ),
+    )
     assemble(cfg, paths)
     quarantined = read_jsonl(paths.quarantine_dir / "finetune.jsonl")
     assert [(q["position"], q["reasons"]) for q in quarantined] == [(2, ["id_unique"])]

@@ -39,8 +39,11 @@ SIZES = TwinSizes(**TWIN_SIZES)
 # held-out images folder (VQAv2's image_id is the line in scenes.jsonl, the scenes come first;
 # GQA's imageId and TextVQA's image_id are the image path without its extension).
 TWIN_INPUTS = {
-    "vqav2": {"questions": "vqav2/questions.json", "annotations": "vqav2/annotations.json",
-              "image_pattern": "scenes/{image_id:06d}.png"},
+    "vqav2": {
+        "questions": "vqav2/questions.json",
+        "annotations": "vqav2/annotations.json",
+        "image_pattern": "scenes/{image_id:06d}.png",
+    },
     "gqa": {"annotations": "gqa/testdev_balanced_questions.json", "image_pattern": "{imageId}.png"},
     "vizwiz": {"annotations": "vizwiz/val.json"},
     "textvqa": {"annotations": "textvqa/TextVQA_0.5.1_val.json", "image_pattern": "{image_id}.png"},
@@ -50,7 +53,7 @@ TWIN_INPUTS = {
     "mmbench": {"annotations": "mmbench/MMBench_DEV_EN.tsv"},
     "mmbench_cn": {"annotations": "mmbench_cn/MMBench_DEV_CN.tsv"},
     "mmvet": {"annotations": "mmvet/mm-vet.json"},
-}  # fmt: skip
+}
 # The twins' gold is the canonical answer; VizWiz/TextVQA's is read as the humans' majority answer.
 MAJORITY_GOLD = ("vizwiz", "textvqa")
 FULL_MARKS = {"mme": 2800.0}  # perception + cognition: 14 subtasks x 200 (the headline is perception)
@@ -107,8 +110,9 @@ def same_file(a: str | None, b: str | None) -> bool:
 
 # --------------------------------------------------------------------------- the twins read back
 @pytest.mark.parametrize("benchmark", BENCHMARKS)
-def test_the_twins_official_files_read_back_into_the_twins_prompts_and_gold(benchmark, prepared, twins, heldout,
-                                                                           tmp_path):  # fmt: skip
+def test_the_twins_official_files_read_back_into_the_twins_prompts_and_gold(
+    benchmark, prepared, twins, heldout, tmp_path
+):
     out, entries = prepared
     ours, theirs = read_prompts(out / benchmark), read_prompts(twins / benchmark)
     assert [row["id"] for row in ours] == [row["id"] for row in theirs]
@@ -209,11 +213,20 @@ def test_mmbench_base64_images_are_decoded_once_per_distinct_image(tmp_path):
     base = {"hint": "", "C": "", "D": "", "category": "ocr", "l2-category": "x", "split": "dev"}
     rows = [
         base | {"index": "0", "question": "Which colour?", "A": "red", "B": "blue", "answer": "A", "image": red},
-        base | {"index": "1", "question": "Which one?", "hint": "Look closely.", "A": "x", "B": "y", "C": "z",
-                "answer": "C", "image": blue},
+        base
+        | {
+            "index": "1",
+            "question": "Which one?",
+            "hint": "Look closely.",
+            "A": "x",
+            "B": "y",
+            "C": "z",
+            "answer": "C",
+            "image": blue,
+        },
         base | {"index": "1000000", "question": "Which colour?", "A": "blue", "B": "red", "answer": "B", "image": red},
         base | {"index": "2000000", "question": "Which colour?", "A": "red", "B": "blue", "answer": "A", "image": "0"},
-    ]  # fmt: skip
+    ]
     sheet = write_tsv(tmp_path / "MMBench_DEV_EN.tsv", rows)
     out = tmp_path / "out"
     entry = prepare("mmbench", out, annotations=sheet, images=None)
@@ -239,8 +252,13 @@ def test_splits_without_answers_give_prompts_and_no_gold(prepared, twins, heldou
     out = tmp_path / "test-splits"
     images = heldout / "images"
     # VQAv2 test-dev: the questions only
-    prepare("vqav2", out, questions=twins / "vqav2" / "questions.json", images=images,
-            image_pattern="scenes/{image_id:06d}.png")  # fmt: skip
+    prepare(
+        "vqav2",
+        out,
+        questions=twins / "vqav2" / "questions.json",
+        images=images,
+        image_pattern="scenes/{image_id:06d}.png",
+    )
     # VizWiz test: records without answers (nor answer types)
     records = json.loads((twins / "vizwiz" / "val.json").read_text(encoding="utf-8"))
     test = write_json(tmp_path / "test.json", [{"image": r["image"], "question": r["question"]} for r in records])
@@ -267,8 +285,13 @@ def test_splits_without_answers_give_prompts_and_no_gold(prepared, twins, heldou
     # preparing again with answers brings the gold back; without, a stale gold file goes
     prepare("vqav2", out, **twin_args(twins, "vqav2"), images=images)
     assert (out / "vqav2" / "gold.jsonl").is_file()
-    prepare("vqav2", out, questions=twins / "vqav2" / "questions.json", images=images,
-            image_pattern="scenes/{image_id:06d}.png")  # fmt: skip
+    prepare(
+        "vqav2",
+        out,
+        questions=twins / "vqav2" / "questions.json",
+        images=images,
+        image_pattern="scenes/{image_id:06d}.png",
+    )
     assert not (out / "vqav2" / "gold.jsonl").exists()
 
 
@@ -276,10 +299,13 @@ def test_default_image_names_follow_the_official_files(tmp_path):
     images = tmp_path / "test2015"
     images.mkdir()
     (images / "COCO_test2015_000000000123.jpg").write_bytes(b"jpeg")
-    questions = write_json(tmp_path / "v2_OpenEnded_mscoco_test-dev2015_questions.json", {
-        "data_subtype": "test-dev2015",
-        "questions": [{"image_id": 123, "question": "What is it?", "question_id": 123000}],
-    })  # fmt: skip
+    questions = write_json(
+        tmp_path / "v2_OpenEnded_mscoco_test-dev2015_questions.json",
+        {
+            "data_subtype": "test-dev2015",
+            "questions": [{"image_id": 123, "question": "What is it?", "question_id": 123000}],
+        },
+    )
     (row,) = read_vqav2(questions, images)
     assert Path(row.image) == images.absolute() / "COCO_test2015_000000000123.jpg"
     assert (row.id, row.prompt, row.type, row.gold) == ("123000", prompts.short_answer("What is it?"), "", None)
@@ -341,20 +367,52 @@ def test_an_input_inside_the_written_files_is_refused(twins, heldout, tmp_path):
 # --------------------------------------------------------------------------- the command line
 def test_cli_prepares_benchmarks_one_by_one_into_one_manifest(twins, heldout, tmp_path, capsys):
     out = tmp_path / "real"
-    cli(["prepare", "gqa", "--out", str(out), "--images", str(heldout / "images"),
-         "--annotations", str(twins / "gqa" / "testdev_balanced_questions.json"), "--image-pattern", "{imageId}.png"])  # fmt: skip
+    cli(
+        [
+            "prepare",
+            "gqa",
+            "--out",
+            str(out),
+            "--images",
+            str(heldout / "images"),
+            "--annotations",
+            str(twins / "gqa" / "testdev_balanced_questions.json"),
+            "--image-pattern",
+            "{imageId}.png",
+        ]
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary == {"benchmark": "gqa", "prompts": SIZES.gqa, "gold": True, "out": str(out)}
-    cli(["prepare", "pope", "--out", str(out), "--images", str(heldout / "images"),
-         "--annotations", str(twins / "pope" / "questions")])  # fmt: skip
+    cli(
+        [
+            "prepare",
+            "pope",
+            "--out",
+            str(out),
+            "--images",
+            str(heldout / "images"),
+            "--annotations",
+            str(twins / "pope" / "questions"),
+        ]
+    )
     assert json.loads(capsys.readouterr().out)["benchmark"] == "pope"
     manifest = json.loads((out / "twins.json").read_text(encoding="utf-8"))
     assert set(manifest["benchmarks"]) == {"gqa", "pope"}
     assert manifest["benchmarks"]["gqa"]["image_pattern"] == "{imageId}.png"
     # bad input: exit status 1 and one line, no traceback
     with pytest.raises(SystemExit) as exit_:
-        cli(["prepare", "mmvet", "--out", str(out), "--images", str(heldout / "images"),
-             "--annotations", str(tmp_path / "missing.json")])  # fmt: skip
+        cli(
+            [
+                "prepare",
+                "mmvet",
+                "--out",
+                str(out),
+                "--images",
+                str(heldout / "images"),
+                "--annotations",
+                str(tmp_path / "missing.json"),
+            ]
+        )
     assert exit_.value.code == 1
     assert set(json.loads((out / "twins.json").read_text(encoding="utf-8"))["benchmarks"]) == {"gqa", "pope"}
 
@@ -384,15 +442,26 @@ def test_evaluate_runs_on_a_prepared_folder_with_full_marks(prepared, twins, hel
     manifest["benchmarks"] = {b: manifest["benchmarks"][b] for b in ("gqa", "pope", "mme", "sqa")}
     write_json(real / "twins.json", manifest)
     # and a test split without answers
-    prepare("vqav2", real, questions=twins / "vqav2" / "questions.json", images=heldout / "images",
-            image_pattern="scenes/{image_id:06d}.png")  # fmt: skip
+    prepare(
+        "vqav2",
+        real,
+        questions=twins / "vqav2" / "questions.json",
+        images=heldout / "images",
+        image_pattern="scenes/{image_id:06d}.png",
+    )
     gold = {}
     for benchmark in ("gqa", "pope", "mme", "sqa"):
         rows, answers = read_prompts(real / benchmark), load_jsonl(real / benchmark / "gold.jsonl")
         gold |= {(row["prompt"], row["image"]): g["answer"] for row, g in zip(rows, answers, strict=True)}
     # the image root does not matter: the prepared prompts carry absolute paths
-    details = evaluate(GoldRunner(gold), real, tmp_path / "eval", run="gold", blind=False,
-                       benchmarks=["vqav2", "gqa", "pope", "mme", "sqa"])  # fmt: skip
+    details = evaluate(
+        GoldRunner(gold),
+        real,
+        tmp_path / "eval",
+        run="gold",
+        blind=False,
+        benchmarks=["vqav2", "gqa", "pope", "mme", "sqa"],
+    )
     scores = details["scores"]["gold"]
     assert scores["gqa"]["headline"]["value"] == scores["pope"]["headline"]["value"] == 100.0
     assert scores["sqa"]["headline"]["value"] == 100.0 and scores["mme"]["headline"]["value"] == 2000.0

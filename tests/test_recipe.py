@@ -14,10 +14,13 @@ def sources(tmp_path, n: int = 40):
     for name in ("coco/a.png", "textvqa/b.png", "coco/c.png"):
         rgb_image(root / name)
     main = [
-        {"id": f"m{i}", "image": ["coco/a.png", "textvqa/b.png", "coco/c.png"][i % 3],
-         "conversations": qa(f"Question number {i}?", "yes")}
+        {
+            "id": f"m{i}",
+            "image": ["coco/a.png", "textvqa/b.png", "coco/c.png"][i % 3],
+            "conversations": qa(f"Question number {i}?", "yes"),
+        }
         for i in range(n)
-    ]  # fmt: skip
+    ]
     main.append({"id": "text-1", "conversations": qa("Plain text?", "sure", image=False)})
     other = [{"id": f"o{i}", "image": "coco/a.png", "conversations": qa(f"Other {i}?", "no")} for i in range(n)]
     return {
@@ -42,9 +45,19 @@ def test_exclusion_by_image_pattern_tags_and_id(tmp_path, paths):
         "by-id": {"match": {"id": "^m1\\d$"}},
         "disabled": {"match": {"text_only": True}, "enabled": False},
     }
-    cfg = from_dict(DataConfig, data_params(srcs, {"mix": {
-        "entries": [{"source": "main"}, {"source": "other"}], "exclude": ["textcaps", "gpt4v", "by-id", "disabled"]}},
-        exclude=rules))  # fmt: skip
+    cfg = from_dict(
+        DataConfig,
+        data_params(
+            srcs,
+            {
+                "mix": {
+                    "entries": [{"source": "main"}, {"source": "other"}],
+                    "exclude": ["textcaps", "gpt4v", "by-id", "disabled"],
+                }
+            },
+            exclude=rules,
+        ),
+    )
     manifest = assemble(cfg, paths)
     ids = kept_ids(paths)
     expected = [f"main:m{i}" for i in range(40) if i % 3 != 1 and not 10 <= i <= 19] + ["main:text-1"]
@@ -108,8 +121,10 @@ def test_dedup_by_id_within_a_source_and_by_content_across_sources(tmp_path, pat
         "a": {"path": str(write_jsonl(tmp_path / "a.jsonl", a)), "image_root": str(root)},
         "b": {"path": str(write_jsonl(tmp_path / "b.jsonl", b)), "image_root": str(root)},
     }
-    cfg = from_dict(DataConfig, data_params(srcs, {"mix": {"entries": [{"source": "a"}, {"source": "b"}]}},
-                                            chunk_records=chunk_records))  # fmt: skip
+    cfg = from_dict(
+        DataConfig,
+        data_params(srcs, {"mix": {"entries": [{"source": "a"}, {"source": "b"}]}}, chunk_records=chunk_records),
+    )
     manifest = assemble(cfg, paths)
     assert kept_ids(paths) == ["a:1", "a:2", "b:1"]
     ra, rb = manifest["mixtures"]["mix"]["sources"]
@@ -128,8 +143,12 @@ def test_json_list_sources_and_the_manifest_hashes(tmp_path, paths):
     path.write_text(
         json.dumps([{"id": str(i), "image": "x.png", "conversations": qa(f"Caption {i}")} for i in range(4)])
     )
-    cfg = from_dict(DataConfig, data_params({"cap": {"path": str(path), "image_root": str(root)}},
-                                            {"pretrain": {"entries": [{"source": "cap"}]}}))  # fmt: skip
+    cfg = from_dict(
+        DataConfig,
+        data_params(
+            {"cap": {"path": str(path), "image_root": str(root)}}, {"pretrain": {"entries": [{"source": "cap"}]}}
+        ),
+    )
     manifest = assemble(cfg, paths)
     mix = manifest["mixtures"]["pretrain"]
     assert mix["kept"] == 4

@@ -97,7 +97,9 @@ def test_a_processor_config_at_another_size_is_refused(released, tmp_path):
     folder.mkdir()
     for name in ("impkit.json", "config.json"):
         (folder / name).write_text((released.folder / name).read_text())
-    (folder / "processor_config.json").write_text(json.dumps({"image_processor": {"size": {"height": 64, "width": 64}}}))
+    (folder / "processor_config.json").write_text(
+        json.dumps({"image_processor": {"size": {"height": 64, "width": 64}}})
+    )
     with pytest.raises(ReleaseError, match="resizes to .*64.* the vision tower takes 32 px"):
         Release.open(folder).normalisation()
     (folder / "processor_config.json").unlink()

@@ -116,12 +116,21 @@ def test_soft_accuracy_with_other_answer_counts():
 def vqav2_files(tmp: Path):
     ann = {
         "annotations": [
-            {"question_id": 1, "image_id": 9, "answer_type": "yes/no", "answers": [{"answer": "yes"} for _ in range(10)]},
-            {"question_id": 2, "image_id": 9, "answer_type": "number",
-             "answers": [{"answer": a} for a in ten(("2", 3), ("3", 7))]},
+            {
+                "question_id": 1,
+                "image_id": 9,
+                "answer_type": "yes/no",
+                "answers": [{"answer": "yes"} for _ in range(10)],
+            },
+            {
+                "question_id": 2,
+                "image_id": 9,
+                "answer_type": "number",
+                "answers": [{"answer": a} for a in ten(("2", 3), ("3", 7))],
+            },
             {"question_id": 3, "image_id": 9, "answer_type": "other", "answers": [{"answer": "cat"}] * 10},
         ]
-    }  # fmt: skip
+    }
     questions = {"questions": [{"question_id": q, "image_id": 9, "question": "?"} for q in (1, 2, 3)]}
     results = [{"question_id": 1, "answer": "Yes."}, {"question_id": 2, "answer": "two"}]  # 3 is missing
     return (
@@ -147,12 +156,25 @@ def test_vqav2_refuses_predictions_for_unknown_ids(tmp_path):
 
 
 def test_vizwiz_normalises_the_prediction_only(tmp_path):
-    ann = write_json(tmp_path / "val.json", [
-        {"image": "a.jpg", "question": "?", "answer_type": "unanswerable", "answerable": 0,
-         "answers": [{"answer": "unanswerable", "answer_confidence": "yes"}] * 10},
-        {"image": "b.jpg", "question": "?", "answer_type": "other", "answerable": 1,
-         "answers": [{"answer": "the cat", "answer_confidence": "yes"}] * 10},
-    ])  # fmt: skip
+    ann = write_json(
+        tmp_path / "val.json",
+        [
+            {
+                "image": "a.jpg",
+                "question": "?",
+                "answer_type": "unanswerable",
+                "answerable": 0,
+                "answers": [{"answer": "unanswerable", "answer_confidence": "yes"}] * 10,
+            },
+            {
+                "image": "b.jpg",
+                "question": "?",
+                "answer_type": "other",
+                "answerable": 1,
+                "answers": [{"answer": "the cat", "answer_confidence": "yes"}] * 10,
+            },
+        ],
+    )
     res = write_json(
         tmp_path / "res.json", [{"image": "a.jpg", "answer": "Unanswerable."}, {"image": "b.jpg", "answer": "the cat"}]
     )
@@ -163,10 +185,20 @@ def test_vizwiz_normalises_the_prediction_only(tmp_path):
 
 
 def test_textvqa_normalises_both_sides(tmp_path):
-    ann = write_json(tmp_path / "val.json", {"data": [
-        {"question_id": 10, "image_id": "x", "question": "?", "answers": ten(("Coca-Cola", 4), ("pepsi", 6))},
-        {"question_id": 11, "image_id": "x", "question": "?", "answers": ten(("The Times", 3), ("times new", 7))},
-    ]})  # fmt: skip
+    ann = write_json(
+        tmp_path / "val.json",
+        {
+            "data": [
+                {"question_id": 10, "image_id": "x", "question": "?", "answers": ten(("Coca-Cola", 4), ("pepsi", 6))},
+                {
+                    "question_id": 11,
+                    "image_id": "x",
+                    "question": "?",
+                    "answers": ten(("The Times", 3), ("times new", 7)),
+                },
+            ]
+        },
+    )
     res = write_json(
         tmp_path / "res.json", [{"question_id": 10, "answer": "coca cola"}, {"question_id": 11, "answer": "times"}]
     )
@@ -298,10 +330,13 @@ def pope_files(tmp: Path):
     labels = ["yes", "yes", "no", "no"]
     qdir, adir = tmp / "pope", tmp / "answers"
     for split in ("random", "popular", "adversarial"):
-        write_jsonl(qdir / f"coco_pope_{split}.json", [
-            {"question_id": i + 1, "image": f"{i}.jpg", "text": "Is there a dog in the image?", "label": lab}
-            for i, lab in enumerate(labels)
-        ])  # fmt: skip
+        write_jsonl(
+            qdir / f"coco_pope_{split}.json",
+            [
+                {"question_id": i + 1, "image": f"{i}.jpg", "text": "Is there a dog in the image?", "label": lab}
+                for i, lab in enumerate(labels)
+            ],
+        )
         said = (
             ["Yes", "No", "No", "Yes, there is."] if split == "random" else ["Yes.", "yes", "No.", "There is no dog."]
         )
@@ -313,8 +348,14 @@ def test_pope_metrics_per_split_and_mean_f1(tmp_path):
     qdir, adir = pope_files(tmp_path)
     m = SCORERS["pope"](qdir, adir)
     assert m["splits"]["random"] == {
-        "accuracy": 50.0, "precision": 50.0, "recall": 50.0, "f1": 50.0, "yes_ratio": 50.0, "missing": 0, "n": 4
-    }  # fmt: skip
+        "accuracy": 50.0,
+        "precision": 50.0,
+        "recall": 50.0,
+        "f1": 50.0,
+        "yes_ratio": 50.0,
+        "missing": 0,
+        "n": 4,
+    }
     assert m["splits"]["popular"]["f1"] == 100.0 and m["splits"]["adversarial"]["yes_ratio"] == 50.0
     assert m["headline"] == {"name": "mean_f1", "value": pytest.approx(250 / 3)} and m["n"] == 12
 
@@ -423,12 +464,19 @@ def rotations(index: int, options: list[str], answer: int, category: str) -> lis
     for k in range(len(options)):
         rotated = options[k:] + options[:k]
         letters = "ABCD"[: len(options)]
-        rows.append({
-            "index": index + k * 1_000_000, "question": "What is it?", "hint": "",
-            **{letters[i]: rotated[i] for i in range(len(options))}, **{c: "" for c in "ABCD"[len(options):]},
-            "answer": letters[rotated.index(options[answer])], "category": category,
-            "l2-category": "perception", "split": "dev",
-        })  # fmt: skip
+        rows.append(
+            {
+                "index": index + k * 1_000_000,
+                "question": "What is it?",
+                "hint": "",
+                **{letters[i]: rotated[i] for i in range(len(options))},
+                **{c: "" for c in "ABCD"[len(options) :]},
+                "answer": letters[rotated.index(options[answer])],
+                "category": category,
+                "l2-category": "perception",
+                "split": "dev",
+            }
+        )
     return rows
 
 
@@ -543,8 +591,18 @@ def cli_case(name: str, tmp: Path) -> tuple[list[str], float | None, int]:
         ann, preds = gqa_files(tmp)
         return ["--annotations", ann, "--predictions", preds], 200 / 3, 3
     if name == "vizwiz":
-        ann = write_json(tmp / "val.json", [{"image": "a.jpg", "question": "?", "answer_type": "number", "answerable": 1,
-                                             "answers": [{"answer": a, "answer_confidence": "yes"} for a in ten(("2", 2), ("3", 8))]}])  # fmt: skip
+        ann = write_json(
+            tmp / "val.json",
+            [
+                {
+                    "image": "a.jpg",
+                    "question": "?",
+                    "answer_type": "number",
+                    "answerable": 1,
+                    "answers": [{"answer": a, "answer_confidence": "yes"} for a in ten(("2", 2), ("3", 8))],
+                }
+            ],
+        )
         return (
             [
                 "--annotations",
@@ -604,8 +662,10 @@ def test_cli_reports_a_malformed_predictions_file_in_one_line(tmp_path):
     broken.write_text('{"questionId": "q1", "prediction": "yes"}\n{"questionId": "q2", "prediction": \n')
     proc = subprocess.run(
         [sys.executable, "-m", "impkit.cli", "score", "gqa", "--annotations", str(ann), "--predictions", str(broken)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1 and proc.stdout == ""
     assert f"{broken}: line 2 of GQA predictions is not valid JSON" in proc.stderr
     assert "Traceback" not in proc.stderr

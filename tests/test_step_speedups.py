@@ -38,8 +38,12 @@ def loss_and_grads(model, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]
 
 
 def lora_dropouts(model) -> list[torch.nn.Module]:
-    return [d for m in model.modules() if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict)
-            for d in m.lora_dropout.values()]  # fmt: skip
+    return [
+        d
+        for m in model.modules()
+        if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict)
+        for d in m.lora_dropout.values()
+    ]
 
 
 def patched_linears(model) -> int:
@@ -105,8 +109,16 @@ def test_packed_dropout_replaces_every_lora_dropout_and_is_undone(config):
 def test_a_stage_trains_with_every_speed_up_and_ends_with_the_model_as_built(config, tmp_path):
     model = lora_model(config, dropout=0.05)
     untouched = copy.deepcopy(model)
-    result = fit_stage(model, ToyData(config), collate, stage(**ALL_ON), checkpoint_dir=tmp_path, fingerprint={"run": 1},
-                       seed=0, label="toy")  # fmt: skip
+    result = fit_stage(
+        model,
+        ToyData(config),
+        collate,
+        stage(**ALL_ON),
+        checkpoint_dir=tmp_path,
+        fingerprint={"run": 1},
+        seed=0,
+        label="toy",
+    )
     assert result.steps == 6 and result.train_loss > 0
     assert patched_linears(model) == 0 and not [m for m in model.modules() if isinstance(m, PackedDropout)]
     assert model.get_base_model().config.text_config._attn_implementation == "sdpa"
@@ -118,9 +130,11 @@ def test_a_stage_trains_with_every_speed_up_and_ends_with_the_model_as_built(con
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
-    [(dict(precision="fp32", bf16_frozen_weights=True), "needs precision bf16"),
-     (dict(attention="flash"), "attention must be")],
-)  # fmt: skip
+    [
+        (dict(precision="fp32", bf16_frozen_weights=True), "needs precision bf16"),
+        (dict(attention="flash"), "attention must be"),
+    ],
+)
 def test_speed_up_settings_that_cannot_hold_are_config_errors(overrides, message):
     with pytest.raises(ConfigError, match=message):
         stage(**overrides)

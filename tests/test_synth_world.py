@@ -21,15 +21,37 @@ from impkit.data.synth.scene import PALETTE, TEXT_COLOURS
 
 SIZE = 96
 SIZES = WorldSizes(
-    captions=40, vqa=150, existence=80, multiple_choice=80, text_reading=50, textcaps=25,
-    charts=80, conversations=20, detailed=20, allava=30, text_only=20, lm_corpus=60,
-    vision_pairs=20, heldout_scenes=40, heldout_charts=15, heldout_text=15,
-)  # fmt: skip
+    captions=40,
+    vqa=150,
+    existence=80,
+    multiple_choice=80,
+    text_reading=50,
+    textcaps=25,
+    charts=80,
+    conversations=20,
+    detailed=20,
+    allava=30,
+    text_only=20,
+    lm_corpus=60,
+    vision_pairs=20,
+    heldout_scenes=40,
+    heldout_charts=15,
+    heldout_text=15,
+)
 CONFIG = WorldConfig(seed=1, heldout_seed=2, image_size=SIZE, sizes=SIZES)
 FAMILIES = (
-    "captions", "vqa", "existence", "multiple_choice", "text_reading", "textcaps",
-    "charts", "conversations", "detailed", "allava", "text_only",
-)  # fmt: skip
+    "captions",
+    "vqa",
+    "existence",
+    "multiple_choice",
+    "text_reading",
+    "textcaps",
+    "charts",
+    "conversations",
+    "detailed",
+    "allava",
+    "text_only",
+)
 SHORT = "\nAnswer the question using a single word or phrase."
 MC_TAIL = "\nAnswer with the option's letter from the given choices directly."
 
@@ -96,10 +118,16 @@ def find_blobs(img: np.ndarray, colours=PALETTE) -> list[Blob]:
 COLOURS = tuple(PALETTE)
 SHAPES = ("circle", "square", "triangle")
 REGION_CELLS = {
-    "top left": (0, 0), "top": (0, 1), "top right": (0, 2),
-    "left": (1, 0), "center": (1, 1), "right": (1, 2),
-    "bottom left": (2, 0), "bottom": (2, 1), "bottom right": (2, 2),
-}  # fmt: skip
+    "top left": (0, 0),
+    "top": (0, 1),
+    "top right": (0, 2),
+    "left": (1, 0),
+    "center": (1, 1),
+    "right": (1, 2),
+    "bottom left": (2, 0),
+    "bottom": (2, 1),
+    "bottom right": (2, 2),
+}
 
 
 def parse_phrase(phrase: str) -> dict[str, str]:

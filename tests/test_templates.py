@@ -171,8 +171,11 @@ def test_registry_keys_and_stop_strings():
     assert set(TEMPLATES) == {"plain", "phi2", "qwen2", "phi3"}
     assert all(isinstance(t, ChatTemplate) and t.name == name for name, t in TEMPLATES.items())
     assert {n: t.stop for n, t in TEMPLATES.items()} == {
-        "plain": ("\n",), "phi2": ("</s>",), "qwen2": ("<|im_end|>",), "phi3": ("<|end|>",)
-    }  # fmt: skip
+        "plain": ("\n",),
+        "phi2": ("</s>",),
+        "qwen2": ("<|im_end|>",),
+        "phi3": ("<|end|>",),
+    }
     assert TEMPLATES["phi2"].generation_prompt == " ASSISTANT:"
     assert TEMPLATES["qwen2"].generation_prompt == "<|im_start|>assistant\n"
     assert TEMPLATES["phi3"].generation_prompt == "<|assistant|>\n"

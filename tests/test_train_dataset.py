@@ -44,8 +44,15 @@ def _qa(question: str, answer: str, image: bool) -> list[dict[str, str]]:
 
 
 RECORDS = [
-    {"id": "shapes:0", "image": "a/red.png", "conversations": _qa("What colour is the square?", "The square is red.", True)},
-    {"id": "text:0", "conversations": _qa("Tell me a story about a fox.", "The quick brown fox jumps over the lazy dog.", False)},
+    {
+        "id": "shapes:0",
+        "image": "a/red.png",
+        "conversations": _qa("What colour is the square?", "The square is red.", True),
+    },
+    {
+        "id": "text:0",
+        "conversations": _qa("Tell me a story about a fox.", "The quick brown fox jumps over the lazy dog.", False),
+    },
     {
         "id": "shapes:1",
         "image": "b/wide.png",
@@ -58,7 +65,13 @@ RECORDS = [
         "conversations": _qa("How many circles are there?", "There are two circles.", False)
         + _qa("Where is the triangle?", "The triangle is on the left.", False),
     },
-    {"id": "shapes:2", "image": "a/tall.png", "conversations": _qa("Describe the image in detail.", "A small blue circle sits next to a large green square.", True)},
+    {
+        "id": "shapes:2",
+        "image": "a/tall.png",
+        "conversations": _qa(
+            "Describe the image in detail.", "A small blue circle sits next to a large green square.", True
+        ),
+    },
     {"id": "text:2", "conversations": _qa("Where is the triangle?", "On the left.", False)},
     {
         "id": "text:long",
@@ -69,10 +82,18 @@ RECORDS = [
         + _qa("What colour is the square?", "The square is red.", False),
     },
     # an answer opening with a paragraph break: "assistant\n" + "\n\nThe" merges across the boundary
-    {"id": "shapes:mismatch", "image": "a/red.png", "conversations": _qa("Describe the image.", "\n\nThe square is red.", True)},
-]  # fmt: skip
+    {
+        "id": "shapes:mismatch",
+        "image": "a/red.png",
+        "conversations": _qa("Describe the image.", "\n\nThe square is red.", True),
+    },
+]
 
-IMAGES = {"a/red.png": ((40, 40), (200, 30, 30)), "b/wide.png": ((64, 24), (30, 200, 30)), "a/tall.png": ((20, 50), (30, 30, 200))}  # fmt: skip
+IMAGES = {
+    "a/red.png": ((40, 40), (200, 30, 30)),
+    "b/wide.png": ((64, 24), (30, 200, 30)),
+    "a/tall.png": ((20, 50), (30, 30, 200)),
+}
 
 
 @pytest.fixture(scope="module")
@@ -194,10 +215,10 @@ def test_pickles_without_the_file_handle_and_loads_in_workers(dataset):
 
 def _same_sample(a, b) -> bool:
     return a["id"] == b["id"] and all(
-        (a[k] is None and b[k] is None) or (a[k] is not None and b[k] is not None and a[k].dtype == b[k].dtype
-                                            and torch.equal(a[k], b[k]))
+        (a[k] is None and b[k] is None)
+        or (a[k] is not None and b[k] is not None and a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]))
         for k in ("input_ids", "labels", "pixel_values")
-    )  # fmt: skip
+    )
 
 
 def test_cached_samples_are_the_same_and_later_epochs_need_no_file_tokenizer_or_image(data, tokenizer, tmp_path):
@@ -212,8 +233,12 @@ def test_cached_samples_are_the_same_and_later_epochs_need_no_file_tokenizer_or_
     assert all(_same_sample(a, plain[i]) for i, a in enumerate(first))
     assert 0 < cached.cache_bytes <= cached.cache_limit == 2**20
     images = sum("image" in r for r in RECORDS)
-    assert cached.cache_summary() == {"records": len(RECORDS), "images": images,
-                                      "mib": round(cached.cache_bytes / 2**20, 1), "limit_mib": 1.0}  # fmt: skip
+    assert cached.cache_summary() == {
+        "records": len(RECORDS),
+        "images": images,
+        "mib": round(cached.cache_bytes / 2**20, 1),
+        "limit_mib": 1.0,
+    }
 
     # later epochs: the records, the images and the tokenizer are no longer needed
     shutil.rmtree(copy / "images")
@@ -489,13 +514,32 @@ def test_the_trainer_with_a_shared_prefix_logs_the_same_losses(dataset, tokenize
     from impkit.train.trainer import fit_stage
 
     def losses(share_prefix: bool) -> list[float]:
-        cfg = StageTraining(learning_rate=1e-2, projector_lr=None, lr_scheduler="constant", warmup_ratio=0.0,
-                            weight_decay=0.0, global_batch_size=3, per_device_batch_size=3, epochs=2, max_length=512,
-                            checkpoint_steps=100, gradient_checkpointing=False, precision="fp32", logging_steps=1,
-                            share_prefix=share_prefix)  # fmt: skip
-        result = fit_stage(_lora_llava(tokenizer), torch.utils.data.Subset(dataset, [0, 1, 2, 3, 4, 5]),
-                           DataCollator(tokenizer.pad_token_id), cfg, checkpoint_dir=tmp_path / str(share_prefix),
-                           fingerprint={"share_prefix": share_prefix}, seed=0, label="test")  # fmt: skip
+        cfg = StageTraining(
+            learning_rate=1e-2,
+            projector_lr=None,
+            lr_scheduler="constant",
+            warmup_ratio=0.0,
+            weight_decay=0.0,
+            global_batch_size=3,
+            per_device_batch_size=3,
+            epochs=2,
+            max_length=512,
+            checkpoint_steps=100,
+            gradient_checkpointing=False,
+            precision="fp32",
+            logging_steps=1,
+            share_prefix=share_prefix,
+        )
+        result = fit_stage(
+            _lora_llava(tokenizer),
+            torch.utils.data.Subset(dataset, [0, 1, 2, 3, 4, 5]),
+            DataCollator(tokenizer.pad_token_id),
+            cfg,
+            checkpoint_dir=tmp_path / str(share_prefix),
+            fingerprint={"share_prefix": share_prefix},
+            seed=0,
+            label="test",
+        )
         return [entry["loss"] for entry in result.log_history if "loss" in entry]
 
     plain, shared = losses(False), losses(True)
@@ -507,9 +551,22 @@ def test_a_shared_prefix_with_gradient_checkpointing_is_a_config_error():
     from impkit.config import ConfigError, StageTraining
 
     with pytest.raises(ConfigError, match="share_prefix"):
-        StageTraining(learning_rate=1e-3, projector_lr=None, lr_scheduler="cosine", warmup_ratio=0.0, weight_decay=0.0,
-                      global_batch_size=2, per_device_batch_size=2, epochs=1, max_length=64, checkpoint_steps=10,
-                      gradient_checkpointing=True, precision="fp32", logging_steps=1, share_prefix=True)  # fmt: skip
+        StageTraining(
+            learning_rate=1e-3,
+            projector_lr=None,
+            lr_scheduler="cosine",
+            warmup_ratio=0.0,
+            weight_decay=0.0,
+            global_batch_size=2,
+            per_device_batch_size=2,
+            epochs=1,
+            max_length=64,
+            checkpoint_steps=10,
+            gradient_checkpointing=True,
+            precision="fp32",
+            logging_steps=1,
+            share_prefix=True,
+        )
 
 
 def test_a_shared_prefix_trains_the_same_under_two_process_data_parallel(data, tmp_path):
@@ -521,9 +578,25 @@ def test_a_shared_prefix_trains_the_same_under_two_process_data_parallel(data, t
 
     script = Path(__file__).parent / "shared_prefix_ddp.py"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "IMPKIT_PROGRESS": "0"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29519",
-           str(script), str(data), str(tmp_path)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "29519",
+        str(script),
+        str(data),
+        str(tmp_path),
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     losses = json.loads((tmp_path / "losses.json").read_text())

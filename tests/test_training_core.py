@@ -15,18 +15,50 @@ from impkit.train.parts import count_parameters, merged, prepare_stage1, prepare
 from impkit.train.trainer import ImpTrainer, StopAfter, fit_stage, training_arguments
 
 TINY = {
-    "family": "phi2", "template": "phi2", "image_aspect": "pad", "offline": True, "train": "nano",
-    "vision": {"arch": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                        "num_attention_heads": 2, "image_size": 32, "patch_size": 8}},
-    "llm": {"arch": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                     "num_attention_heads": 2, "max_position_embeddings": 128, "partial_rotary_factor": 0.5}},
-}  # fmt: skip
+    "family": "phi2",
+    "template": "phi2",
+    "image_aspect": "pad",
+    "offline": True,
+    "train": "nano",
+    "vision": {
+        "arch": {
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        }
+    },
+    "llm": {
+        "arch": {
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 128,
+            "partial_rotary_factor": 0.5,
+        }
+    },
+}
 
 
 def stage(**overrides) -> StageTraining:
-    base = dict(learning_rate=1e-2, projector_lr=None, lr_scheduler="cosine", warmup_ratio=0.0, weight_decay=0.0,
-                global_batch_size=4, per_device_batch_size=2, epochs=1, max_length=64, checkpoint_steps=2,
-                gradient_checkpointing=False, precision="fp32", logging_steps=1)  # fmt: skip
+    base = dict(
+        learning_rate=1e-2,
+        projector_lr=None,
+        lr_scheduler="cosine",
+        warmup_ratio=0.0,
+        weight_decay=0.0,
+        global_batch_size=4,
+        per_device_batch_size=2,
+        epochs=1,
+        max_length=64,
+        checkpoint_steps=2,
+        gradient_checkpointing=False,
+        precision="fp32",
+        logging_steps=1,
+    )
     return StageTraining(**{**base, **overrides})
 
 
@@ -64,8 +96,12 @@ class ToyData(torch.utils.data.Dataset):
 
 def collate(batch):
     ids, labels, pixels = zip(*batch, strict=True)
-    return {"input_ids": torch.stack(ids), "labels": torch.stack(labels), "attention_mask": torch.ones(len(ids), len(ids[0]), dtype=torch.long),
-            "pixel_values": torch.stack(pixels)}  # fmt: skip
+    return {
+        "input_ids": torch.stack(ids),
+        "labels": torch.stack(labels),
+        "attention_mask": torch.ones(len(ids), len(ids[0]), dtype=torch.long),
+        "pixel_values": torch.stack(pixels),
+    }
 
 
 def test_stage1_trains_only_the_projector(setup):
@@ -128,16 +164,34 @@ def test_a_killed_stage_resumes_from_its_last_checkpoint_and_ends_where_an_unbro
     data, cfg, fp = ToyData(config), stage(epochs=1), {"run": "toy"}  # 24 samples / 4 = 6 steps, checkpoint every 2
 
     straight, unbroken = prepare_stage1(build_model(config)), CurveLogger()
-    result = fit_stage(straight, data, collate, cfg, checkpoint_dir=tmp_path / "a", fingerprint=fp, seed=0, label="toy",
-                       callbacks=[unbroken])  # fmt: skip
+    result = fit_stage(
+        straight,
+        data,
+        collate,
+        cfg,
+        checkpoint_dir=tmp_path / "a",
+        fingerprint=fp,
+        seed=0,
+        label="toy",
+        callbacks=[unbroken],
+    )
     assert result.steps == 6 and result.resumed_from is None and result.train_loss > 0
     assert len(losses(unbroken)) == 6 and unbroken.logged[-1]["train_samples_per_second"] > 0
 
     # Restarting a finished run (DVC reruns a stage when any dependency changes) trains nothing and
     # reports the run itself: its loss, timing and whole curves, not an empty session's 0 samples/s.
     again_logger = CurveLogger()
-    finished = fit_stage(prepare_stage1(build_model(config)), data, collate, cfg, checkpoint_dir=tmp_path / "a",
-                         fingerprint=fp, seed=0, label="toy", callbacks=[again_logger])  # fmt: skip
+    finished = fit_stage(
+        prepare_stage1(build_model(config)),
+        data,
+        collate,
+        cfg,
+        checkpoint_dir=tmp_path / "a",
+        fingerprint=fp,
+        seed=0,
+        label="toy",
+        callbacks=[again_logger],
+    )
     assert finished.resumed_from.endswith("checkpoint-6") and finished.steps == 6
     assert finished.train_loss == pytest.approx(result.train_loss)
     assert (finished.seconds, finished.samples_per_second) == pytest.approx((result.seconds, result.samples_per_second))
@@ -146,18 +200,44 @@ def test_a_killed_stage_resumes_from_its_last_checkpoint_and_ends_where_an_unbro
 
     killed = prepare_stage1(build_model(config))
     with pytest.raises(KeyboardInterrupt):
-        fit_stage(killed, data, collate, cfg, checkpoint_dir=tmp_path / "b", fingerprint=fp, seed=0, label="toy",
-                  callbacks=[StopAfter(3)])  # fmt: skip
+        fit_stage(
+            killed,
+            data,
+            collate,
+            cfg,
+            checkpoint_dir=tmp_path / "b",
+            fingerprint=fp,
+            seed=0,
+            label="toy",
+            callbacks=[StopAfter(3)],
+        )
     resumed, resumed_logger = prepare_stage1(build_model(config)), CurveLogger()
-    again = fit_stage(resumed, data, collate, cfg, checkpoint_dir=tmp_path / "b", fingerprint=fp, seed=0, label="toy",
-                      callbacks=[resumed_logger])  # fmt: skip
+    again = fit_stage(
+        resumed,
+        data,
+        collate,
+        cfg,
+        checkpoint_dir=tmp_path / "b",
+        fingerprint=fp,
+        seed=0,
+        label="toy",
+        callbacks=[resumed_logger],
+    )
     assert again.resumed_from.endswith("checkpoint-2") and again.steps == 6  # lost at most one interval
     assert losses(resumed_logger) == pytest.approx(losses(unbroken), rel=1e-4)  # the curve is whole
     for (name, a), b in zip(straight.named_parameters(), resumed.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), name
 
-    other = fit_stage(prepare_stage1(build_model(config)), data, collate, cfg, checkpoint_dir=tmp_path / "b",
-                      fingerprint={"run": "changed"}, seed=0, label="toy")  # fmt: skip
+    other = fit_stage(
+        prepare_stage1(build_model(config)),
+        data,
+        collate,
+        cfg,
+        checkpoint_dir=tmp_path / "b",
+        fingerprint={"run": "changed"},
+        seed=0,
+        label="toy",
+    )
     assert other.resumed_from is None  # checkpoints of other inputs are never resumed
 
 
@@ -185,8 +265,10 @@ def test_release_round_trip_gives_identical_logits(setup, tmp_path):
     assert int((enc["input_ids"] == config.image_token_index).sum()) == num_image_tokens(preset)
 
 
-@pytest.mark.parametrize(("config", "gpus", "accumulation"), [("zero2-8gpu", 8, 1), ("zero2-4gpu", 4, 2),
-                                                               ("zero3-8gpu", 8, 1), ("zero3-4gpu", 4, 2)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("config", "gpus", "accumulation"),
+    [("zero2-8gpu", 8, 1), ("zero2-4gpu", 4, 2), ("zero3-8gpu", 8, 1), ("zero3-4gpu", 4, 2)],
+)
 def test_multi_gpu_configs_keep_the_papers_global_batch(config, gpus, accumulation, tmp_path):
     """8 GPUs or 4 with twice the accumulation: the same global batch (256 in stage 1, 128 in stage 2)."""
     import json

@@ -26,9 +26,14 @@ from impkit.eval.scoring.mmvet import score_mmvet
 from impkit.eval.twins import BENCHMARKS, TwinSizes, generate_twins, read_prompts, write_predictions
 
 SIZES = TwinSizes(vqav2=40, gqa=40, vizwiz=30, textvqa=20, sqa=30, pope_images=8, mme_images=2, mmbench=24, mmvet=8)
-WORLD = WorldSizes(**{f.name: 0 for f in dataclasses.fields(WorldSizes)} | {
-    "heldout_scenes": 40, "heldout_charts": 12, "heldout_text": 12,
-})  # fmt: skip
+WORLD = WorldSizes(
+    **{f.name: 0 for f in dataclasses.fields(WorldSizes)}
+    | {
+        "heldout_scenes": 40,
+        "heldout_charts": 12,
+        "heldout_text": 12,
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -145,26 +150,40 @@ def _predictions(benchmark: str, root: Path, out: Path, right: bool) -> Path:
         return write_json(out / "predictions.json", rows)
     if benchmark == "vizwiz":
         data = load_json(root / "val.json")
-        rows = [{"image": r["image"], "answer": Counter(a["answer"] for a in r["answers"]).most_common(1)[0][0] if right else wrong_text}
-                for r in data]  # fmt: skip
+        rows = [
+            {
+                "image": r["image"],
+                "answer": Counter(a["answer"] for a in r["answers"]).most_common(1)[0][0] if right else wrong_text,
+            }
+            for r in data
+        ]
         return write_json(out / "results.json", rows)
     if benchmark == "textvqa":
         data = load_json(root / "TextVQA_0.5.1_val.json")["data"]
-        rows = [{"question_id": r["question_id"], "answer": Counter(r["answers"]).most_common(1)[0][0] if right else wrong_text}
-                for r in data]  # fmt: skip
+        rows = [
+            {
+                "question_id": r["question_id"],
+                "answer": Counter(r["answers"]).most_common(1)[0][0] if right else wrong_text,
+            }
+            for r in data
+        ]
         return write_json(out / "results.json", rows)
     if benchmark == "sqa":
         problems = load_json(root / "problems.json")
         letters = "ABCDE"
-        rows = [{"question_id": pid, "text": letters[p["answer"] if right else (p["answer"] + 1) % len(p["choices"])]}
-                for pid, p in problems.items()]  # fmt: skip
+        rows = [
+            {"question_id": pid, "text": letters[p["answer"] if right else (p["answer"] + 1) % len(p["choices"])]}
+            for pid, p in problems.items()
+        ]
         return write_jsonl(out / "answers.jsonl", rows)
     if benchmark == "pope":
         for file in (root / "questions").iterdir():
             split = file.name.removeprefix("coco_pope_").removesuffix(".json")
             flip = {"yes": "No, there is not.", "no": "Yes, there is."}
-            rows = [{"question_id": q["question_id"], "text": q["label"].capitalize() if right else flip[q["label"]]}
-                    for q in load_jsonl(file)]  # fmt: skip
+            rows = [
+                {"question_id": q["question_id"], "text": q["label"].capitalize() if right else flip[q["label"]]}
+                for q in load_jsonl(file)
+            ]
             write_jsonl(out / "answers" / f"{split}.jsonl", rows)
         return out / "answers"
     if benchmark == "mme":
@@ -407,8 +426,10 @@ def test_sqa_has_text_only_and_hinted_problems_and_scores_image_items_only(twins
     problems = load_json(out / "sqa" / "problems.json")
     splits = load_json(out / "sqa" / "pid_splits.json")
     assert splits["test"] == list(problems)
-    assert all(p["split"] == "test" and 2 <= len(p["choices"]) <= 5 and 0 <= p["answer"] < len(p["choices"])
-               for p in problems.values())  # fmt: skip
+    assert all(
+        p["split"] == "test" and 2 <= len(p["choices"]) <= 5 and 0 <= p["answer"] < len(p["choices"])
+        for p in problems.values()
+    )
     with_image = [p for p in problems.values() if p["image"]]
     assert 0 < len(with_image) < len(problems)
     assert any(p["hint"] for p in problems.values()) and any(not p["hint"] for p in problems.values())
@@ -431,12 +452,16 @@ def test_mme_has_every_subtask_with_a_yes_and_a_no_question_per_image(twins):
 
 # --------------------------------------------------------------------------- prompts
 SUFFIX = {
-    "vqav2": "\n" + prompts.SHORT_ANSWER, "gqa": "\n" + prompts.SHORT_ANSWER, "pope": "\n" + prompts.SHORT_ANSWER,
-    "mme": "\n" + prompts.SHORT_ANSWER, "textvqa": "\n" + prompts.SHORT_ANSWER,
+    "vqav2": "\n" + prompts.SHORT_ANSWER,
+    "gqa": "\n" + prompts.SHORT_ANSWER,
+    "pope": "\n" + prompts.SHORT_ANSWER,
+    "mme": "\n" + prompts.SHORT_ANSWER,
+    "textvqa": "\n" + prompts.SHORT_ANSWER,
     "vizwiz": f"\n{prompts.VIZWIZ_UNANSWERABLE}\n{prompts.SHORT_ANSWER}",
-    "sqa": "\n" + prompts.OPTION_ANSWER, "mmbench": "\n" + prompts.OPTION_ANSWER,
+    "sqa": "\n" + prompts.OPTION_ANSWER,
+    "mmbench": "\n" + prompts.OPTION_ANSWER,
     "mmbench_cn": "\n" + prompts.OPTION_ANSWER_CN,
-}  # fmt: skip
+}
 
 
 def test_prompts_carry_the_exact_suffixes(twins):
@@ -505,7 +530,21 @@ def test_impkit_twins_without_an_eval_section_is_a_clear_error(heldout_dir, tmp_
 
     params = tmp_path / "params.yaml"
     params.write_text("world: {}\n", encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "impkit.cli", "twins", "--params", str(params), "--heldout",
-                           str(heldout_dir), "--out", str(tmp_path / "t")], capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "impkit.cli",
+            "twins",
+            "--params",
+            str(params),
+            "--heldout",
+            str(heldout_dir),
+            "--out",
+            str(tmp_path / "t"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode != 0
     assert "eval" in proc.stderr and "Traceback" not in proc.stderr

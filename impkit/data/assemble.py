@@ -59,8 +59,16 @@ def _check_sources(cfg: DataConfig) -> None:
 class _MixtureWriter:
     """One mixture: stream its entries, check selected records in chunks, write the outcome."""
 
-    def __init__(self, cfg: DataConfig, name: str, gate: InlineGate | GateProcess, checker: ImageChecker,
-                 store: ImageStore, out: TextIO, quarantine: TextIO):  # fmt: skip
+    def __init__(
+        self,
+        cfg: DataConfig,
+        name: str,
+        gate: InlineGate | GateProcess,
+        checker: ImageChecker,
+        store: ImageStore,
+        out: TextIO,
+        quarantine: TextIO,
+    ):
         self.cfg, self.name, self.gate, self.checker, self.store = cfg, name, gate, checker, store
         self.out, self.quarantine = out, quarantine
         self.selectors = selectors_for(name, cfg)
@@ -163,10 +171,21 @@ class _MixtureWriter:
             self.out.write(dumps_line(out))
             self.kept[e] += 1
 
-    def _reject(self, e: int, position: int, reasons: list[str], record: Any = None, raw: str | None = None,
-                image_error: str | None = None) -> None:  # fmt: skip
-        line: dict[str, Any] = {"mixture": self.name, "source": self.selectors[e].entry.source,
-                                "position": position, "reasons": reasons}  # fmt: skip
+    def _reject(
+        self,
+        e: int,
+        position: int,
+        reasons: list[str],
+        record: Any = None,
+        raw: str | None = None,
+        image_error: str | None = None,
+    ) -> None:
+        line: dict[str, Any] = {
+            "mixture": self.name,
+            "source": self.selectors[e].entry.source,
+            "position": position,
+            "reasons": reasons,
+        }
         if image_error is not None and "image_readable" in reasons:
             line["image_error"] = image_error
         if raw is not None:
@@ -182,8 +201,10 @@ class _MixtureWriter:
         counts = selector.counts
         read, kept, quarantined, dropped = counts.total(), self.kept[e], self.quarantined[e], selector.dropped
         if read != kept + quarantined + dropped:
-            raise RuntimeError(f"record accounting broke for {selector.entry.source}: "
-                               f"{read} in != {kept} kept + {quarantined} quarantined + {dropped} dropped")  # fmt: skip
+            raise RuntimeError(
+                f"record accounting broke for {selector.entry.source}: "
+                f"{read} in != {kept} kept + {quarantined} quarantined + {dropped} dropped"
+            )
         # Funnel: records left after each recipe rule, in the order the rules apply.
         rule_steps = [s for s in counts if s.startswith("excluded:")]
         funnel, left = [("read", read), ("after malformed", read - counts[MALFORMED])], read - counts[MALFORMED]
@@ -219,13 +240,25 @@ def _share_rows(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
     planned = [r["kept"] + r["quarantined"] for r in reports]  # what the recipe selected
     total_planned, total_kept = max(sum(planned), 1), max(sum(r["kept"] for r in reports), 1)
     rows = [
-        {"source": r["source"], "planned_share": n / total_planned, "kept_share": r["kept"] / total_kept,
-         "share_drift": r["kept"] / total_kept - n / total_planned, "quarantined_share": None}
+        {
+            "source": r["source"],
+            "planned_share": n / total_planned,
+            "kept_share": r["kept"] / total_kept,
+            "share_drift": r["kept"] / total_kept - n / total_planned,
+            "quarantined_share": None,
+        }
         for r, n in zip(reports, planned, strict=False)
-    ]  # fmt: skip
+    ]
     quarantined = sum(r["quarantined"] for r in reports)
-    rows.append({"source": "(all sources)", "planned_share": 1.0, "kept_share": 1.0, "share_drift": 0.0,
-                 "quarantined_share": quarantined / total_planned})  # fmt: skip
+    rows.append(
+        {
+            "source": "(all sources)",
+            "planned_share": 1.0,
+            "kept_share": 1.0,
+            "share_drift": 0.0,
+            "quarantined_share": quarantined / total_planned,
+        }
+    )
     return rows
 
 
@@ -302,12 +335,22 @@ def assemble(cfg: DataConfig, paths: AssemblyPaths, recipe: dict[str, Any] | Non
                         "sha256": _file_sha256(out_path),
                     }
                 manifest["mixtures"][name] = entry
-                log.info("mixture '%s': in %d = kept %d + quarantined %d + dropped by rules %d; gate %s",
-                         name, entry["in"], entry["kept"], entry["quarantined"], entry["dropped"], entry["gate"])  # fmt: skip
+                log.info(
+                    "mixture '%s': in %d = kept %d + quarantined %d + dropped by rules %d; gate %s",
+                    name,
+                    entry["in"],
+                    entry["kept"],
+                    entry["quarantined"],
+                    entry["dropped"],
+                    entry["gate"],
+                )
             manifest["images"] = {
-                "stored": store.added, "hashed": checker.hashed, "decoded": checker.decoded,
-                "cache_hits": checker.cache_hits, "store_mode": cfg.image_store,
-            }  # fmt: skip
+                "stored": store.added,
+                "hashed": checker.hashed,
+                "decoded": checker.decoded,
+                "cache_hits": checker.cache_hits,
+                "store_mode": cfg.image_store,
+            }
         manifest["data_docs"] = str(gate.publish(paths.docs_dir))
     finally:
         gate.close()

@@ -29,25 +29,63 @@ log = logging.getLogger(__name__)
 # Columns of the record table, in order (missing facts become nulls, which GX's column-map
 # expectations skip: a record that is not even a dict fails only ``record_is_object``).
 RECORD_COLUMNS = [
-    "record_type", "id_type", "id", "id_repeat", "image_type", "has_image", "conversations_type",
-    "n_turns", "bad_turns", "first_role", "last_role", "role_repeats", "image_tags_total",
-    "image_tags_first_turn", "image_tags_wanted", "prompt_chars_max", "answer_chars_min",
-    "answer_chars_max", "image_status", "image_min_side",
-]  # fmt: skip
+    "record_type",
+    "id_type",
+    "id",
+    "id_repeat",
+    "image_type",
+    "has_image",
+    "conversations_type",
+    "n_turns",
+    "bad_turns",
+    "first_role",
+    "last_role",
+    "role_repeats",
+    "image_tags_total",
+    "image_tags_first_turn",
+    "image_tags_wanted",
+    "prompt_chars_max",
+    "answer_chars_min",
+    "answer_chars_max",
+    "image_status",
+    "image_min_side",
+]
 
 
 # Typed columns (categories, nullable integers) make GX's pandas checks about twice as fast as the
 # object columns pandas infers from dicts with missing values.
 RECORD_DTYPES = {
-    **{c: "category" for c in ("record_type", "id_type", "image_type", "conversations_type", "first_role",
-                               "last_role", "image_status")},
-    **{c: "Int64" for c in ("n_turns", "bad_turns", "role_repeats", "image_tags_total", "image_tags_first_turn",
-                            "image_tags_wanted", "prompt_chars_max", "answer_chars_min", "answer_chars_max",
-                            "image_min_side")},
+    **{
+        c: "category"
+        for c in (
+            "record_type",
+            "id_type",
+            "image_type",
+            "conversations_type",
+            "first_role",
+            "last_role",
+            "image_status",
+        )
+    },
+    **{
+        c: "Int64"
+        for c in (
+            "n_turns",
+            "bad_turns",
+            "role_repeats",
+            "image_tags_total",
+            "image_tags_first_turn",
+            "image_tags_wanted",
+            "prompt_chars_max",
+            "answer_chars_min",
+            "answer_chars_max",
+            "image_min_side",
+        )
+    },
     "id": "string",
     "id_repeat": "boolean",
     "has_image": "boolean",
-}  # fmt: skip
+}
 
 
 class QualityGateError(ImpkitError, RuntimeError):
@@ -62,30 +100,66 @@ def _record_expectations(q: QualityConfig) -> list[tuple[str, str, dict[str, Any
         ("id_not_empty", "ExpectColumnValueLengthsToBeBetween", {"column": "id", "min_value": 1}),
         ("id_unique", "ExpectColumnValuesToBeInSet", {"column": "id_repeat", "value_set": [False]}),
         ("image_is_path", "ExpectColumnValuesToBeInSet", {"column": "image_type", "value_set": ["str", "missing"]}),
-        ("conversations_is_list", "ExpectColumnValuesToBeInSet", {"column": "conversations_type", "value_set": ["list"]}),
+        (
+            "conversations_is_list",
+            "ExpectColumnValuesToBeInSet",
+            {"column": "conversations_type", "value_set": ["list"]},
+        ),
         ("turns_well_formed", "ExpectColumnValuesToBeBetween", {"column": "bad_turns", "min_value": 0, "max_value": 0}),
         ("has_exchange", "ExpectColumnValuesToBeBetween", {"column": "n_turns", "min_value": 2}),
         ("first_turn_human", "ExpectColumnValuesToBeInSet", {"column": "first_role", "value_set": ["human"]}),
-        ("roles_alternate", "ExpectColumnValuesToBeBetween", {"column": "role_repeats", "min_value": 0, "max_value": 0}),
+        (
+            "roles_alternate",
+            "ExpectColumnValuesToBeBetween",
+            {"column": "role_repeats", "min_value": 0, "max_value": 0},
+        ),
         ("ends_with_answer", "ExpectColumnValuesToBeInSet", {"column": "last_role", "value_set": ["gpt"]}),
         # "Exactly one <image> tag, in the first human turn, iff the record has an image", as two
         # checks that fail independently: the count over all turns equals has_image (1 or 0), and
         # every tag there is sits in the first turn.
-        ("image_tag_count", "ExpectColumnPairValuesToBeEqual", {"column_A": "image_tags_total", "column_B": "image_tags_wanted"}),
-        ("image_tag_in_first_turn", "ExpectColumnPairValuesToBeEqual", {"column_A": "image_tags_first_turn", "column_B": "image_tags_total"}),
+        (
+            "image_tag_count",
+            "ExpectColumnPairValuesToBeEqual",
+            {"column_A": "image_tags_total", "column_B": "image_tags_wanted"},
+        ),
+        (
+            "image_tag_in_first_turn",
+            "ExpectColumnPairValuesToBeEqual",
+            {"column_A": "image_tags_first_turn", "column_B": "image_tags_total"},
+        ),
         ("image_readable", "ExpectColumnValuesToBeInSet", {"column": "image_status", "value_set": ["ok", "none"]}),
-        ("image_min_size", "ExpectColumnValuesToBeBetween", {"column": "image_min_side", "min_value": q.min_image_side}),
-        ("prompt_length", "ExpectColumnValuesToBeBetween", {"column": "prompt_chars_max", "min_value": 1, "max_value": q.max_prompt_chars}),
+        (
+            "image_min_size",
+            "ExpectColumnValuesToBeBetween",
+            {"column": "image_min_side", "min_value": q.min_image_side},
+        ),
+        (
+            "prompt_length",
+            "ExpectColumnValuesToBeBetween",
+            {"column": "prompt_chars_max", "min_value": 1, "max_value": q.max_prompt_chars},
+        ),
         ("answer_length", "ExpectColumnValuesToBeBetween", {"column": "answer_chars_min", "min_value": 1}),
-        ("answer_max_length", "ExpectColumnValuesToBeBetween", {"column": "answer_chars_max", "max_value": q.max_answer_chars}),
-    ]  # fmt: skip
+        (
+            "answer_max_length",
+            "ExpectColumnValuesToBeBetween",
+            {"column": "answer_chars_max", "max_value": q.max_answer_chars},
+        ),
+    ]
 
 
 def _mixture_expectations(q: QualityConfig) -> list[tuple[str, str, dict[str, Any]]]:
     return [
-        ("quarantine_share", "ExpectColumnValuesToBeBetween", {"column": "quarantined_share", "min_value": 0.0, "max_value": q.max_quarantine_share}),
-        ("source_share", "ExpectColumnValuesToBeBetween", {"column": "share_drift", "min_value": -q.share_tolerance, "max_value": q.share_tolerance}),
-    ]  # fmt: skip
+        (
+            "quarantine_share",
+            "ExpectColumnValuesToBeBetween",
+            {"column": "quarantined_share", "min_value": 0.0, "max_value": q.max_quarantine_share},
+        ),
+        (
+            "source_share",
+            "ExpectColumnValuesToBeBetween",
+            {"column": "share_drift", "min_value": -q.share_tolerance, "max_value": q.share_tolerance},
+        ),
+    ]
 
 
 @dataclass
@@ -252,9 +326,11 @@ class GateProcess:
 
         # spawn, not fork: the parent may hold threads (progress bars) and open pools.
         self._pool = ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_worker_init, initargs=(quality, name),
-        )  # fmt: skip
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(quality, name),
+        )
         self._pool.submit(int)  # start the process (and its GX import) while the caller plans
 
     def submit_records(self, items: list[tuple[Any, dict[str, Any]]]):

@@ -60,11 +60,20 @@ def check_benchmarks(benchmarks: Sequence[str]) -> None:
     if unknown:
         raise EvaluationError(f"unknown benchmark(s) {unknown}; known: {list(BENCHMARKS)}")
 
+
 # Paper Table 3's benchmark columns, in its order, with its abbreviations.
 TABLE3_COLUMNS = (
-    ("vqav2", "VQAv2"), ("gqa", "GQA"), ("vizwiz", "VizWiz"), ("sqa", "SQA-IMG"), ("textvqa", "TextVQA"),
-    ("pope", "POPE"), ("mme", "MME-P"), ("mmbench", "MMB"), ("mmbench_cn", "MMB-CN"), ("mmvet", "MM-Vet"),
-)  # fmt: skip
+    ("vqav2", "VQAv2"),
+    ("gqa", "GQA"),
+    ("vizwiz", "VizWiz"),
+    ("sqa", "SQA-IMG"),
+    ("textvqa", "TextVQA"),
+    ("pope", "POPE"),
+    ("mme", "MME-P"),
+    ("mmbench", "MMB"),
+    ("mmbench_cn", "MMB-CN"),
+    ("mmvet", "MM-Vet"),
+)
 MAJORITY = "majority"
 ANSWERS_FILE = "raw_answers.jsonl"  # per run and benchmark: {"id", "answer"} lines, the answer strings as given
 OPEN_ENDED = ("mmvet",)
@@ -81,8 +90,9 @@ def load_twins(twins_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def score(benchmark: str, twins_dir: Path, entry: Mapping[str, Any], predictions: Path,
-          judge: Judge | None = None) -> dict[str, Any]:  # fmt: skip
+def score(
+    benchmark: str, twins_dir: Path, entry: Mapping[str, Any], predictions: Path, judge: Judge | None = None
+) -> dict[str, Any]:
     """Score a prediction file (or folder) exactly as ``impkit score`` does."""
     twins_dir = Path(twins_dir)
     annotations = None if benchmark == "mme" else twins_dir / entry["annotations"]
@@ -151,15 +161,24 @@ def evaluate(
             given = answer_all(asker, questions, blank_images=blank)
             answers[benchmark][name] = {row["id"]: text for row, text in zip(rows, given, strict=True)}
         seconds[benchmark] = round(time.perf_counter() - start, 1)
-        log.info("%s: %d answers in %.1f s (%.1f questions/s)", benchmark, len(questions) * len(conditions),
-                 seconds[benchmark], len(questions) * len(conditions) / max(seconds[benchmark], 1e-9))  # fmt: skip
+        log.info(
+            "%s: %d answers in %.1f s (%.1f questions/s)",
+            benchmark,
+            len(questions) * len(conditions),
+            seconds[benchmark],
+            len(questions) * len(conditions) / max(seconds[benchmark], 1e-9),
+        )
     if not is_main_process():
         wait_for_everyone()
         return None
     with atomic_path(out_dir) as tmp:
         details = _write_and_score(answers, twins_dir, manifest, tmp, run=run, blind=blind, judge=judge)
-        details.update(runner=runner.describe(), release=dict(release or {}), answer_seconds=seconds,
-                       twins={"dir": str(twins_dir), "seed": manifest.get("seed"), "sizes": manifest.get("sizes")})  # fmt: skip
+        details.update(
+            runner=runner.describe(),
+            release=dict(release or {}),
+            answer_seconds=seconds,
+            twins={"dir": str(twins_dir), "seed": manifest.get("seed"), "sizes": manifest.get("sizes")},
+        )
         write_json(tmp / "details.json", details)
         write_json(tmp / "metrics.json", compact_metrics(details))
         (tmp / "table3.md").write_text(table3([details]), encoding="utf-8")
@@ -171,9 +190,16 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _write_and_score(answers: Mapping[str, Mapping[str, Mapping[str, str]]], twins_dir: Path,
-                     manifest: Mapping[str, Any], out: Path, *, run: str, blind: bool,
-                     judge: Judge | None) -> dict[str, Any]:  # fmt: skip
+def _write_and_score(
+    answers: Mapping[str, Mapping[str, Mapping[str, str]]],
+    twins_dir: Path,
+    manifest: Mapping[str, Any],
+    out: Path,
+    *,
+    run: str,
+    blind: bool,
+    judge: Judge | None,
+) -> dict[str, Any]:
     scored: dict[str, dict[str, Any]] = {run: {}, MAJORITY: {}}
     if blind:
         scored[f"{run}-blind"] = {}
@@ -204,8 +230,13 @@ def _write_and_score(answers: Mapping[str, Mapping[str, Mapping[str, str]]], twi
 
 
 def _unscored(benchmark: str, reason: str, **extra: Any) -> dict[str, Any]:
-    return {"benchmark": benchmark, "headline": {"name": None, "value": None}, "scored": False, "reason": reason,
-            **extra}  # fmt: skip
+    return {
+        "benchmark": benchmark,
+        "headline": {"name": None, "value": None},
+        "scored": False,
+        "reason": reason,
+        **extra,
+    }
 
 
 def compact_metrics(details: Mapping[str, Any]) -> dict[str, Any]:
@@ -278,8 +309,16 @@ def collect_details(root: Path) -> list[dict[str, Any]]:
     return [json.loads(path.read_text(encoding="utf-8")) for path in found]
 
 
-def evaluate_release(release: Path, twins_dir: Path, image_root: Path, out_dir: Path, cfg: Any, *,
-                     run: str = "torch", benchmarks: Sequence[str] = BENCHMARKS) -> dict[str, Any] | None:  # fmt: skip
+def evaluate_release(
+    release: Path,
+    twins_dir: Path,
+    image_root: Path,
+    out_dir: Path,
+    cfg: Any,
+    *,
+    run: str = "torch",
+    benchmarks: Sequence[str] = BENCHMARKS,
+) -> dict[str, Any] | None:
     """``evaluate`` with the batched PyTorch runner over a release folder, as ``cfg`` (the `eval`
     section, ``EvalConfig``) says: batch size, image cache, generation budgets, blind baseline, MM-Vet judge."""
     from impkit.eval.judge import make_judge
@@ -287,12 +326,26 @@ def evaluate_release(release: Path, twins_dir: Path, image_root: Path, out_dir: 
     from impkit.eval.runners import TorchRunner
 
     check_benchmarks(benchmarks)
-    runner = TorchRunner.from_release(release, image_root=image_root, batch_size=cfg.batch_size,
-                                      max_new_tokens=cfg.max_new_tokens, device=device(),
-                                      feature_cache_mb=cfg.feature_cache_mb)  # fmt: skip
+    runner = TorchRunner.from_release(
+        release,
+        image_root=image_root,
+        batch_size=cfg.batch_size,
+        max_new_tokens=cfg.max_new_tokens,
+        device=device(),
+        feature_cache_mb=cfg.feature_cache_mb,
+    )
     open_runner = copy.copy(runner)  # the same model with MM-Vet's longer generation budget
     open_runner.max_new_tokens = cfg.open_max_new_tokens
     judge = make_judge(cfg.judge) if cfg.judge is not None else None
     meta = Release.open(release).meta
-    return evaluate(runner, twins_dir, out_dir, run=run, benchmarks=benchmarks, blind=cfg.blind, judge=judge,
-                    open_runner=open_runner, release=meta)  # fmt: skip
+    return evaluate(
+        runner,
+        twins_dir,
+        out_dir,
+        run=run,
+        benchmarks=benchmarks,
+        blind=cfg.blind,
+        judge=judge,
+        open_runner=open_runner,
+        release=meta,
+    )

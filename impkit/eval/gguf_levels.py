@@ -57,22 +57,44 @@ def gguf_run(level: str) -> str:
     return f"gguf-{level}"
 
 
-def evaluate_levels(release: Path, gguf_dir: Path, levels: Sequence[str], twins_dir: Path, image_root: Path,
-                    out_root: Path, cfg: Any, run_cfg: GGUFEvalConfig | None = None, *,
-                    benchmarks: Sequence[str] = BENCHMARKS) -> dict[str, dict[str, Any]]:  # fmt: skip
+def evaluate_levels(
+    release: Path,
+    gguf_dir: Path,
+    levels: Sequence[str],
+    twins_dir: Path,
+    image_root: Path,
+    out_root: Path,
+    cfg: Any,
+    run_cfg: GGUFEvalConfig | None = None,
+    *,
+    benchmarks: Sequence[str] = BENCHMARKS,
+) -> dict[str, dict[str, Any]]:
     """``evaluate`` once per level (no blind baseline: that is the model's, not the file's), up to
     ``run_cfg.workers`` levels at once in separate processes. Each level's folder is written
     atomically by its own process, so the levels cannot mix."""
     run_cfg = run_cfg or GGUFEvalConfig()
     check_benchmarks(benchmarks)
-    jobs = [(Path(release), Path(gguf_dir), level, Path(twins_dir), Path(image_root), Path(out_root) / level, cfg,
-             run_cfg.threads, tuple(benchmarks)) for level in levels]  # fmt: skip
+    jobs = [
+        (
+            Path(release),
+            Path(gguf_dir),
+            level,
+            Path(twins_dir),
+            Path(image_root),
+            Path(out_root) / level,
+            cfg,
+            run_cfg.threads,
+            tuple(benchmarks),
+        )
+        for level in levels
+    ]
     if run_cfg.workers == 1 or len(jobs) == 1:
         return {job[2]: _evaluate_level(*job) for job in jobs}
     # spawn: a fresh interpreter per worker (forking a process that holds OpenMP threads is unsafe)
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(run_cfg.workers, len(jobs)), mp_context=context,
-                             initializer=_worker_logging) as pool:  # fmt: skip
+    with ProcessPoolExecutor(
+        max_workers=min(run_cfg.workers, len(jobs)), mp_context=context, initializer=_worker_logging
+    ) as pool:
         futures = {job[2]: pool.submit(_evaluate_level, *job) for job in jobs}
         return {level: future.result() for level, future in futures.items()}
 
@@ -83,21 +105,46 @@ def _worker_logging() -> None:
     setup_logging()
 
 
-def _evaluate_level(release: Path, gguf_dir: Path, level: str, twins_dir: Path, image_root: Path, out_dir: Path,
-                    cfg: Any, threads: int | None, benchmarks: Sequence[str]) -> dict[str, Any]:  # fmt: skip
+def _evaluate_level(
+    release: Path,
+    gguf_dir: Path,
+    level: str,
+    twins_dir: Path,
+    image_root: Path,
+    out_dir: Path,
+    cfg: Any,
+    threads: int | None,
+    benchmarks: Sequence[str],
+) -> dict[str, Any]:
     from impkit.eval.judge import make_judge
     from impkit.eval.runners import LlamaCppRunner
 
     judge = make_judge(cfg.judge) if cfg.judge is not None else None
     meta = Release.open(release).meta
-    runner = LlamaCppRunner.from_export(gguf_dir, level, release, image_root=image_root,
-                                        max_new_tokens=cfg.max_new_tokens, n_threads=threads, desc=level)  # fmt: skip
+    runner = LlamaCppRunner.from_export(
+        gguf_dir,
+        level,
+        release,
+        image_root=image_root,
+        max_new_tokens=cfg.max_new_tokens,
+        n_threads=threads,
+        desc=level,
+    )
     open_runner = copy.copy(runner)  # the same session with MM-Vet's longer generation budget
     open_runner.max_new_tokens = cfg.open_max_new_tokens
     try:
         log.info("%s: answering with %s (%s thread(s))", level, runner.source["llm"], runner.session.n_threads)
-        return evaluate(runner, twins_dir, out_dir, run=gguf_run(level), benchmarks=benchmarks, blind=False,
-                        judge=judge, open_runner=open_runner, release=meta)  # fmt: skip
+        return evaluate(
+            runner,
+            twins_dir,
+            out_dir,
+            run=gguf_run(level),
+            benchmarks=benchmarks,
+            blind=False,
+            judge=judge,
+            open_runner=open_runner,
+            release=meta,
+        )
     finally:
         runner.close()
 
@@ -115,8 +162,9 @@ def _headlines(details: Mapping[str, Any], run: str) -> dict[str, float | None]:
     return {b: s["headline"]["value"] for b, s in details["scores"][run].items()}
 
 
-def compare_levels(torch_details: Mapping[str, Any], torch_dir: Path, level_details: Mapping[str, Mapping[str, Any]],
-                   out_root: Path) -> dict[str, Any]:  # fmt: skip
+def compare_levels(
+    torch_details: Mapping[str, Any], torch_dir: Path, level_details: Mapping[str, Mapping[str, Any]], out_root: Path
+) -> dict[str, Any]:
     """The comparison of every level with the PyTorch run (see the module docstring)."""
     torch_run = torch_details["run"]
     reference = _headlines(torch_details, torch_run)

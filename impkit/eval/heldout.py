@@ -53,18 +53,43 @@ def normalise(answer: str) -> str:
     return answer.strip().lower().rstrip(".").strip()
 
 
-def answer_questions(model, tokenizer, *, template: str, image_size: int, image_aspect: str, n_image_tokens: int,
-                     questions: list[dict[str, Any]], image_root: Path, blank: bool, batch_size: int = 16,
-                     max_new_tokens: int = 8, image_mean=SIGLIP_MEAN, image_std=SIGLIP_STD,
-                     desc: str = "answer") -> list[str]:  # fmt: skip
+def answer_questions(
+    model,
+    tokenizer,
+    *,
+    template: str,
+    image_size: int,
+    image_aspect: str,
+    n_image_tokens: int,
+    questions: list[dict[str, Any]],
+    image_root: Path,
+    blank: bool,
+    batch_size: int = 16,
+    max_new_tokens: int = 8,
+    image_mean=SIGLIP_MEAN,
+    image_std=SIGLIP_STD,
+    desc: str = "answer",
+) -> list[str]:
     """Greedy short answers (normalised as ``accuracy`` compares them) from the project's one
     generation loop, ``TorchRunner``: batched with left padding, answers in input order."""
-    runner = TorchRunner(model, tokenizer, template=template, image_size=image_size, image_aspect=image_aspect,
-                         n_image_tokens=n_image_tokens, image_root=image_root, batch_size=batch_size,
-                         max_new_tokens=max_new_tokens, image_mean=image_mean, image_std=image_std,
-                         desc=desc)  # fmt: skip
-    asked = [Question(id=str(q.get("id", i)), image=q["image"], prompt=q["question"] + SHORT_ANSWER)
-             for i, q in enumerate(questions)]  # fmt: skip
+    runner = TorchRunner(
+        model,
+        tokenizer,
+        template=template,
+        image_size=image_size,
+        image_aspect=image_aspect,
+        n_image_tokens=n_image_tokens,
+        image_root=image_root,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        image_mean=image_mean,
+        image_std=image_std,
+        desc=desc,
+    )
+    asked = [
+        Question(id=str(q.get("id", i)), image=q["image"], prompt=q["question"] + SHORT_ANSWER)
+        for i, q in enumerate(questions)
+    ]
     return [normalise(a) for a in runner.answer(asked, blank_images=blank)]
 
 
@@ -90,13 +115,25 @@ def check_release(folder: Path, world: Path, *, limit: int | None, batch_size: i
     model, tokenizer = release.load()
     mean, std = release.normalisation()
     questions = load_questions(world / "heldout" / "questions.jsonl", limit)
-    common = dict(template=release.template, image_size=release.image_size, image_aspect=release.image_aspect,
-                  n_image_tokens=release.image_tokens, image_root=world / "heldout" / "images",
-                  batch_size=batch_size, image_mean=mean, image_std=std)  # fmt: skip
-    runs = {"with_image": (questions, False), "blank_image": (questions, True),
-            "shuffled_image": (shuffled_images(questions), False)}  # fmt: skip
+    common = dict(
+        template=release.template,
+        image_size=release.image_size,
+        image_aspect=release.image_aspect,
+        n_image_tokens=release.image_tokens,
+        image_root=world / "heldout" / "images",
+        batch_size=batch_size,
+        image_mean=mean,
+        image_std=std,
+    )
+    runs = {
+        "with_image": (questions, False),
+        "blank_image": (questions, True),
+        "shuffled_image": (shuffled_images(questions), False),
+    }
     return {
-        name: accuracy(questions, answer_questions(model, tokenizer, questions=asked, blank=blank,
-                                                   desc=f"held-out ({name})", **common))
+        name: accuracy(
+            questions,
+            answer_questions(model, tokenizer, questions=asked, blank=blank, desc=f"held-out ({name})", **common),
+        )
         for name, (asked, blank) in runs.items()
-    }  # fmt: skip
+    }

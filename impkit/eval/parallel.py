@@ -56,8 +56,14 @@ def answer_all(runner: Runner, questions: Sequence[Question], *, blank_images: b
     from accelerate.utils import gather_object
 
     start, end = shard_bounds(len(questions), state.num_processes, state.process_index)
-    log.info("process %d/%d answers questions %d-%d of %d", state.process_index + 1, state.num_processes,
-             start, end - 1, len(questions))  # fmt: skip
+    log.info(
+        "process %d/%d answers questions %d-%d of %d",
+        state.process_index + 1,
+        state.num_processes,
+        start,
+        end - 1,
+        len(questions),
+    )
     mine = runner.answer(list(questions[start:end]), blank_images=blank_images)
     # gather_object concatenates the per-process lists in process order: shard order = input order.
     merged = gather_object([mine])

@@ -81,17 +81,30 @@ def logit_parity(torch_runner: Any, gguf_runner: Any, questions: Sequence[Questi
         prepared = gguf_runner.processor.prepare(image) if image is not None else None
         n = session.eval_prompt(gguf_runner.prompt_text(question), prepared)
         if n != len(ids):
-            raise GGUFRunError(f"question {question.id}: llama.cpp reads {n} positions, PyTorch {len(ids)}: "
-                             "the prompt or the image token count differs between the two")  # fmt: skip
+            raise GGUFRunError(
+                f"question {question.id}: llama.cpp reads {n} positions, PyTorch {len(ids)}: "
+                "the prompt or the image token count differs between the two"
+            )
         ours = np.array(session.llama.scores[:n], dtype=np.float32)
         text = np.array(ids) != image_token
         same = ours[text].argmax(-1) == ref[text].argmax(-1)
         rel = float(np.abs(ours[text] - ref[text]).max() / np.abs(ref[text]).max())
-        rows.append({"id": question.id, "positions": int(text.sum()), "top1_agreement": round(float(same.mean()), 4),
-                     "rel_error": round(rel, 6)})  # fmt: skip
+        rows.append(
+            {
+                "id": question.id,
+                "positions": int(text.sum()),
+                "top1_agreement": round(float(same.mean()), 4),
+                "rel_error": round(rel, 6),
+            }
+        )
         agree, total, worst = agree + int(same.sum()), total + int(text.sum()), max(worst, rel)
-    return {"prompts": len(rows), "positions": total, "top1_agreement": round(agree / max(total, 1), 4),
-            "max_rel_error": round(worst, 6), "per_prompt": rows}  # fmt: skip
+    return {
+        "prompts": len(rows),
+        "positions": total,
+        "top1_agreement": round(agree / max(total, 1), 4),
+        "max_rel_error": round(worst, 6),
+        "per_prompt": rows,
+    }
 
 
 def check(report: dict[str, Any], cfg: ParityConfig) -> list[str]:

@@ -593,8 +593,9 @@ def read_mme_lines(folder: PathLike) -> dict[str, list[MmeLine]]:
     return {name: lines for name, lines in found.items() if lines}
 
 
-def _mme_rows(lines: dict[str, list[MmeLine]], images: PathLike | None, image_pattern: str | None,
-              root: Path) -> list[PromptRow]:  # fmt: skip
+def _mme_rows(
+    lines: dict[str, list[MmeLine]], images: PathLike | None, image_pattern: str | None, root: Path
+) -> list[PromptRow]:
     resolve = _Images("mme", images, image_pattern, root)
     rows = []
     for subtask, subtask_lines in lines.items():

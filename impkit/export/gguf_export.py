@@ -74,9 +74,13 @@ def _tied(release: ExportSource) -> bool:
 
 def plan_release(release: ExportSource) -> TensorPlan:
     arch = llm_part.llm_arch(release.meta["family"])
-    return plan_tensors(release.state, arch=arch.arch, n_llm_layers=release.config.text_config.num_hidden_layers,
-                        n_vision_layers_kept=mmproj_part.vision_layers_kept(release.config),
-                        tied_output=_tied(release))  # fmt: skip
+    return plan_tensors(
+        release.state,
+        arch=arch.arch,
+        n_llm_layers=release.config.text_config.num_hidden_layers,
+        n_vision_layers_kept=mmproj_part.vision_layers_kept(release.config),
+        tied_output=_tied(release),
+    )
 
 
 def export_release(release_dir: str | os.PathLike, out_dir: str | os.PathLike) -> dict[str, Any]:
@@ -99,22 +103,26 @@ def export_release(release_dir: str | os.PathLike, out_dir: str | os.PathLike) -
         writer.add_name(llm_part.gguf_model_name(release.name, release.tokenizer))
         writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
         facts["hparams"] = llm_part.add_hparams(writer, arch, release.config.text_config)
-        facts["tokenizer"] = llm_part.add_tokenizer(writer, release.tokenizer, family=family, template=template,
-                                                    n_vocab=n_vocab)  # fmt: skip
+        facts["tokenizer"] = llm_part.add_tokenizer(
+            writer, release.tokenizer, family=family, template=template, n_vocab=n_vocab
+        )
         llm_part.add_weights(writer, arch, release.state, plan, release.config.text_config)
 
     def fill_mmproj(writer: gguf.GGUFWriter) -> None:
         writer.add_name(f"{release.name} vision")
         writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
-        facts["vision"] = mmproj_part.add_vision(writer, release.config, release.state, plan,
-                                                 image_mean=release.image_mean, image_std=release.image_std)  # fmt: skip
+        facts["vision"] = mmproj_part.add_vision(
+            writer, release.config, release.state, plan, image_mean=release.image_mean, image_std=release.image_std
+        )
 
     # Both files are staged and moved in together: a failing check leaves neither, not half a pair.
     out_dir.mkdir(parents=True, exist_ok=True)
     records = {}
     with tempfile.TemporaryDirectory(prefix=".gguf-stage-", dir=out_dir) as stage:
-        for part, name, arch_name, fill in (("llm", llm_filename("F16"), arch.name, fill_llm),
-                                            ("mmproj", mmproj_filename("F16"), "clip", fill_mmproj)):  # fmt: skip
+        for part, name, arch_name, fill in (
+            ("llm", llm_filename("F16"), arch.name, fill_llm),
+            ("mmproj", mmproj_filename("F16"), "clip", fill_mmproj),
+        ):
             records[part] = write_gguf(Path(stage) / name, arch_name, fill)
         for record in records.values():
             final = out_dir / Path(record["path"]).name
@@ -171,8 +179,16 @@ def export_and_quantize(
         else:
             mmproj = quantize(mm_f16, out_dir / mmproj_filename(mmproj_level), mmproj_level, threads=threads)
     llm = {level: llm[level] for level in levels}
-    sizes = {level: {"llm": rec["bytes"], "mmproj": mmproj["bytes"], "total": rec["bytes"] + mmproj["bytes"]}
-             for level, rec in llm.items()}  # fmt: skip
+    sizes = {
+        level: {"llm": rec["bytes"], "mmproj": mmproj["bytes"], "total": rec["bytes"] + mmproj["bytes"]}
+        for level, rec in llm.items()
+    }
     info = {k: v for k, v in base.items() if k not in ("llm", "mmproj")}
-    return {**info, "hparams": base["llm"]["hparams"], "tokenizer": base["llm"]["tokenizer"],
-            "llm": llm, "mmproj": mmproj, "sizes": sizes}  # fmt: skip
+    return {
+        **info,
+        "hparams": base["llm"]["hparams"],
+        "tokenizer": base["llm"]["tokenizer"],
+        "llm": llm,
+        "mmproj": mmproj,
+        "sizes": sizes,
+    }

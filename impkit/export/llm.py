@@ -44,11 +44,16 @@ class LlmArch:
 # family (impkit.json / preset) -> GGUF architecture. Exact keys; unknown families fail listing them.
 LLM_ARCHS: dict[str, LlmArch] = {
     "qwen2": LlmArch(gguf.MODEL_ARCH.QWEN2, "qwen2", rms_norm=True, activations=("silu",)),
-    "phi2": LlmArch(gguf.MODEL_ARCH.PHI2, "phi", rms_norm=False,
-                    activations=("gelu_new", "gelu_pytorch_tanh", "gelu_fast"), explicit_output=True),
+    "phi2": LlmArch(
+        gguf.MODEL_ARCH.PHI2,
+        "phi",
+        rms_norm=False,
+        activations=("gelu_new", "gelu_pytorch_tanh", "gelu_fast"),
+        explicit_output=True,
+    ),
     "phi3": LlmArch(gguf.MODEL_ARCH.PHI3, "phi3", rms_norm=True, activations=("silu",)),
     "llama": LlmArch(gguf.MODEL_ARCH.LLAMA, "llama", rms_norm=True, activations=("silu",), permute_qk=True),
-}  # fmt: skip
+}
 
 
 def llm_arch(family: str) -> LlmArch:
@@ -80,8 +85,10 @@ def gguf_chat_template(template_name: str) -> str:
     }
     for old, new in replacements.items():
         if old not in source:
-            raise ExportError(f"chat template {template_name!r}: expected {old!r} in the Jinja source; "
-                              "impkit.data.templates.jinja_chat_template changed")  # fmt: skip
+            raise ExportError(
+                f"chat template {template_name!r}: expected {old!r} in the Jinja source; "
+                "impkit.data.templates.jinja_chat_template changed"
+            )
         source = source.replace(old, new)
     return source
 
@@ -114,8 +121,10 @@ def bpe_pre(tokenizer_json: Mapping[str, Any], family: str) -> str:
         regex = steps[0].get("pattern", {}).get("Regex")
         if regex in _SPLIT_PRE:
             return _SPLIT_PRE[regex]
-    raise ExportError(f"unsupported pre-tokenizer {json.dumps(pre)[:300]}: GGUF export handles byte-level BPE "
-                      "with GPT-2's split or Qwen2's regex split")  # fmt: skip
+    raise ExportError(
+        f"unsupported pre-tokenizer {json.dumps(pre)[:300]}: GGUF export handles byte-level BPE "
+        "with GPT-2's split or Qwen2's regex split"
+    )
 
 
 def _merges(model: Mapping[str, Any]) -> list[str]:
@@ -154,9 +163,12 @@ def add_tokenizer(writer: gguf.GGUFWriter, tokenizer: Any, *, family: str, templ
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ExportError("the tokenizer has no eos token")
-    ids = {"eos": eos, "bos": tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos,
-           "pad": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
-           "unk": tokenizer.unk_token_id}  # fmt: skip
+    ids = {
+        "eos": eos,
+        "bos": tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos,
+        "pad": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
+        "unk": tokenizer.unk_token_id,
+    }
     # Generation ends at the template's answer end marker (ChatML's <|im_end|>, Phi-3's <|end|>,
     # Imp's </s>), as in write_release's generation_config (impkit.release): llama.cpp stops at end-of-turn tokens.
     stop = [vocab[s] for s in get_template(template).stop if s in vocab]
@@ -246,8 +258,14 @@ def add_hparams(writer: gguf.GGUFWriter, arch: LlmArch, text_config: Any) -> dic
     window = getattr(c, "sliding_window", None)
     if arch.arch == gguf.MODEL_ARCH.PHI3 and window:
         writer.add_sliding_window(window)
-    return {"n_embd": c.hidden_size, "n_layer": c.num_hidden_layers, "n_head": n_head, "n_head_kv": n_kv,
-            "n_rot": n_rot, "rope_theta": theta}  # fmt: skip
+    return {
+        "n_embd": c.hidden_size,
+        "n_layer": c.num_hidden_layers,
+        "n_head": n_head,
+        "n_head_kv": n_kv,
+        "n_rot": n_rot,
+        "rope_theta": theta,
+    }
 
 
 def _permute_qk(weight: torch.Tensor, n_head: int) -> torch.Tensor:

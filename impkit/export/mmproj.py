@@ -46,8 +46,10 @@ def check_vision(config: Any) -> None:
     if v.hidden_act not in TANH_GELU:
         raise ExportError(f"vision hidden_act {v.hidden_act!r}: llama.cpp's clip computes tanh GELU {TANH_GELU}")
     if config.vision_feature_select_strategy != "full":
-        raise ExportError(f"vision_feature_select_strategy {config.vision_feature_select_strategy!r}: "
-                          "SigLIP features are exported with every patch ('full')")  # fmt: skip
+        raise ExportError(
+            f"vision_feature_select_strategy {config.vision_feature_select_strategy!r}: "
+            "SigLIP features are exported with every patch ('full')"
+        )
     if config.projector_hidden_act not in PROJECTOR_ACTS:
         raise ExportError(f"projector_hidden_act {config.projector_hidden_act!r}: the mlp projector runs GELU")
 
@@ -68,8 +70,9 @@ def add_vision(
     width = config.text_config.hidden_size
     out = next((state[hf] for hf, t in plan.mmproj.items() if t == "mm.2.weight"), None)
     if out is None or out.shape[0] != width:
-        raise ExportError(f"projector output {None if out is None else tuple(out.shape)} does not match the "
-                          f"LLM width {width}")  # fmt: skip
+        raise ExportError(
+            f"projector output {None if out is None else tuple(out.shape)} does not match the LLM width {width}"
+        )
     if len(image_mean) != 3 or len(image_std) != 3:
         raise ExportError(f"image_mean / image_std need 3 values, got {image_mean} / {image_std}")
     writer.add_clip_has_vision_encoder(True)
@@ -89,5 +92,10 @@ def add_vision(
     for hf, target in plan.mmproj.items():
         # position embeddings are added to F32 activations: keep them F32 (as llama.cpp's converter does)
         writer.add_tensor(target, export_array(target, state[hf], f32=target.startswith("v.position_embd")))
-    return {"vision_layers": kept, "image_size": v.image_size, "patch_size": v.patch_size,
-            "image_tokens": (v.image_size // v.patch_size) ** 2, "projection_dim": width}  # fmt: skip
+    return {
+        "vision_layers": kept,
+        "image_size": v.image_size,
+        "patch_size": v.patch_size,
+        "image_tokens": (v.image_size // v.patch_size) ** 2,
+        "projection_dim": width,
+    }

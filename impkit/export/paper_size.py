@@ -116,12 +116,19 @@ class PaperSizePlan:
 
     def f16_bytes(self, part: str) -> int:
         """Tensor bytes of the F16 file (matrices 2 bytes, vectors and position embeddings 4)."""
-        return sum(int(np.prod(s)) * (4 if len(s) <= 1 or n.startswith("v.position_embd") else 2)
-                   for n, s in self.gguf_shapes(part).items())  # fmt: skip
+        return sum(
+            int(np.prod(s)) * (4 if len(s) <= 1 or n.startswith("v.position_embd") else 2)
+            for n, s in self.gguf_shapes(part).items()
+        )
 
     def digest(self) -> str:
-        text = json.dumps({"profile": self.profile, "llm": sorted(self.gguf_shapes("llm").items()),
-                           "mmproj": sorted(self.gguf_shapes("mmproj").items())})  # fmt: skip
+        text = json.dumps(
+            {
+                "profile": self.profile,
+                "llm": sorted(self.gguf_shapes("llm").items()),
+                "mmproj": sorted(self.gguf_shapes("mmproj").items()),
+            }
+        )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -147,16 +154,25 @@ def plan_paper_size(
     preset = paper_preset(profile, presets)
     tok = stand_in_tokenizer(preset.family)
     ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
-    config = llava_config(preset, image_token_id=tok.convert_tokens_to_ids(IMAGE_TOKEN), special_ids=ids,
-                          vision_layers=vision_layers, llm_layers=llm_layers)  # fmt: skip
+    config = llava_config(
+        preset,
+        image_token_id=tok.convert_tokens_to_ids(IMAGE_TOKEN),
+        special_ids=ids,
+        vision_layers=vision_layers,
+        llm_layers=llm_layers,
+    )
     mmproj_part.check_vision(config)
     with torch.device("meta"):
         model = LlavaForConditionalGeneration(config)
     state = model.state_dict()
     tied = bool(config.tie_word_embeddings) and "lm_head.weight" in state
-    plan = plan_tensors(state, arch=llm_part.llm_arch(preset.family).arch,
-                        n_llm_layers=config.text_config.num_hidden_layers,
-                        n_vision_layers_kept=mmproj_part.vision_layers_kept(config), tied_output=tied)  # fmt: skip
+    plan = plan_tensors(
+        state,
+        arch=llm_part.llm_arch(preset.family).arch,
+        n_llm_layers=config.text_config.num_hidden_layers,
+        n_vision_layers_kept=mmproj_part.vision_layers_kept(config),
+        tied_output=tied,
+    )
     shapes = {name: tuple(t.shape) for name, t in state.items()}
     return PaperSizePlan(profile, preset, config, tok, shapes, plan)
 
@@ -168,8 +184,15 @@ class RandomWeights(Mapping[str, torch.Tensor]):
 
     CHUNK = 1 << 24  # values generated per step
 
-    def __init__(self, shapes: Mapping[str, tuple[int, ...]], scratch: Path, *, seed: int = 0,
-                 std: float = WEIGHT_STD, bar: Any = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        shapes: Mapping[str, tuple[int, ...]],
+        scratch: Path,
+        *,
+        seed: int = 0,
+        std: float = WEIGHT_STD,
+        bar: Any = None,
+    ) -> None:
         self.shapes, self.scratch, self.seed, self.std, self.bar = dict(shapes), Path(scratch), seed, std, bar
         self.scratch.mkdir(parents=True, exist_ok=True)
         self._made: dict[str, torch.Tensor] = {}
@@ -224,8 +247,9 @@ def _fill_llm(writer: gguf.GGUFWriter, plan: PaperSizePlan, state: Mapping[str, 
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     hparams = llm_part.add_hparams(writer, arch, config.text_config)
     n_vocab = config.text_config.vocab_size
-    tok = llm_part.add_tokenizer(writer, plan.tokenizer, family=plan.preset.family, template=plan.preset.template,
-                                 n_vocab=n_vocab)  # fmt: skip
+    tok = llm_part.add_tokenizer(
+        writer, plan.tokenizer, family=plan.preset.family, template=plan.preset.template, n_vocab=n_vocab
+    )
     llm_part.add_weights(writer, arch, state, plan.plan, config.text_config)
     return {"hparams": hparams, "tokenizer": tok}
 
@@ -247,8 +271,11 @@ def size_report(profile: str, sizes: Mapping[str, Mapping[str, int]]) -> dict[st
     """Bytes per level with GiB (2^30) and decimal GB, and the ratio to Table 4 where it has one."""
     out = {}
     for level, parts in sizes.items():
-        row: dict[str, Any] = {"bytes": dict(parts), "gib": {k: round(v / GIB, 3) for k, v in parts.items()},
-                               "gb": {k: round(v / 1e9, 3) for k, v in parts.items()}}  # fmt: skip
+        row: dict[str, Any] = {
+            "bytes": dict(parts),
+            "gib": {k: round(v / GIB, 3) for k, v in parts.items()},
+            "gb": {k: round(v / 1e9, 3) for k, v in parts.items()},
+        }
         paper = TABLE4_GB.get(profile, {}).get(level)
         if paper is not None:
             row["table4_gb"] = paper
@@ -282,11 +309,18 @@ def write_paper_size(
     start = time.perf_counter()
     plan = plan_paper_size(profile, presets, llm_layers=llm_layers, vision_layers=vision_layers)
     need, free = disk_need(plan, levels), shutil.disk_usage(out_dir).free
-    log.info("%s: %.2f G LLM + %.2f G vision parameters; needs up to %.1f GiB of disk, %.1f GiB free",
-             profile, plan.n_params("llm") / 1e9, plan.n_params("mmproj") / 1e9, need / GIB, free / GIB)  # fmt: skip
+    log.info(
+        "%s: %.2f G LLM + %.2f G vision parameters; needs up to %.1f GiB of disk, %.1f GiB free",
+        profile,
+        plan.n_params("llm") / 1e9,
+        plan.n_params("mmproj") / 1e9,
+        need / GIB,
+        free / GIB,
+    )
     if need > free:
-        raise ExportError(f"{profile}: writing needs about {need / GIB:.1f} GiB under {out_dir}, only "
-                          f"{free / GIB:.1f} GiB free")  # fmt: skip
+        raise ExportError(
+            f"{profile}: writing needs about {need / GIB:.1f} GiB under {out_dir}, only {free / GIB:.1f} GiB free"
+        )
     seconds: dict[str, float] = {}
     facts: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix=".paper-size-", dir=out_dir) as work:
@@ -298,14 +332,22 @@ def write_paper_size(
             for part, arch_name, fill in (("mmproj", "clip", _fill_mmproj), ("llm", plan.arch.name, _fill_llm)):
                 t = time.perf_counter()
                 name = llm_filename("F16") if part == "llm" else mmproj_filename("F16")
-                f16[part] = write_gguf(work / name, arch_name,
-                                       lambda w, fill=fill, part=part: facts.__setitem__(part, fill(w, plan, state)))  # fmt: skip
+                f16[part] = write_gguf(
+                    work / name,
+                    arch_name,
+                    lambda w, fill=fill, part=part: facts.__setitem__(part, fill(w, plan, state)),
+                )
                 state.release(list(plan.plan.llm if part == "llm" else plan.plan.mmproj))
                 shutil.rmtree(work / "weights", ignore_errors=True)  # scratch weights are in the file now
                 (work / "weights").mkdir()
                 seconds[f"write_{part}_f16"] = round(time.perf_counter() - t, 1)
-                log.info("%s: wrote %s (%.2f GiB) in %.0f s", profile, name, f16[part]["bytes"] / GIB,
-                         seconds[f"write_{part}_f16"])  # fmt: skip
+                log.info(
+                    "%s: wrote %s (%.2f GiB) in %.0f s",
+                    profile,
+                    name,
+                    f16[part]["bytes"] / GIB,
+                    seconds[f"write_{part}_f16"],
+                )
         llm: dict[str, dict[str, Any]] = {}
         for level in [lv for lv in levels if lv != "F16"]:
             t = time.perf_counter()
@@ -322,22 +364,33 @@ def write_paper_size(
             mmproj = {**summary(out_dir / mmproj_filename("F16")), "level": "F16"}
         else:
             t = time.perf_counter()
-            mmproj = quantize(f16["mmproj"]["path"], out_dir / mmproj_filename(mmproj_level), mmproj_level,
-                              threads=threads)  # fmt: skip
+            mmproj = quantize(
+                f16["mmproj"]["path"], out_dir / mmproj_filename(mmproj_level), mmproj_level, threads=threads
+            )
             seconds[f"quantize_mmproj_{mmproj_level}"] = round(time.perf_counter() - t, 1)
-    sizes = {lv: {"llm": llm[lv]["bytes"], "mmproj": mmproj["bytes"], "total": llm[lv]["bytes"] + mmproj["bytes"]}
-             for lv in levels}  # fmt: skip
+    sizes = {
+        lv: {"llm": llm[lv]["bytes"], "mmproj": mmproj["bytes"], "total": llm[lv]["bytes"] + mmproj["bytes"]}
+        for lv in levels
+    }
     seconds["total"] = round(time.perf_counter() - start, 1)
     record = {
-        "profile": profile, "digest": plan.digest(), "seed": seed, "weight_std": WEIGHT_STD,
-        "family": plan.preset.family, "arch": plan.arch.name,
-        "llm_params": plan.n_params("llm"), "vision_params": plan.n_params("mmproj"),
-        "image_tokens": facts["mmproj"]["image_tokens"], "vision_layers": facts["mmproj"]["vision_layers"],
-        "hparams": facts["llm"]["hparams"], "tokenizer": facts["llm"]["tokenizer"],
+        "profile": profile,
+        "digest": plan.digest(),
+        "seed": seed,
+        "weight_std": WEIGHT_STD,
+        "family": plan.preset.family,
+        "arch": plan.arch.name,
+        "llm_params": plan.n_params("llm"),
+        "vision_params": plan.n_params("mmproj"),
+        "image_tokens": facts["mmproj"]["image_tokens"],
+        "vision_layers": facts["mmproj"]["vision_layers"],
+        "hparams": facts["llm"]["hparams"],
+        "tokenizer": facts["llm"]["tokenizer"],
         "llm": {lv: {**rec, "path": Path(rec["path"]).name} for lv, rec in llm.items()},
         "mmproj": {**mmproj, "path": Path(mmproj["path"]).name},
-        "sizes": size_report(profile, sizes), "seconds": seconds,
-    }  # fmt: skip
+        "sizes": size_report(profile, sizes),
+        "seconds": seconds,
+    }
     write_json(out_dir / RECORD, record)
     return record
 

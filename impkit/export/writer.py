@@ -48,5 +48,9 @@ def summary(path: Path) -> dict[str, Any]:
     """Path, size in bytes, tensor count and tensors per GGML type of a GGUF file."""
     reader = gguf.GGUFReader(str(path))
     types = Counter(gguf.GGMLQuantizationType(t.tensor_type).name for t in reader.tensors)
-    return {"path": str(path), "bytes": Path(path).stat().st_size, "n_tensors": len(reader.tensors),
-            "tensor_types": dict(sorted(types.items()))}  # fmt: skip
+    return {
+        "path": str(path),
+        "bytes": Path(path).stat().st_size,
+        "n_tensors": len(reader.tensors),
+        "tensor_types": dict(sorted(types.items())),
+    }

@@ -57,14 +57,21 @@ class Protocol:
 
     def __post_init__(self) -> None:
         if self.prompt_tokens < 1 or self.gen_tokens < 1:
-            raise ValueError(f"prompt_tokens and gen_tokens must be at least 1, got {self.prompt_tokens}, "
-                             f"{self.gen_tokens}")  # fmt: skip
+            raise ValueError(
+                f"prompt_tokens and gen_tokens must be at least 1, got {self.prompt_tokens}, {self.gen_tokens}"
+            )
         if self.runs < 1 or self.warmup < 0:
             raise ValueError(f"runs must be at least 1 and warmup at least 0, got {self.runs}, {self.warmup}")
 
     def describe(self) -> dict[str, Any]:
-        return {**asdict(self), "image_position": "first", "greedy": True, "stop_at_eos": False,
-                "model_loading": "excluded", "statistic": "median (min, max) over runs after warm-up"}  # fmt: skip
+        return {
+            **asdict(self),
+            "image_position": "first",
+            "greedy": True,
+            "stop_at_eos": False,
+            "model_loading": "excluded",
+            "statistic": "median (min, max) over runs after warm-up",
+        }
 
 
 def prompt_ids(tokenize: Callable[[str], Sequence[int]], n: int, sentence: str = PROMPT_SENTENCE) -> list[int]:
@@ -117,10 +124,21 @@ class RunTiming:
         return self.t_ve + self.n_prompt / self.s_prompt + self.n_gen / self.s_gen
 
     def record(self) -> dict[str, Any]:
-        return {"n_image": self.n_image, "n_text": self.n_text, "n_prompt": self.n_prompt, "n_gen": self.n_gen,
-                "t_ve_s": self.t_ve, "t_prompt_s": self.t_prompt, "t_gen_s": self.t_gen,
-                "s_prompt_tps": self.s_prompt, "s_gen_tps": self.s_gen, "t_total_s": self.total,
-                "wall_s": self.wall, "t_other_s": self.wall - self.total, **self.detail}  # fmt: skip
+        return {
+            "n_image": self.n_image,
+            "n_text": self.n_text,
+            "n_prompt": self.n_prompt,
+            "n_gen": self.n_gen,
+            "t_ve_s": self.t_ve,
+            "t_prompt_s": self.t_prompt,
+            "t_gen_s": self.t_gen,
+            "s_prompt_tps": self.s_prompt,
+            "s_gen_tps": self.s_gen,
+            "t_total_s": self.total,
+            "wall_s": self.wall,
+            "t_other_s": self.wall - self.total,
+            **self.detail,
+        }
 
 
 def spread(values: Sequence[float]) -> dict[str, float]:
@@ -146,16 +164,22 @@ def summarize(runs: Sequence[RunTiming], warmup: Sequence[RunTiming] = ()) -> di
     n_prompt = n_image + n_text
     eq1 = t_ve["median"] + n_prompt / s_prompt["median"] + n_gen / s_gen["median"]
     return {
-        "n_image": n_image, "n_text": n_text, "n_prompt": n_prompt, "n_gen": n_gen,
-        "runs": len(runs), "warmup": len(warmup),
-        "t_ve_s": t_ve, "s_prompt_tps": s_prompt, "s_gen_tps": s_gen,
+        "n_image": n_image,
+        "n_text": n_text,
+        "n_prompt": n_prompt,
+        "n_gen": n_gen,
+        "runs": len(runs),
+        "warmup": len(warmup),
+        "t_ve_s": t_ve,
+        "s_prompt_tps": s_prompt,
+        "s_gen_tps": s_gen,
         "t_total_s": spread([r.total for r in runs]),
         "t_total_eq1_s": float(f"{eq1:.6g}"),
         "wall_s": spread([r.wall for r in runs]),
         "t_other_s": spread([r.wall - r.total for r in runs]),
         "per_run": [r.record() for r in runs],
         "warmup_runs": [r.record() for r in warmup],
-    }  # fmt: skip
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,8 +201,13 @@ def cpu_info(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> dict[str, Any]:
                 model = value.strip()
             elif key == "flags" and not flags:
                 flags = {flag for flag in value.split() if _GGML_FLAGS.fullmatch(flag)}
-    return {"model": model, "logical_cpus": os.cpu_count(), "machine": platform.machine(),
-            "system": platform.system(), "flags": sorted(flags)}  # fmt: skip
+    return {
+        "model": model,
+        "logical_cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "system": platform.system(),
+        "flags": sorted(flags),
+    }
 
 
 def software_info(*, llama_cpp: bool = True, torch: bool = True) -> dict[str, Any]:
@@ -212,6 +241,10 @@ def host_info() -> dict[str, Any]:
 
 def table_row(summary: Mapping[str, Any]) -> dict[str, float]:
     """The medians as Table 4 lists them (plus the measured wall time)."""
-    return {"t_ve_s": summary["t_ve_s"]["median"], "s_prompt_tps": summary["s_prompt_tps"]["median"],
-            "s_gen_tps": summary["s_gen_tps"]["median"], "t_total_s": summary["t_total_eq1_s"],
-            "wall_s": summary["wall_s"]["median"]}  # fmt: skip
+    return {
+        "t_ve_s": summary["t_ve_s"]["median"],
+        "s_prompt_tps": summary["s_prompt_tps"]["median"],
+        "s_gen_tps": summary["s_gen_tps"]["median"],
+        "t_total_s": summary["t_total_eq1_s"],
+        "wall_s": summary["wall_s"]["median"],
+    }

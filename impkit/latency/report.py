@@ -58,8 +58,19 @@ def measure_paper_size(profile: str, cfg: LatencyConfig, folder: str | Path, rec
     targets = [GGUFPair(profile, folder / record["llm"][level]["path"], mmproj, level) for level in cfg.paper.levels]
     out = _measure(profile, "paper-size", cfg, targets)
     out["sizes"] = {level: record["sizes"][level] for level in cfg.paper.levels}
-    out["generation"] = {key: record[key] for key in ("digest", "seed", "weight_std", "llm_params", "vision_params",
-                                                      "image_tokens", "vision_layers", "seconds")}  # fmt: skip
+    out["generation"] = {
+        key: record[key]
+        for key in (
+            "digest",
+            "seed",
+            "weight_std",
+            "llm_params",
+            "vision_params",
+            "image_tokens",
+            "vision_layers",
+            "seconds",
+        )
+    }
     return out
 
 
@@ -73,13 +84,26 @@ def _measure(name: str, kind: str, cfg: LatencyConfig, targets: list) -> dict[st
                 continue
             result = runner.measure(target, protocol)
             row = _row(result)
-            log.info("%s on %s: T_VE %.3f s, S_prompt %.1f tok/s, S_gen %.1f tok/s, T_total %.3f s (wall %.3f s)",
-                     _key(result), name, row["t_ve_s"], row["s_prompt_tps"], row["s_gen_tps"], row["t_total_s"],
-                     row["wall_s"])  # fmt: skip
+            log.info(
+                "%s on %s: T_VE %.3f s, S_prompt %.1f tok/s, S_gen %.1f tok/s, T_total %.3f s (wall %.3f s)",
+                _key(result),
+                name,
+                row["t_ve_s"],
+                row["s_prompt_tps"],
+                row["s_gen_tps"],
+                row["t_total_s"],
+                row["wall_s"],
+            )
             results.append(result)
     if not results:
         raise FileNotFoundError(
             f"{name}: no device in latency.devices runs {sorted({t.format for t in targets})} models"
         )
-    return {"target": name, "kind": kind, "protocol": protocol.describe(), "host": host_info(),
-            "metrics": {_key(r): _row(r) for r in results}, "results": results}  # fmt: skip
+    return {
+        "target": name,
+        "kind": kind,
+        "protocol": protocol.describe(),
+        "host": host_info(),
+        "metrics": {_key(r): _row(r) for r in results},
+        "results": results,
+    }

@@ -55,8 +55,12 @@ class DeviceProfile:
         return self.threads or os.cpu_count() or 1
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "runner": self.runner, "threads": self.resolved_threads(),
-                "options": dict(self.options)}  # fmt: skip
+        return {
+            "name": self.name,
+            "runner": self.runner,
+            "threads": self.resolved_threads(),
+            "options": dict(self.options),
+        }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,8 +79,14 @@ class GGUFPair:
 
     def describe(self) -> dict[str, Any]:
         sizes = {part: Path(p).stat().st_size for part, p in (("llm", self.llm), ("mmproj", self.mmproj))}
-        return {"format": self.format, "name": self.name, "level": self.level, "llm": str(self.llm),
-                "mmproj": str(self.mmproj), "bytes": {**sizes, "total": sum(sizes.values())}}  # fmt: skip
+        return {
+            "format": self.format,
+            "name": self.name,
+            "level": self.level,
+            "llm": str(self.llm),
+            "mmproj": str(self.mmproj),
+            "bytes": {**sizes, "total": sum(sizes.values())},
+        }
 
 
 @dataclass(frozen=True)
@@ -118,8 +128,10 @@ class LatencyRunner(abc.ABC):
     def __init__(self, profile: DeviceProfile) -> None:
         unknown = sorted(set(profile.options) - set(self.options))
         if unknown:
-            raise ConfigError(f"latency device '{profile.name}': unknown option(s) {unknown} for runner "
-                              f"'{self.kind}'; known: {list(self.options)}")  # fmt: skip
+            raise ConfigError(
+                f"latency device '{profile.name}': unknown option(s) {unknown} for runner "
+                f"'{self.kind}'; known: {list(self.options)}"
+            )
         self.profile = profile
         self.threads = profile.resolved_threads()
 
@@ -128,8 +140,10 @@ class LatencyRunner(abc.ABC):
 
     def environment(self) -> dict[str, Any]:
         """The device the figures come from (this host for the local runners)."""
-        return {"cpu": cpu_info(), "software": software_info(llama_cpp=self.kind == "llamacpp",
-                                                             torch=self.kind == "torch")}  # fmt: skip
+        return {
+            "cpu": cpu_info(),
+            "software": software_info(llama_cpp=self.kind == "llamacpp", torch=self.kind == "torch"),
+        }
 
     def accepts(self, target: Target) -> bool:
         return target.format in self.formats
@@ -141,11 +155,18 @@ class LatencyRunner(abc.ABC):
         start = time.perf_counter()
         with self.load(target) as model:
             load_s = time.perf_counter() - start
-            timings = [model.run_once(protocol) for _ in progress(range(protocol.warmup + protocol.runs),
-                                                                  desc=f"{self.profile.name}: {target.name}")]  # fmt: skip
-        return {"device": self.profile.describe(), "model": target.describe(), "protocol": protocol.describe(),
-                "environment": self.environment(), "load_s": round(load_s, 3),
-                "summary": summarize(timings[protocol.warmup :], timings[: protocol.warmup])}  # fmt: skip
+            timings = [
+                model.run_once(protocol)
+                for _ in progress(range(protocol.warmup + protocol.runs), desc=f"{self.profile.name}: {target.name}")
+            ]
+        return {
+            "device": self.profile.describe(),
+            "model": target.describe(),
+            "protocol": protocol.describe(),
+            "environment": self.environment(),
+            "load_s": round(load_s, 3),
+            "summary": summarize(timings[protocol.warmup :], timings[: protocol.warmup]),
+        }
 
 
 RUNNERS: dict[str, type[LatencyRunner]] = {}
@@ -191,9 +212,14 @@ class LlamaCppModel(LoadedModel):
         from impkit.llamacpp import GGUFSession
 
         self.image = protocol_image(mmproj_image_size(target.mmproj))
-        self.session = GGUFSession(target.llm, target.mmproj, n_threads=threads,
-                                   n_ctx=int(options.get("n_ctx", 2048)), n_batch=int(options.get("n_batch", 512)),
-                                   verbose=bool(options.get("verbose", False)))  # fmt: skip
+        self.session = GGUFSession(
+            target.llm,
+            target.mmproj,
+            n_threads=threads,
+            n_ctx=int(options.get("n_ctx", 2048)),
+            n_batch=int(options.get("n_batch", 512)),
+            verbose=bool(options.get("verbose", False)),
+        )
         self._ids: dict[int, list[int]] = {}
 
     def close(self) -> None:
@@ -208,8 +234,12 @@ class LlamaCppModel(LoadedModel):
         import llama_cpp
 
         data = llama_cpp.llama_perf_context(self.session.llama._ctx.ctx)
-        return {"t_p_eval_ms": data.t_p_eval_ms, "n_p_eval": data.n_p_eval, "t_eval_ms": data.t_eval_ms,
-                "n_eval": data.n_eval}  # fmt: skip
+        return {
+            "t_p_eval_ms": data.t_p_eval_ms,
+            "n_p_eval": data.n_p_eval,
+            "t_eval_ms": data.t_eval_ms,
+            "n_eval": data.n_eval,
+        }
 
     def run_once(self, protocol: Protocol) -> RunTiming:
         import llama_cpp
@@ -236,9 +266,16 @@ class LlamaCppModel(LoadedModel):
             s.decode_token(s.next_greedy())
         t5 = time.perf_counter()
         n_gen = s.n_past - n_image - len(ids)
-        return RunTiming(n_image=n_image, n_text=len(ids), n_gen=n_gen, t_ve=t1 - t0, t_prompt=(t2 - t1) + (t4 - t3),
-                         t_gen=t5 - t4, wall=t5 - start,
-                         detail={"image_decode_s": t2 - t1, "text_decode_s": t4 - t3, "llama_perf": self.perf()})  # fmt: skip
+        return RunTiming(
+            n_image=n_image,
+            n_text=len(ids),
+            n_gen=n_gen,
+            t_ve=t1 - t0,
+            t_prompt=(t2 - t1) + (t4 - t3),
+            t_gen=t5 - t4,
+            wall=t5 - start,
+            detail={"image_decode_s": t2 - t1, "text_decode_s": t4 - t3, "llama_perf": self.perf()},
+        )
 
 
 @register_runner
@@ -283,8 +320,9 @@ class TorchModel(LoadedModel):
 
     def run_once(self, protocol: Protocol) -> RunTiming:
         torch = self.torch
-        ids = prompt_ids(lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"],
-                         protocol.prompt_tokens)  # fmt: skip
+        ids = prompt_ids(
+            lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"], protocol.prompt_tokens
+        )
         llava, lm, head = self.model.model, self.model.model.language_model, self.model.lm_head
         with torch.inference_mode():
             start = time.perf_counter()
@@ -306,8 +344,15 @@ class TorchModel(LoadedModel):
             t3 = time.perf_counter()
         n_image = features.shape[0]
         n_gen = cache.get_seq_length() - n_image - len(ids)
-        return RunTiming(n_image=n_image, n_text=len(ids), n_gen=n_gen, t_ve=t1 - t0, t_prompt=t2 - t1,
-                         t_gen=t3 - t2, wall=t3 - start)  # fmt: skip
+        return RunTiming(
+            n_image=n_image,
+            n_text=len(ids),
+            n_gen=n_gen,
+            t_ve=t1 - t0,
+            t_prompt=t2 - t1,
+            t_gen=t3 - t2,
+            wall=t3 - start,
+        )
 
 
 @register_runner
@@ -322,8 +367,9 @@ class LocalTorchRunner(LatencyRunner):
     def __init__(self, profile: DeviceProfile) -> None:
         super().__init__(profile)
         if profile.options.get("dtype", "fp32") not in ("fp32", "bf16"):
-            raise ConfigError(f"latency device '{profile.name}': dtype must be fp32 or bf16, "
-                              f"got {profile.options['dtype']!r}")  # fmt: skip
+            raise ConfigError(
+                f"latency device '{profile.name}': dtype must be fp32 or bf16, got {profile.options['dtype']!r}"
+            )
 
     def load(self, target: Target) -> LoadedModel:
         return TorchModel(target, self.threads, self.profile.options)

@@ -55,15 +55,20 @@ class LatencyConfig:
         if self.warmup < 0:
             raise ConfigError(f"latency.warmup must be 0 or more, got {self.warmup}")
         if self.prompt_tokens < 1 or self.gen_tokens < 1:
-            raise ConfigError(f"latency.prompt_tokens and latency.gen_tokens must be at least 1, got "
-                              f"{self.prompt_tokens} and {self.gen_tokens}")  # fmt: skip
+            raise ConfigError(
+                f"latency.prompt_tokens and latency.gen_tokens must be at least 1, got "
+                f"{self.prompt_tokens} and {self.gen_tokens}"
+            )
         if self.levels is not None:
             bad = [level for level in self.levels if level not in QUANT_LEVELS]
             if bad or not self.levels:
-                raise ConfigError(f"latency.levels: unknown level(s) {bad or '[]'}; known: {list(QUANT_LEVELS)} "
-                                  "(or null for every exported level)")  # fmt: skip
+                raise ConfigError(
+                    f"latency.levels: unknown level(s) {bad or '[]'}; known: {list(QUANT_LEVELS)} "
+                    "(or null for every exported level)"
+                )
 
     @property
     def protocol(self) -> Protocol:
-        return Protocol(prompt_tokens=self.prompt_tokens, gen_tokens=self.gen_tokens, runs=self.runs,
-                        warmup=self.warmup)  # fmt: skip
+        return Protocol(
+            prompt_tokens=self.prompt_tokens, gen_tokens=self.gen_tokens, runs=self.runs, warmup=self.warmup
+        )

@@ -43,7 +43,7 @@ FAMILY_TOKENS: dict[str, FamilyTokens] = {
         unk="<unk>",
         pad="<|endoftext|>",
         extra=("</s>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"),
-    ),  # fmt: skip
+    ),
     "llama": FamilyTokens(bos="<s>", eos="</s>", unk="<unk>", pad="</s>", extra=()),
 }
 

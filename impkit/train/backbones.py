@@ -364,8 +364,12 @@ def _retrieval_top1(
     hits = []
     for start in range(0, len(captions), RETRIEVAL_BATCH):
         end = start + RETRIEVAL_BATCH
-        out = model(input_ids=ids[start:end], attention_mask=mask[start:end], pixel_values=pixels[start:end],
-                    interpolate_pos_encoding=interpolate)  # fmt: skip
+        out = model(
+            input_ids=ids[start:end],
+            attention_mask=mask[start:end],
+            pixel_values=pixels[start:end],
+            interpolate_pos_encoding=interpolate,
+        )
         best = out.logits_per_image.argmax(dim=-1).tolist()
         caps = captions[start:end]
         hits += [caps[j] == caps[i] for i, j in enumerate(best)]
@@ -457,8 +461,13 @@ def pretrain_vision_tower(
         size, batch = sized_batch
         rows = train_idx[batch]
         processor, images = at_size[size]
-        out = model(input_ids=ids[rows], attention_mask=mask[rows], pixel_values=_normalise(images[rows], processor),
-                    return_loss=True, interpolate_pos_encoding=size != sizes[0])  # fmt: skip
+        out = model(
+            input_ids=ids[rows],
+            attention_mask=mask[rows],
+            pixel_values=_normalise(images[rows], processor),
+            return_loss=True,
+            interpolate_pos_encoding=size != sizes[0],
+        )
         return out.loss
 
     losses, wall = _train_loop(
@@ -523,8 +532,13 @@ def scene_label(record: dict[str, Any]) -> str:
 
 
 @torch.no_grad()
-def _accuracy(tower: SiglipVisionModel, classifier: torch.nn.Module, pixels: torch.Tensor, labels: torch.Tensor,
-              interpolate: bool = False):  # fmt: skip
+def _accuracy(
+    tower: SiglipVisionModel,
+    classifier: torch.nn.Module,
+    pixels: torch.Tensor,
+    labels: torch.Tensor,
+    interpolate: bool = False,
+):
     tower.eval()
     logits = classifier(tower(pixel_values=pixels, interpolate_pos_encoding=interpolate).pooler_output)
     return float((logits.argmax(-1) == labels).float().mean())

@@ -275,8 +275,12 @@ class SupervisedDataset(Dataset):
 
     def cache_summary(self) -> dict[str, Any]:
         """What the cache holds: ``{"records", "images", "mib", "limit_mib"}``."""
-        return {"records": len(self._encoded), "images": len(self._pixels_kept),
-                "mib": round(self.cache_bytes / 2**20, 1), "limit_mib": round(self.cache_limit / 2**20, 1)}  # fmt: skip
+        return {
+            "records": len(self._encoded),
+            "images": len(self._pixels_kept),
+            "mib": round(self.cache_bytes / 2**20, 1),
+            "limit_mib": round(self.cache_limit / 2**20, 1),
+        }
 
     def _keep(self, nbytes: int) -> bool:
         """Whether an entry of ``nbytes`` fits in the cache (and count it if so)."""
@@ -293,8 +297,12 @@ class SupervisedDataset(Dataset):
         if record is None:
             record = self.record(index)
         encoded, record_id = self._encode(index, record)
-        entry = _Encoded(record_id, np.asarray(encoded.input_ids, dtype=np.int32),
-                         np.asarray(encoded.labels, dtype=np.int32), record["image"] if _has_image(record) else None)  # fmt: skip
+        entry = _Encoded(
+            record_id,
+            np.asarray(encoded.input_ids, dtype=np.int32),
+            np.asarray(encoded.labels, dtype=np.int32),
+            record["image"] if _has_image(record) else None,
+        )
         if self._keep(entry.input_ids.nbytes + entry.labels.nbytes):
             self._encoded[index] = entry
         return entry
@@ -345,8 +353,13 @@ class SupervisedDataset(Dataset):
                 self._encoded_record(index, orjson.loads(f.read(stop - start)))
         if self.cache_limit:
             kept = self.cache_summary()
-            log.info("%d of %d records' tokens kept in memory (%s of %s MiB; images join on first read)",
-                     kept["records"], n, kept["mib"], kept["limit_mib"])  # fmt: skip
+            log.info(
+                "%d of %d records' tokens kept in memory (%s of %s MiB; images join on first read)",
+                kept["records"],
+                n,
+                kept["mib"],
+                kept["limit_mib"],
+            )
         report = self.mismatch_report()
         if report["count"] or report["truncated"]["count"]:
             log.warning(

@@ -71,16 +71,23 @@ def launch_data_parallel(processes: int, module: str, argv: list[str]) -> int:
 
     # One OpenMP thread per process: the point of the split. An explicit setting by the user wins.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    log.info("training in %d data-parallel processes of %s thread(s) each (train.cpu_processes)",
-             processes, os.environ["OMP_NUM_THREADS"])  # fmt: skip
+    log.info(
+        "training in %d data-parallel processes of %s thread(s) each (train.cpu_processes)",
+        processes,
+        os.environ["OMP_NUM_THREADS"],
+    )
     args = parse_args(["--standalone", f"--nproc-per-node={processes}", "--module", module, *argv])
     os.environ[LAUNCHED_ENV] = "1"  # this process records the stage's time, not the ones it starts
     try:
         run(args)
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
-        log.error("training process %d of %d failed with exit code %d (its message is above)",
-                  rank, processes, failure.exitcode)  # fmt: skip
+        log.error(
+            "training process %d of %d failed with exit code %d (its message is above)",
+            rank,
+            processes,
+            failure.exitcode,
+        )
         return failure.exitcode if failure.exitcode > 0 else 1
     except SignalException as exc:
         log.error("interrupted (%s); the training processes were stopped", exc.sigval.name)

@@ -19,7 +19,13 @@ def llm_dir(backbones: Path, family: str) -> Path:
 def check_backbones(backbones: Path, family: str) -> None:
     """FileNotFoundError naming the first part of ``backbones`` an offline ``family`` preset lacks."""
     backbones = Path(backbones)
-    for part in (backbones / TOKENIZER_FILE, backbones / VISION_DIR / "config.json", llm_dir(backbones, family) / "config.json"):
+    for part in (
+        backbones / TOKENIZER_FILE,
+        backbones / VISION_DIR / "config.json",
+        llm_dir(backbones, family) / "config.json",
+    ):
         if not part.is_file():
-            raise FileNotFoundError(f"{part} not found: the offline presets are built from the backbones stage's "
-                                    "output (dvc repro backbones)")  # fmt: skip
+            raise FileNotFoundError(
+                f"{part} not found: the offline presets are built from the backbones stage's "
+                "output (dvc repro backbones)"
+            )

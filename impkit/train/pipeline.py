@@ -93,8 +93,15 @@ def describe_sources(presets: dict[str, PresetConfig]) -> dict[str, Any]:
     return described
 
 
-def build_backbones(cfg: BackbonesConfig, presets: dict[str, PresetConfig], world: Path, assembled: Path,
-                    out: Path, *, processes: int = 1) -> dict[str, Any]:  # fmt: skip
+def build_backbones(
+    cfg: BackbonesConfig,
+    presets: dict[str, PresetConfig],
+    world: Path,
+    assembled: Path,
+    out: Path,
+    *,
+    processes: int = 1,
+) -> dict[str, Any]:
     """Tokenizer, one shared vision tower, one causal LM per family of the offline presets; for the
     real presets, a record of the sources they load.
 
@@ -130,37 +137,84 @@ def build_backbones(cfg: BackbonesConfig, presets: dict[str, PresetConfig], worl
     v = cfg.vision
     # the parts train on the CPU (autocast "cpu"), whatever else the machine has
     machine = read_machine()
-    precision = {"vision": resolve_precision(v.precision, machine, where="backbones vision tower",
-                                             allowed=("fp32", "bf16"), on_gpu=False),
-                 "llm": resolve_precision(cfg.llm.precision, machine, where="backbones LMs", allowed=("fp32", "bf16"),
-                                          on_gpu=False)}  # fmt: skip
+    precision = {
+        "vision": resolve_precision(
+            v.precision, machine, where="backbones vision tower", allowed=("fp32", "bf16"), on_gpu=False
+        ),
+        "llm": resolve_precision(
+            cfg.llm.precision, machine, where="backbones LMs", allowed=("fp32", "bf16"), on_gpu=False
+        ),
+    }
     report["precision"] = precision
     # the jobs in the order the workers take them: the tower first, the longest (`wall_s` in backbones.json)
     jobs: list[Job] = []
     if v.encoder == "contrastive":
-        jobs.append(("vision", bb.pretrain_vision_tower, dict(
-            pairs=world / "backbone" / "vision_pairs.jsonl", image_root=world / "images", tokenizer=any_tok,
-            vision_arch=vision_arch, text_arch=dict(v.text_arch), steps=v.steps, batch_size=v.batch_size, lr=v.lr,
-            seed=cfg.seed, out_dir=out / VISION_DIR, precision=precision["vision"], also_sizes=also_sizes,
-        )))  # fmt: skip
+        jobs.append(
+            (
+                "vision",
+                bb.pretrain_vision_tower,
+                dict(
+                    pairs=world / "backbone" / "vision_pairs.jsonl",
+                    image_root=world / "images",
+                    tokenizer=any_tok,
+                    vision_arch=vision_arch,
+                    text_arch=dict(v.text_arch),
+                    steps=v.steps,
+                    batch_size=v.batch_size,
+                    lr=v.lr,
+                    seed=cfg.seed,
+                    out_dir=out / VISION_DIR,
+                    precision=precision["vision"],
+                    also_sizes=also_sizes,
+                ),
+            )
+        )
     elif v.encoder == "classification":
-        jobs.append(("vision", bb.pretrain_classifier_vision_tower, dict(
-            scenes=world / "scenes.jsonl", image_root=world / "images", vision_arch=vision_arch, steps=v.steps,
-            batch_size=v.batch_size, lr=v.lr, seed=cfg.seed, out_dir=out / VISION_DIR, precision=precision["vision"],
-            also_sizes=also_sizes,
-        )))  # fmt: skip
+        jobs.append(
+            (
+                "vision",
+                bb.pretrain_classifier_vision_tower,
+                dict(
+                    scenes=world / "scenes.jsonl",
+                    image_root=world / "images",
+                    vision_arch=vision_arch,
+                    steps=v.steps,
+                    batch_size=v.batch_size,
+                    lr=v.lr,
+                    seed=cfg.seed,
+                    out_dir=out / VISION_DIR,
+                    precision=precision["vision"],
+                    also_sizes=also_sizes,
+                ),
+            )
+        )
     else:
-        jobs.append(("vision", bb.random_vision_tower, dict(vision_arch=vision_arch, seed=cfg.seed,
-                                                            out_dir=out / VISION_DIR)))  # fmt: skip
+        jobs.append(
+            ("vision", bb.random_vision_tower, dict(vision_arch=vision_arch, seed=cfg.seed, out_dir=out / VISION_DIR))
+        )
     for family in sorted({p.family for p in offline.values()}):
         preset = next(p for p in offline.values() if p.family == family)
         tok = family_tokenizer(base, family)
         arch = {**preset.llm.arch, "vocab_size": _round_up(len(tok))}
-        jobs.append((f"llm-{family}", bb.pretrain_causal_lm, dict(
-            family=family, arch=arch, tokenizer=tok, texts=world / "backbone" / "lm_corpus.txt", steps=cfg.llm.steps,
-            batch_size=cfg.llm.batch_size, seq_len=cfg.llm.seq_len, lr=cfg.llm.lr, seed=cfg.seed,
-            out_dir=llm_dir(out, family), precision=precision["llm"],
-        )))  # fmt: skip
+        jobs.append(
+            (
+                f"llm-{family}",
+                bb.pretrain_causal_lm,
+                dict(
+                    family=family,
+                    arch=arch,
+                    tokenizer=tok,
+                    texts=world / "backbone" / "lm_corpus.txt",
+                    steps=cfg.llm.steps,
+                    batch_size=cfg.llm.batch_size,
+                    seq_len=cfg.llm.seq_len,
+                    lr=cfg.llm.lr,
+                    seed=cfg.seed,
+                    out_dir=llm_dir(out, family),
+                    precision=precision["llm"],
+                ),
+            )
+        )
     report.update(run_side_by_side(jobs, processes))
     report["vision"]["encoder"] = v.encoder
     report["processes"] = min(processes, len(jobs))
@@ -173,65 +227,160 @@ def _fingerprint(*parts: Any) -> dict[str, str]:
     return {"inputs": hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()}
 
 
-def _dataset(records: Path, image_root: Path, tokenizer, template: str, preset: PresetConfig, max_length: int,
-             cache_mb: float):  # fmt: skip
+def _dataset(
+    records: Path, image_root: Path, tokenizer, template: str, preset: PresetConfig, max_length: int, cache_mb: float
+):
     n_tokens = num_image_tokens(preset)
     return SupervisedDataset(
-        records, image_root, tokenizer, template,
+        records,
+        image_root,
+        tokenizer,
+        template,
         image_processor=ImageProcessor(size=preset.vision.arch["image_size"], aspect=preset.image_aspect),
-        num_image_tokens=n_tokens, max_length=max_length, image_length_words=n_tokens, cache_mb=cache_mb,
-    )  # fmt: skip
+        num_image_tokens=n_tokens,
+        max_length=max_length,
+        image_length_words=n_tokens,
+        cache_mb=cache_mb,
+    )
 
 
-def _train(model, tokenizer, dataset: SupervisedDataset, stage_cfg, *, checkpoints: Path, fingerprint, seed: int,
-           label: str, callbacks=()) -> StageResult:  # fmt: skip
+def _train(
+    model,
+    tokenizer,
+    dataset: SupervisedDataset,
+    stage_cfg,
+    *,
+    checkpoints: Path,
+    fingerprint,
+    seed: int,
+    label: str,
+    callbacks=(),
+) -> StageResult:
     report = dataset.scan()
     if report["count"]:
-        log.warning("%s: %d records whose segment-wise tokenization differs from the whole text "
-                    "(trained as segmented; first ids: %s)", label, report["count"], report["ids"][:10])  # fmt: skip
+        log.warning(
+            "%s: %d records whose segment-wise tokenization differs from the whole text "
+            "(trained as segmented; first ids: %s)",
+            label,
+            report["count"],
+            report["ids"][:10],
+        )
     return fit_stage(
-        model, dataset, DataCollator(tokenizer.pad_token_id), stage_cfg, checkpoint_dir=checkpoints,
-        fingerprint=fingerprint, seed=seed, label=label, callbacks=list(callbacks),
+        model,
+        dataset,
+        DataCollator(tokenizer.pad_token_id),
+        stage_cfg,
+        checkpoint_dir=checkpoints,
+        fingerprint=fingerprint,
+        seed=seed,
+        label=label,
+        callbacks=list(callbacks),
         sampler_factory=lambda batch, s: ModalityLengthGroupedSampler.for_dataset(dataset, batch, seed=s),
-    )  # fmt: skip
+    )
 
 
-def align(name: str, preset: PresetConfig, recipe: TrainRecipe, *, backbones: Path | None, assembled: Path,
-          checkpoints: Path, out: Path, seed: int, callbacks=(), sample_cache_mb: float = 0) -> dict[str, Any]:  # fmt: skip
+def align(
+    name: str,
+    preset: PresetConfig,
+    recipe: TrainRecipe,
+    *,
+    backbones: Path | None,
+    assembled: Path,
+    checkpoints: Path,
+    out: Path,
+    seed: int,
+    callbacks=(),
+    sample_cache_mb: float = 0,
+) -> dict[str, Any]:
     """Stage 1: the projector learns to map image features into the frozen LLM ("plain" template).
     ``sample_cache_mb``: ``SupervisedDataset``'s ``cache_mb`` (speed only; the same training)."""
     stage = resolve_stage(recipe.stage1, read_machine(), where=f"align {name}")
     torch.manual_seed(seed)
     model, tokenizer = starting_model(preset, backbones, seed=seed)
     prepare_stage1(model)
-    data = _dataset(assembled / "pretrain.jsonl", assembled / "images", tokenizer, "plain", preset,
-                    stage.max_length, sample_cache_mb)  # fmt: skip
+    data = _dataset(
+        assembled / "pretrain.jsonl",
+        assembled / "images",
+        tokenizer,
+        "plain",
+        preset,
+        stage.max_length,
+        sample_cache_mb,
+    )
     fp = _fingerprint(name, preset, stage, seed, data.records_path.stat().st_size)
-    result = _train(model, tokenizer, data, stage, checkpoints=checkpoints, fingerprint=fp, seed=seed,
-                    label=f"align {name}", callbacks=callbacks)  # fmt: skip
-    meta = {"preset": name, "stage": "align", "model": describe(preset), "parameters": count_parameters(model),
-            "train": _result_summary(result, stage)}  # fmt: skip
+    result = _train(
+        model,
+        tokenizer,
+        data,
+        stage,
+        checkpoints=checkpoints,
+        fingerprint=fp,
+        seed=seed,
+        label=f"align {name}",
+        callbacks=callbacks,
+    )
+    meta = {
+        "preset": name,
+        "stage": "align",
+        "model": describe(preset),
+        "parameters": count_parameters(model),
+        "train": _result_summary(result, stage),
+    }
     if is_main_process():  # data-parallel processes hold the same weights; the first writes them
         write_release(merged(model), tokenizer, preset, out, _release_record(meta))
     return meta
 
 
-def tune(name: str, preset: PresetConfig, recipe: TrainRecipe, *, aligned: Path, assembled: Path, checkpoints: Path,
-         out: Path, adapter_out: Path, seed: int, callbacks=(), sample_cache_mb: float = 0) -> dict[str, Any]:  # fmt: skip
+def tune(
+    name: str,
+    preset: PresetConfig,
+    recipe: TrainRecipe,
+    *,
+    aligned: Path,
+    assembled: Path,
+    checkpoints: Path,
+    out: Path,
+    adapter_out: Path,
+    seed: int,
+    callbacks=(),
+    sample_cache_mb: float = 0,
+) -> dict[str, Any]:
     """Stage 2: LoRA (or full) instruction tuning with the family's chat template; merged release.
     ``sample_cache_mb`` as for ``align``."""
     stage = resolve_stage(recipe.stage2, read_machine(), where=f"tune {name}")
     torch.manual_seed(seed)
     model, tokenizer = Release.open(aligned).load()
     model = prepare_stage2(model, preset.family, recipe.lora)
-    data = _dataset(assembled / "finetune.jsonl", assembled / "images", tokenizer, preset.template, preset,
-                    stage.max_length, sample_cache_mb)  # fmt: skip
+    data = _dataset(
+        assembled / "finetune.jsonl",
+        assembled / "images",
+        tokenizer,
+        preset.template,
+        preset,
+        stage.max_length,
+        sample_cache_mb,
+    )
     fp = _fingerprint(name, preset, stage, recipe.lora, seed, data.records_path.stat().st_size)
-    result = _train(model, tokenizer, data, stage, checkpoints=checkpoints, fingerprint=fp, seed=seed,
-                    label=f"tune {name}", callbacks=callbacks)  # fmt: skip
+    result = _train(
+        model,
+        tokenizer,
+        data,
+        stage,
+        checkpoints=checkpoints,
+        fingerprint=fp,
+        seed=seed,
+        label=f"tune {name}",
+        callbacks=callbacks,
+    )
     counts = count_parameters(model)
-    meta = {"preset": name, "stage": "tune", "model": describe(preset), "parameters": counts,
-            "lora": recipe.lora.__dict__, "train": _result_summary(result, stage)}  # fmt: skip
+    meta = {
+        "preset": name,
+        "stage": "tune",
+        "model": describe(preset),
+        "parameters": counts,
+        "lora": recipe.lora.__dict__,
+        "train": _result_summary(result, stage),
+    }
     if not is_main_process():  # data-parallel processes hold the same weights; the first writes them
         return meta
     if recipe.lora.enabled:
@@ -255,6 +404,12 @@ def _release_record(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def _result_summary(result: StageResult, stage: StageTraining) -> dict[str, Any]:
-    return {"precision": stage.precision, "steps": result.steps, "train_loss": round(result.train_loss, 4),
-            "seconds": round(result.seconds, 1), "samples_per_second": round(result.samples_per_second, 2),
-            "resumed_from": result.resumed_from, "processes": int(os.environ.get("WORLD_SIZE", "1"))}  # fmt: skip
+    return {
+        "precision": stage.precision,
+        "steps": result.steps,
+        "train_loss": round(result.train_loss, 4),
+        "seconds": round(result.seconds, 1),
+        "samples_per_second": round(result.samples_per_second, 2),
+        "resumed_from": result.resumed_from,
+        "processes": int(os.environ.get("WORLD_SIZE", "1")),
+    }

@@ -47,8 +47,12 @@ def run_side_by_side(jobs: Sequence[Job], processes: int, *, poll_seconds: float
     if processes <= 1 or len(jobs) <= 1:
         return {label: fn(**kwargs) for label, fn, kwargs in jobs}
     processes = min(processes, len(jobs))
-    log.info("%d independent jobs (%s) in %d processes of one thread each (train.cpu_processes)",
-             len(jobs), ", ".join(label for label, _, _ in jobs), processes)  # fmt: skip
+    log.info(
+        "%d independent jobs (%s) in %d processes of one thread each (train.cpu_processes)",
+        len(jobs),
+        ", ".join(label for label, _, _ in jobs),
+        processes,
+    )
     start = time.perf_counter()
     # spawn, not fork: the parent has OpenMP and torch's thread pools running
     with multiprocessing.get_context("spawn").Pool(processes, initializer=_one_thread_worker) as pool:

@@ -25,9 +25,13 @@ from impkit.train.layout import TOKENIZER_FILE, VISION_DIR, check_backbones, llm
 
 log = logging.getLogger(__name__)
 
+
 def special_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, int | None]:
-    return {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
-            "pad_token_id": tokenizer.pad_token_id}  # fmt: skip
+    return {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
 
 
 def offline_tokenizer(preset: PresetConfig, backbones: Path) -> PreTrainedTokenizerBase:
@@ -46,8 +50,10 @@ def _load(loader, part: str, source: str, revision: str | None):
     except (OSError, ValueError) as exc:  # transformers: OSError for a missing folder / repo, ValueError for a bad id
         reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         at = f" at revision {revision}" if revision else ""
-        raise WeightsNotFound(f"the preset's {part}.source '{source}'{at} cannot be loaded: {reason} (give a local "
-                              "folder in the published layout, or a hub id where the hub can be reached)") from None  # fmt: skip
+        raise WeightsNotFound(
+            f"the preset's {part}.source '{source}'{at} cannot be loaded: {reason} (give a local "
+            "folder in the published layout, or a hub id where the hub can be reached)"
+        ) from None
 
 
 def _real_tokenizer(preset: PresetConfig) -> PreTrainedTokenizerBase:
@@ -75,8 +81,12 @@ def starting_model(preset: PresetConfig, backbones: Path | None = None, seed: in
         if len(tokenizer) > llm.get_input_embeddings().num_embeddings:
             llm.resize_token_embeddings(len(tokenizer))
     vocab = llm.get_input_embeddings().num_embeddings
-    config = llava_config(preset, image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), vocab_size=vocab,
-                          special_ids=special_ids(tokenizer))  # fmt: skip
+    config = llava_config(
+        preset,
+        image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        vocab_size=vocab,
+        special_ids=special_ids(tokenizer),
+    )
     model = build_model(config, seed=seed)
     weights = vision.state_dict()
     key = "embeddings.position_embedding.weight"
@@ -92,8 +102,10 @@ def starting_model(preset: PresetConfig, backbones: Path | None = None, seed: in
     if bias is not None and bool(bias.abs().max() > 0):
         # LlavaForConditionalGeneration's lm_head has no bias; Phi-2's has one. The offline phi2
         # analogs train with it fixed at zero (lossless); a real Phi-2 loses it: say so loudly.
-        log.warning("the LLM's lm_head bias (max |b| = %.4g) has no place in LlavaForConditionalGeneration and is "
-                    "dropped", float(bias.abs().max()))  # fmt: skip
+        log.warning(
+            "the LLM's lm_head bias (max |b| = %.4g) has no place in LlavaForConditionalGeneration and is dropped",
+            float(bias.abs().max()),
+        )
     model.lm_head.load_state_dict(head)
     del vision, llm
     return model, tokenizer

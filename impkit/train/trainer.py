@@ -44,8 +44,14 @@ class ImpTrainer(Trainer):
     """Trainer with a separate projector learning rate, LLaVA's modality-length grouping and, with
     ``share_prefix``, each batch's shared prompt prefix run once (``impkit.model.shared_prefix``)."""
 
-    def __init__(self, *args: Any, projector_lr: float | None = None, sampler_factory=None,
-                 share_prefix: bool = False, **kwargs: Any):  # fmt: skip
+    def __init__(
+        self,
+        *args: Any,
+        projector_lr: float | None = None,
+        sampler_factory=None,
+        share_prefix: bool = False,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.projector_lr = projector_lr
         self.sampler_factory = sampler_factory
@@ -123,8 +129,15 @@ class PlainProgress(TrainerCallback):
         rate = done * self.samples_per_step / max(elapsed, 1e-9)
         eta = (state.max_steps - state.global_step) * elapsed / max(done, 1)
         loss_text = f"  loss {loss:.4f}" if loss is not None else ""
-        log.info("%s step %d/%d%s  %.1f samples/s  ETA %.0f s", self.label, state.global_step, state.max_steps,
-                 loss_text, rate, eta)  # fmt: skip
+        log.info(
+            "%s step %d/%d%s  %.1f samples/s  ETA %.0f s",
+            self.label,
+            state.global_step,
+            state.max_steps,
+            loss_text,
+            rate,
+            eta,
+        )
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero and time.perf_counter() - self.last >= self.every:
@@ -309,9 +322,14 @@ def fit_stage(
     seconds = time.perf_counter() - start
     history = list(trainer.state.log_history)
     if finished:
-        return StageResult(steps=output.global_step, resumed_from=resume, train_loss=finished["train_loss"],
-                           samples_per_second=finished["samples_per_second"], seconds=finished["seconds"],
-                           log_history=history)  # fmt: skip
+        return StageResult(
+            steps=output.global_step,
+            resumed_from=resume,
+            train_loss=finished["train_loss"],
+            samples_per_second=finished["samples_per_second"],
+            seconds=finished["seconds"],
+            log_history=history,
+        )
     steps_run = output.global_step - (int(Path(resume).name.split("-")[-1]) if resume else 0)
     result = StageResult(
         steps=output.global_step,
@@ -323,7 +341,11 @@ def fit_stage(
     )
     if trainer.is_world_process_zero():
         summary = {key: value for key, value in history[-1].items() if key != "step"}
-        record = {"summary": summary, "train_loss": result.train_loss, "seconds": seconds,
-                  "samples_per_second": result.samples_per_second}  # fmt: skip
+        record = {
+            "summary": summary,
+            "train_loss": result.train_loss,
+            "seconds": seconds,
+            "samples_per_second": result.samples_per_second,
+        }
         write_json(record_file, record)
     return result

@@ -139,10 +139,19 @@ COLOUR_MIXES: dict[tuple[str, str], str] = {
 }
 SHAPE_CORNERS = {"circle": 0, "square": 4, "triangle": 3}
 THING_COLOURS = (
-    ("a lemon", "yellow"), ("grass", "green"), ("the sky", "blue"), ("a ripe tomato", "red"),
-    ("a carrot", "orange"), ("a plum", "purple"), ("a banana", "yellow"), ("a leaf", "green"),
-    ("a strawberry", "red"), ("the sea", "blue"), ("a pumpkin", "orange"), ("a grape", "purple"),
-)  # fmt: skip
+    ("a lemon", "yellow"),
+    ("grass", "green"),
+    ("the sky", "blue"),
+    ("a ripe tomato", "red"),
+    ("a carrot", "orange"),
+    ("a plum", "purple"),
+    ("a banana", "yellow"),
+    ("a leaf", "green"),
+    ("a strawberry", "red"),
+    ("the sea", "blue"),
+    ("a pumpkin", "orange"),
+    ("a grape", "purple"),
+)
 
 
 @dataclass(frozen=True)
@@ -528,9 +537,14 @@ def chart_question(rng: random.Random, chart: Chart) -> QA:
         if values[i] != values[i + 1]:
             direction = "up" if values[i + 1] > values[i] else "down"
             candidates.append(
-                QA(f"Does the line go up or down from point {labels[i]} to point {labels[i + 1]}?", direction,
-                   f"The line goes {direction} from point {labels[i]} to point {labels[i + 1]}.", "chart", ("up", "down"))
-            )  # fmt: skip
+                QA(
+                    f"Does the line go up or down from point {labels[i]} to point {labels[i + 1]}?",
+                    direction,
+                    f"The line goes {direction} from point {labels[i]} to point {labels[i + 1]}.",
+                    "chart",
+                    ("up", "down"),
+                )
+            )
         candidates.append(
             QA(
                 "How many points are there in the line chart?",
@@ -570,12 +584,14 @@ def caption(rng: random.Random, spec: Spec) -> str:
     if isinstance(spec, Scene):
         listing = join_words([with_article(full_name(o)) for o in spec.objects])
         n = len(spec.objects)
-        return rng.choice((
-            f"{listing}.",
-            f"{listing} on {with_article(spec.background)} background.",
-            f"a picture of {listing}.",
-            f"{count_phrase(n, 'shape')}: {listing}.",
-        ))  # fmt: skip
+        return rng.choice(
+            (
+                f"{listing}.",
+                f"{listing} on {with_article(spec.background)} background.",
+                f"a picture of {listing}.",
+                f"{count_phrase(n, 'shape')}: {listing}.",
+            )
+        )
     if isinstance(spec, TextImage):
         options = [
             f"a sign with the word '{spec.word}' written in {spec.ink}.",
@@ -587,14 +603,18 @@ def caption(rng: random.Random, spec: Spec) -> str:
         return rng.choice(options)
     n, last = len(spec.labels), spec.labels[-1]
     if spec.chart_type == "bar":
-        return rng.choice((
-            f"a bar chart with {NUMBER_WORDS[n]} {spec.colour} bars labelled A to {last}.",
-            f"{with_article(spec.colour)} bar chart with {NUMBER_WORDS[n]} bars.",
-        ))  # fmt: skip
-    return rng.choice((
-        f"a line chart with {NUMBER_WORDS[n]} {spec.colour} points labelled A to {last}.",
-        f"{with_article(spec.colour)} line chart with {NUMBER_WORDS[n]} points.",
-    ))  # fmt: skip
+        return rng.choice(
+            (
+                f"a bar chart with {NUMBER_WORDS[n]} {spec.colour} bars labelled A to {last}.",
+                f"{with_article(spec.colour)} bar chart with {NUMBER_WORDS[n]} bars.",
+            )
+        )
+    return rng.choice(
+        (
+            f"a line chart with {NUMBER_WORDS[n]} {spec.colour} points labelled A to {last}.",
+            f"{with_article(spec.colour)} line chart with {NUMBER_WORDS[n]} points.",
+        )
+    )
 
 
 # --------------------------------------------------------------------------- long descriptions
@@ -722,8 +742,10 @@ def _interpretation(scene: Scene) -> str:
 def _size_comparison(scene: Scene) -> str:
     large = [o for o in scene.objects if o.size == "large"]
     small = [o for o in scene.objects if o.size == "small"]
-    sentences = [f"There {'is' if len(large) == 1 else 'are'} {count_phrase(len(large), 'large object')} "
-                 f"and {count_phrase(len(small), 'small object')}."]  # fmt: skip
+    sentences = [
+        f"There {'is' if len(large) == 1 else 'are'} {count_phrase(len(large), 'large object')} "
+        f"and {count_phrase(len(small), 'small object')}."
+    ]
     if large:
         sentences.append(
             f"The large {'one is' if len(large) == 1 else 'ones are'} {join_words(['the ' + o.colour + ' ' + o.shape for o in large])}."
@@ -806,10 +828,23 @@ def open_exchange(rng: random.Random, spec: Spec) -> tuple[str, str]:
 
 # --------------------------------------------------------------------------- text-only instructions
 def text_only_exchange(rng: random.Random) -> tuple[str, str]:
-    kind = rng.choice((
-        "mix", "add", "subtract", "times", "spell", "length", "first_letter", "longer", "corners",
-        "meaning", "thing_colour", "compare", "next_letter",
-    ))  # fmt: skip
+    kind = rng.choice(
+        (
+            "mix",
+            "add",
+            "subtract",
+            "times",
+            "spell",
+            "length",
+            "first_letter",
+            "longer",
+            "corners",
+            "meaning",
+            "thing_colour",
+            "compare",
+            "next_letter",
+        )
+    )
     if kind == "mix":
         (a, b), result = rng.choice(tuple(COLOUR_MIXES.items()))
         if rng.random() < 0.5:
@@ -885,8 +920,9 @@ def reading_passage(rng: random.Random, spec: Spec) -> str:
 
 def corpus_line(rng: random.Random, image_size: int) -> str:
     """One line of plain English in the world's vocabulary (no rendering needed)."""
-    kind = rng.choices(("caption", "description", "qa", "text_only", "gloss", "open", "reading"),
-                       weights=(3, 3, 4, 2, 1, 1, 6))[0]  # fmt: skip
+    kind = rng.choices(
+        ("caption", "description", "qa", "text_only", "gloss", "open", "reading"), weights=(3, 3, 4, 2, 1, 1, 6)
+    )[0]
     if kind == "reading":
         return reading_passage(rng, sample_any(rng, image_size, (0.7, 0.15, 0.15)))
     if kind == "text_only":

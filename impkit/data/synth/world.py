@@ -44,9 +44,18 @@ IMAGE_DIRS = {"scene": "scenes", "text": "text", "chart": "charts"}
 
 # Record families in generation (and file) order; LLaVA-Pretrain and ALLaVA ship JSON lists.
 RECORD_FAMILIES = (
-    "captions", "vqa", "existence", "multiple_choice", "text_reading", "textcaps",
-    "charts", "conversations", "detailed", "allava", "text_only",
-)  # fmt: skip
+    "captions",
+    "vqa",
+    "existence",
+    "multiple_choice",
+    "text_reading",
+    "textcaps",
+    "charts",
+    "conversations",
+    "detailed",
+    "allava",
+    "text_only",
+)
 JSON_LIST_FAMILIES = ("captions", "allava")
 
 
@@ -264,9 +273,15 @@ def _families(seed: int, image_size: int, sizes: Any) -> dict[str, Family]:
         return records
 
     per_image = {
-        "captions": captions, "vqa": vqa, "existence": existence, "multiple_choice": multiple_choice,
-        "charts": charts, "conversations": conversations, "detailed": detailed, "allava": allava,
-    }  # fmt: skip
+        "captions": captions,
+        "vqa": vqa,
+        "existence": existence,
+        "multiple_choice": multiple_choice,
+        "charts": charts,
+        "conversations": conversations,
+        "detailed": detailed,
+        "allava": allava,
+    }
     families: dict[str, Family] = {name: _per_image(make, name) for name, make in per_image.items()}
     families.update(text_reading=text_reading, textcaps=textcaps, text_only=text_only)
     return families
@@ -315,10 +330,15 @@ def _generate_heldout(cfg: WorldConfig, root: Path, forbidden: frozenset[bytes],
         for i in range(n):
             rel, spec = store.add_unseen(lambda sampler=sampler, rng=rng: sampler(rng), f"{i:06d}")
             for qa in heldout_questions(question_rng, spec):
-                questions.append({
-                    "id": f"heldout-{len(questions):06d}", "image": rel,
-                    "question": qa.question, "answer": qa.answer, "type": qa.qtype,
-                })  # fmt: skip
+                questions.append(
+                    {
+                        "id": f"heldout-{len(questions):06d}",
+                        "image": rel,
+                        "question": qa.question,
+                        "answer": qa.answer,
+                        "type": qa.qtype,
+                    }
+                )
             tick()
     _write_jsonl(root / "scenes.jsonl", store.rows)
     _write_jsonl(root / "questions.jsonl", questions)
@@ -356,9 +376,12 @@ def generate_world(cfg: WorldConfig, out_dir: Path, progress: bool = True) -> Wo
     sizes = cfg.sizes
     total = (
         sum(getattr(sizes, f) for f in RECORD_FAMILIES)
-        + sizes.vision_pairs + sizes.lm_corpus
-        + sizes.heldout_scenes + sizes.heldout_charts + sizes.heldout_text
-    )  # fmt: skip
+        + sizes.vision_pairs
+        + sizes.lm_corpus
+        + sizes.heldout_scenes
+        + sizes.heldout_charts
+        + sizes.heldout_text
+    )
     bar = progress_bar(total=total, desc="world", unit="item", disable=not progress)
     records: dict[str, list[dict[str, Any]]] = {}
     with atomic_path(out_dir / "images") as images_root:

@@ -87,9 +87,16 @@ class LlamaCppRunner(Runner):
         llm = gguf_dir / llm_filename(level)
         mmproj = mmproj_file(gguf_dir)
         session = GGUFSession(llm, mmproj, n_threads=n_threads, n_ctx=n_ctx, logits_all=logits_all)
-        return cls(session, template=release.template, image_size=release.image_size,
-                   image_aspect=release.image_aspect, image_root=image_root, max_new_tokens=max_new_tokens, desc=desc,
-                   source={"llm": str(llm), "mmproj": str(mmproj), "level": level, "release": str(release.folder)})  # fmt: skip
+        return cls(
+            session,
+            template=release.template,
+            image_size=release.image_size,
+            image_aspect=release.image_aspect,
+            image_root=image_root,
+            max_new_tokens=max_new_tokens,
+            desc=desc,
+            source={"llm": str(llm), "mmproj": str(mmproj), "level": level, "release": str(release.folder)},
+        )
 
     def close(self) -> None:
         self.session.close()

@@ -148,8 +148,9 @@ class TorchRunner(Runner):
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         probes = [Question("probe", "probe.png", "A"), Question("probe", None, "b"), Question("probe", None, "\n1")]
         self._probe_ids = tokenizer([self.prompt_text(q) for q in probes], add_special_tokens=False)["input_ids"]
-        self.processor = ImageProcessor(size=image_size, aspect=image_aspect, mean=tuple(image_mean),
-                                        std=tuple(image_std))  # fmt: skip
+        self.processor = ImageProcessor(
+            size=image_size, aspect=image_aspect, mean=tuple(image_mean), std=tuple(image_std)
+        )
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         if self.pad_id is None:
             raise ValueError("the tokenizer has neither a pad nor an eos token to pad batches with")
@@ -183,10 +184,22 @@ class TorchRunner(Runner):
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         model = model.to(device)
-        return cls(model, tokenizer, template=release.template, image_size=release.image_size,
-                   image_aspect=release.image_aspect, n_image_tokens=release.image_tokens, image_root=image_root,
-                   batch_size=batch_size, max_new_tokens=max_new_tokens, image_mean=mean, image_std=std,
-                   desc=desc, source=str(folder), feature_cache_mb=feature_cache_mb)  # fmt: skip
+        return cls(
+            model,
+            tokenizer,
+            template=release.template,
+            image_size=release.image_size,
+            image_aspect=release.image_aspect,
+            n_image_tokens=release.image_tokens,
+            image_root=image_root,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            image_mean=mean,
+            image_std=std,
+            desc=desc,
+            source=str(folder),
+            feature_cache_mb=feature_cache_mb,
+        )
 
     # -- answering ------------------------------------------------------------------------------
 
@@ -325,11 +338,19 @@ class TorchRunner(Runner):
                 [[*k[1], *[self.image_token_id] * m] for k in group], dtype=torch.long, device=device
             )
             mask = torch.ones((len(group), p + head_ids.shape[1]), dtype=torch.long, device=device)
-            out = self.model(input_ids=head_ids, attention_mask=mask, past_key_values=past, use_cache=True,
-                             logits_to_keep=1, mm_encoder_outputs={"image": BaseModelOutputWithPooling(pooler_output=encoded)})  # fmt: skip
+            out = self.model(
+                input_ids=head_ids,
+                attention_mask=mask,
+                past_key_values=past,
+                use_cache=True,
+                logits_to_keep=1,
+                mm_encoder_outputs={"image": BaseModelOutputWithPooling(pooler_output=encoded)},
+            )
             for j, k in enumerate(group):  # clones: a slice would keep the whole batch's tensors alive
-                heads[k] = [(layer.keys[j : j + 1, :, p:].clone(), layer.values[j : j + 1, :, p:].clone())
-                            for layer in out.past_key_values.layers]  # fmt: skip
+                heads[k] = [
+                    (layer.keys[j : j + 1, :, p:].clone(), layer.values[j : j + 1, :, p:].clone())
+                    for layer in out.past_key_values.layers
+                ]
         lengths = [len(k[1]) + m if k is not None else 0 for k in keys]
         width = max(lengths)
         with_head: dict[int, list[int]] = {}  # head length -> the batch rows with a head that long
@@ -381,8 +402,15 @@ class TorchRunner(Runner):
         done = past.get_seq_length() if past is not None else 0
         # A padded row's positions are those of the row alone: pads are masked out and not counted.
         positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
-        out = self.model(input_ids=input_ids[:, done:], attention_mask=mask, position_ids=positions[:, done:],
-                         past_key_values=past, use_cache=True, logits_to_keep=1, **inputs)  # fmt: skip
+        out = self.model(
+            input_ids=input_ids[:, done:],
+            attention_mask=mask,
+            position_ids=positions[:, done:],
+            past_key_values=past,
+            use_cache=True,
+            logits_to_keep=1,
+            **inputs,
+        )
         stop = torch.tensor(self.stop_ids, dtype=torch.long, device=input_ids.device)
         active = torch.arange(input_ids.shape[0], device=input_ids.device)  # batch row of each answering row
         next_position = positions[:, -1] + 1
@@ -400,8 +428,13 @@ class TorchRunner(Runner):
                 cache.batch_select_indices(keep)
                 active, token, mask, next_position = active[keep], token[keep], mask[keep], next_position[keep]
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-            out = self.model(input_ids=token[:, None], attention_mask=mask, position_ids=next_position[:, None],
-                             past_key_values=cache, use_cache=True)  # fmt: skip
+            out = self.model(
+                input_ids=token[:, None],
+                attention_mask=mask,
+                position_ids=next_position[:, None],
+                past_key_values=cache,
+                use_cache=True,
+            )
             next_position = next_position + 1
         return generated
 
@@ -417,8 +450,10 @@ class TorchRunner(Runner):
         cache = prefill(self.model, prefix, param.device) if prefix else None
         p, m = len(prefix), self.n_image_tokens
         # Rows with an image start after it, from its head's cached keys and values.
-        head_keys = [self._head_key(q, row, p, blank_images) if cache is not None and self.feature_cache_mb > 0
-                     else None for q, row in zip(questions, ids, strict=True)]  # fmt: skip
+        head_keys = [
+            self._head_key(q, row, p, blank_images) if cache is not None and self.feature_cache_mb > 0 else None
+            for q, row in zip(questions, ids, strict=True)
+        ]
         own_tokens = [row[p + (len(k[1]) + m if k is not None else 0) :] for row, k in zip(ids, head_keys, strict=True)]
         # Longest first by the tokens a batch computes itself (after the prefix and the image's
         # head): similar lengths share a batch (little padding; an image question's own tokens are
@@ -437,22 +472,37 @@ class TorchRunner(Runner):
                 input_ids, mask = self._batch(own)
                 extra: dict[str, Any] = {}
                 if cache is not None:  # [prefix][head][gap][pads][own tokens]; prefix and heads computed once
-                    past, head_ids, head_mask = self._prefix_and_heads(keys, [questions[i] for i in rows],
-                                                                       blank_images, prefix, cache, heads, features,
-                                                                       param.device, input_ids.shape[1] + self.max_new_tokens)  # fmt: skip
+                    past, head_ids, head_mask = self._prefix_and_heads(
+                        keys,
+                        [questions[i] for i in rows],
+                        blank_images,
+                        prefix,
+                        cache,
+                        heads,
+                        features,
+                        param.device,
+                        input_ids.shape[1] + self.max_new_tokens,
+                    )
                     input_ids, mask = torch.cat([head_ids, input_ids], dim=1), torch.cat([head_mask, mask], dim=1)
                     extra["past_key_values"] = past
-                inputs: dict[str, Any] = {"input_ids": input_ids.to(param.device),
-                                          "attention_mask": mask.to(param.device), **extra}  # fmt: skip
+                inputs: dict[str, Any] = {
+                    "input_ids": input_ids.to(param.device),
+                    "attention_mask": mask.to(param.device),
+                    **extra,
+                }
                 # images still to be read by this batch's forward pass (not already in a head)
-                with_image = [questions[i] for i, k in zip(rows, keys, strict=True)
-                              if questions[i].image is not None and k is None]  # fmt: skip
+                with_image = [
+                    questions[i]
+                    for i, k in zip(rows, keys, strict=True)
+                    if questions[i].image is not None and k is None
+                ]
                 if with_image and self.feature_cache_mb > 0:
                     encoded = self._image_features(with_image, blank_images, features, param.device)
                     inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=encoded)}
                 elif with_image:
-                    images = [question_image(q, self.image_root, self.image_size, blank=blank_images)
-                              for q in with_image]  # fmt: skip
+                    images = [
+                        question_image(q, self.image_root, self.image_size, blank=blank_images) for q in with_image
+                    ]
                     inputs["pixel_values"] = self.processor(images).to(device=param.device, dtype=param.dtype)
                 generated = self._greedy(inputs)
                 for i, tokens in zip(rows, generated, strict=True):

@@ -51,8 +51,14 @@ def score_vizwiz(
         read_records(predictions, "VizWiz results"), "image", "answer", by_image, predictions, "VizWiz results"
     )
     rows = (
-        (image, [_raw(str(field(a, "answer", annotations, f"annotation {image}, answers[{j}]")))
-                 for j, a in enumerate(record["answers"])], str(record.get("answer_type", "unknown")))
+        (
+            image,
+            [
+                _raw(str(field(a, "answer", annotations, f"annotation {image}, answers[{j}]")))
+                for j, a in enumerate(record["answers"])
+            ],
+            str(record.get("answer_type", "unknown")),
+        )
         for image, record in by_image.items()
-    )  # fmt: skip
+    )
     return soft_accuracy_result("vizwiz", rows, preds)

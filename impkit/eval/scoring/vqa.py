@@ -41,9 +41,19 @@ _DIGIT_COMMA_DIGIT = re.compile(r"\d,\d")
 _PERIOD_NOT_BEFORE_DIGIT = re.compile(r"\.(?!\d)")
 
 NUMBER_WORDS = {
-    "none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4",
-    "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10",
-}  # fmt: skip
+    "none": "0",
+    "zero": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
+}
 ARTICLES = frozenset({"a", "an", "the"})
 
 # The contractions table of the official VQA evaluation tool, as `written=restored` pairs. Its

@@ -65,8 +65,11 @@ def score_vqav2(
         read_records(predictions, "VQAv2 results"), "question_id", "answer", ids, predictions, "VQAv2 results"
     )
     rows = (
-        (qid, _human_answers(by_id[qid], annotations, f"annotation for question {qid}"),
-         str(by_id[qid].get("answer_type", "unknown")))
+        (
+            qid,
+            _human_answers(by_id[qid], annotations, f"annotation for question {qid}"),
+            str(by_id[qid].get("answer_type", "unknown")),
+        )
         for qid in ids
-    )  # fmt: skip
+    )
     return soft_accuracy_result("vqav2", rows, preds)

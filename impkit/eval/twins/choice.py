@@ -13,8 +13,15 @@ from impkit.eval.scoring.mmbench import CIRCULAR_STRIDE
 from impkit.eval.twins.common import Heldout, HeldoutImage, Prompt, Table, TwinFiles, pick
 
 # --------------------------------------------------------------------------- ScienceQA
-_SQA_TOPICS = {"colour": "colors", "shape": "geometry", "count": "counting", "position": "spatial sense",
-               "size": "measurement", "text": "reading", "chart": "graphs"}  # fmt: skip
+_SQA_TOPICS = {
+    "colour": "colors",
+    "shape": "geometry",
+    "count": "counting",
+    "position": "spatial sense",
+    "size": "measurement",
+    "text": "reading",
+    "chart": "graphs",
+}
 _SQA_HINTS = {
     Scene: "The figure shows flat shapes drawn on a {background} background.",
     TextImage: "The sign shows one English word.",
@@ -39,8 +46,13 @@ def _text_only_problem(rng: random.Random) -> tuple[str, list[str], int, str, st
         shape = rng.choice(SHAPES)
         gold = str(lang.SHAPE_CORNERS[shape])
         choices = sorted({"0", "3", "4", "5"})
-        return (f"How many corners does a {shape} have?", choices, choices.index(gold),
-                "A corner is a point where two straight sides meet.", "geometry")  # fmt: skip
+        return (
+            f"How many corners does a {shape} have?",
+            choices,
+            choices.index(gold),
+            "A corner is a point where two straight sides meet.",
+            "geometry",
+        )
     if kind == "mix":
         (a, b), gold = rng.choice(tuple(lang.COLOUR_MIXES.items()))
         choices = [gold, *rng.sample([c for c in COLOURS if c not in (gold, a, b)], 2)]
@@ -92,11 +104,21 @@ def sqa(heldout: Heldout, rng: random.Random, n: int) -> TwinFiles:
             template = _SQA_HINTS[type(spec)]
             hint = template.format(background=getattr(spec, "background", "")) if rng.random() < 0.4 else ""
         problems[pid] = {
-            "question": question, "choices": choices, "answer": answer, "hint": hint,
-            "image": item.image if item else None, "task": "closed choice", "grade": "grade3",
-            "subject": "natural science", "topic": topic, "category": topic, "skill": topic,
-            "lecture": "", "solution": "", "split": "test",
-        }  # fmt: skip
+            "question": question,
+            "choices": choices,
+            "answer": answer,
+            "hint": hint,
+            "image": item.image if item else None,
+            "task": "closed choice",
+            "grade": "grade3",
+            "subject": "natural science",
+            "topic": topic,
+            "category": topic,
+            "skill": topic,
+            "lecture": "",
+            "solution": "",
+            "split": "test",
+        }
         prompt = prompts.scienceqa(question, choices, hint)
         prompt_rows.append(Prompt(pid, item.image if item else None, prompt, prompts.OPTION_LETTERS[answer], topic))
     splits = {"train": [], "val": [], "test": list(problems), "minival": [], "minitest": []}
@@ -112,18 +134,46 @@ def sqa(heldout: Heldout, rng: random.Random, n: int) -> TwinFiles:
 # --------------------------------------------------------------------------- MMBench
 # A small translation table covering exactly the words the MMBench twin's templates use.
 CN_WORDS = {
-    "red": "红色", "green": "绿色", "blue": "蓝色", "yellow": "黄色", "purple": "紫色", "orange": "橙色",
-    "circle": "圆形", "square": "正方形", "triangle": "三角形", "object": "物体", "small": "小", "large": "大",
-    "top left": "左上角", "top": "上方", "top right": "右上角", "left": "左侧", "center": "中间",
-    "right": "右侧", "bottom left": "左下角", "bottom": "下方", "bottom right": "右下角",
-    "left of": "左边", "right of": "右边", "above": "上方", "below": "下方",
-    "bar chart": "柱状图", "line chart": "折线图", "word sign": "写有单词的标志", "shapes": "几何图形",
-}  # fmt: skip
+    "red": "红色",
+    "green": "绿色",
+    "blue": "蓝色",
+    "yellow": "黄色",
+    "purple": "紫色",
+    "orange": "橙色",
+    "circle": "圆形",
+    "square": "正方形",
+    "triangle": "三角形",
+    "object": "物体",
+    "small": "小",
+    "large": "大",
+    "top left": "左上角",
+    "top": "上方",
+    "top right": "右上角",
+    "left": "左侧",
+    "center": "中间",
+    "right": "右侧",
+    "bottom left": "左下角",
+    "bottom": "下方",
+    "bottom right": "右下角",
+    "left of": "左边",
+    "right of": "右边",
+    "above": "上方",
+    "below": "下方",
+    "bar chart": "柱状图",
+    "line chart": "折线图",
+    "word sign": "写有单词的标志",
+    "shapes": "几何图形",
+}
 EN_OPTION = {
-    "left of": "to the left", "right of": "to the right", "above": "above", "below": "below",
-    "bar chart": "a bar chart", "line chart": "a line chart", "word sign": "a word on a sign",
+    "left of": "to the left",
+    "right of": "to the right",
+    "above": "above",
+    "below": "below",
+    "bar chart": "a bar chart",
+    "line chart": "a line chart",
+    "word sign": "a word on a sign",
     "shapes": "geometric shapes",
-}  # fmt: skip
+}
 TEMPLATES = {
     "colour": ("What colour is the {ref}?", "{ref}是什么颜色？"),
     "shape": ("What shape is the {ref}?", "{ref}是什么形状？"),
@@ -154,8 +204,15 @@ CATEGORIES = {
     "style": ("image_style", "coarse_perception"),
 }
 # The order in which references single an object out, fewest attributes first (as language.refer).
-_REFERENCE_ATTRS = (("shape",), ("colour",), ("size",), ("colour", "shape"), ("size", "shape"),
-                    ("size", "colour"), ("size", "colour", "shape"))  # fmt: skip
+_REFERENCE_ATTRS = (
+    ("shape",),
+    ("colour",),
+    ("size",),
+    ("colour", "shape"),
+    ("size", "shape"),
+    ("size", "colour"),
+    ("size", "colour", "shape"),
+)
 
 
 @dataclass(frozen=True)
@@ -296,8 +353,20 @@ def _render(item: ChoiceItem, language: str) -> tuple[str, str]:
     return question, hint
 
 
-MMBENCH_COLUMNS = ("index", "question", "hint", "A", "B", "C", "D", "answer", "category", "l2-category", "split",
-                   "image_path")  # fmt: skip
+MMBENCH_COLUMNS = (
+    "index",
+    "question",
+    "hint",
+    "A",
+    "B",
+    "C",
+    "D",
+    "answer",
+    "category",
+    "l2-category",
+    "split",
+    "image_path",
+)
 
 
 def mmbench(items: list[ChoiceItem], language: str) -> TwinFiles:
@@ -313,10 +382,19 @@ def mmbench(items: list[ChoiceItem], language: str) -> TwinFiles:
             shown = [render_option(o, language) for o in options]
             letter = prompts.OPTION_LETTERS[answer]
             cells = {letter_: "" for letter_ in "ABCD"} | dict(zip("ABCD", shown, strict=False))
-            rows.append({
-                "index": str(index), "question": question, "hint": hint, **cells, "answer": letter,
-                "category": category, "l2-category": l2, "split": "dev", "image_path": item.image,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "index": str(index),
+                    "question": question,
+                    "hint": hint,
+                    **cells,
+                    "answer": letter,
+                    "category": category,
+                    "l2-category": l2,
+                    "split": "dev",
+                    "image_path": item.image,
+                }
+            )
             prompt = prompts.mmbench(question, shown, hint, language)
             prompt_rows.append(Prompt(str(index), item.image, prompt, letter, category))
     name = "MMBench_DEV_EN.tsv" if language == "en" else "MMBench_DEV_CN.tsv"

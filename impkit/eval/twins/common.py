@@ -204,13 +204,31 @@ def vqa_answer_type(answer: str) -> str:
 # Real answers that differ from the canonical one and that the normaliser does *not* merge: they
 # are the honest disagreement of VQA annotators ("round" for a circle), counted as non-matching.
 SYNONYMS: dict[str, tuple[str, ...]] = {
-    "circle": ("round", "ring"), "square": ("rectangle", "box"), "triangle": ("pyramid",),
-    "purple": ("violet",), "orange": ("gold",), "green": ("lime",), "blue": ("navy",), "red": ("pink",),
-    "yellow": ("gold",), "large": ("big",), "small": ("tiny", "little"), "yes": ("yeah", "yep"),
-    "no": ("nope",), "top left": ("upper left",), "top right": ("upper right",), "center": ("middle",),
-    "top": ("upper",), "bottom": ("lower",), "bottom left": ("lower left",), "bottom right": ("lower right",),
-    "black": ("dark",), "dark blue": ("navy",), "dark red": ("maroon",), "dark green": ("green",),
-}  # fmt: skip
+    "circle": ("round", "ring"),
+    "square": ("rectangle", "box"),
+    "triangle": ("pyramid",),
+    "purple": ("violet",),
+    "orange": ("gold",),
+    "green": ("lime",),
+    "blue": ("navy",),
+    "red": ("pink",),
+    "yellow": ("gold",),
+    "large": ("big",),
+    "small": ("tiny", "little"),
+    "yes": ("yeah", "yep"),
+    "no": ("nope",),
+    "top left": ("upper left",),
+    "top right": ("upper right",),
+    "center": ("middle",),
+    "top": ("upper",),
+    "bottom": ("lower",),
+    "bottom left": ("lower left",),
+    "bottom right": ("lower right",),
+    "black": ("dark",),
+    "dark blue": ("navy",),
+    "dark red": ("maroon",),
+    "dark green": ("green",),
+}
 _DIGIT_WORDS = {digit: word for word, digit in NORMALISED_NUMBERS.items() if word != "none"}
 
 

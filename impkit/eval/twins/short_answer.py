@@ -24,10 +24,25 @@ from impkit.eval.twins.common import (
 # VQAv2 question types are the question's opening words from a fixed list of 65; these are the
 # ones the world's templates produce (longest first, so "what color is the" wins over "what").
 _VQA_QUESTION_TYPES = (
-    "what color is the", "what colour is the", "what is the color of the", "what is the colour of the",
-    "how many", "is there a", "is there an", "is there", "is the", "what shape is the", "where is the",
-    "what size is the", "in which", "what is the", "what", "is", "where", "which",
-)  # fmt: skip
+    "what color is the",
+    "what colour is the",
+    "what is the color of the",
+    "what is the colour of the",
+    "how many",
+    "is there a",
+    "is there an",
+    "is there",
+    "is the",
+    "what shape is the",
+    "where is the",
+    "what size is the",
+    "in which",
+    "what is the",
+    "what",
+    "is",
+    "where",
+    "which",
+)
 
 
 def vqa_question_type(question: str) -> str:
@@ -64,16 +79,23 @@ def vqav2(heldout: Heldout, rng: random.Random, n: int) -> TwinFiles:
             qid = item.index * 1000 + k
             questions.append({"image_id": item.index, "question": qa.question, "question_id": qid})
             answers = human_answers(rng, qa.answer, wrong_pool(qa))
-            annotations.append({
-                "question_type": vqa_question_type(qa.question),
-                "multiple_choice_answer": qa.answer,
-                "answers": [{"answer": a, "answer_confidence": c, "answer_id": i + 1} for i, (a, c) in enumerate(answers)],
-                "image_id": item.index,
-                "answer_type": vqa_answer_type(qa.answer),
-                "question_id": qid,
-            })  # fmt: skip
-            prompt_rows.append(Prompt(str(qid), item.image, prompts.short_answer(qa.question), qa.answer,
-                                      annotations[-1]["question_type"]))  # fmt: skip
+            annotations.append(
+                {
+                    "question_type": vqa_question_type(qa.question),
+                    "multiple_choice_answer": qa.answer,
+                    "answers": [
+                        {"answer": a, "answer_confidence": c, "answer_id": i + 1} for i, (a, c) in enumerate(answers)
+                    ],
+                    "image_id": item.index,
+                    "answer_type": vqa_answer_type(qa.answer),
+                    "question_id": qid,
+                }
+            )
+            prompt_rows.append(
+                Prompt(
+                    str(qid), item.image, prompts.short_answer(qa.question), qa.answer, annotations[-1]["question_type"]
+                )
+            )
     return TwinFiles(
         files={"questions.json": {"questions": questions}, "annotations.json": {"annotations": annotations}},
         prompts=prompt_rows,
@@ -110,12 +132,16 @@ def _logical_and(rng: random.Random, scene: Scene) -> lang.QA:
 
 # qtype -> GQA's (structural, semantic, detailed) type triple
 _GQA_TYPES = {
-    "colour": ("query", "attr", "color"), "colour_choose": ("choose", "attr", "colorChoose"),
-    "shape": ("query", "attr", "shape"), "size": ("query", "attr", "size"),
-    "size_choose": ("choose", "attr", "sizeChoose"), "position": ("query", "rel", "positionQuery"),
-    "relation": ("verify", "rel", "relVerify"), "existence": ("verify", "obj", "exist"),
+    "colour": ("query", "attr", "color"),
+    "colour_choose": ("choose", "attr", "colorChoose"),
+    "shape": ("query", "attr", "shape"),
+    "size": ("query", "attr", "size"),
+    "size_choose": ("choose", "attr", "sizeChoose"),
+    "position": ("query", "rel", "positionQuery"),
+    "relation": ("verify", "rel", "relVerify"),
+    "existence": ("verify", "obj", "exist"),
     "logical": ("logical", "obj", "existAnd"),
-}  # fmt: skip
+}
 
 
 def _gqa_qa(rng: random.Random, scene: Scene) -> tuple[lang.QA, str] | None:
@@ -218,10 +244,15 @@ def vizwiz(heldout: Heldout, rng: random.Random, n: int) -> TwinFiles:
             question, gold, answerable = qa.question, qa.answer.lower(), 1
             answer_type = "yes/no" if gold in ("yes", "no") else "number" if gold.isdigit() else "other"
             answers = _vizwiz_answers(rng, gold, [w.lower() for w in wrong_pool(qa)] or list(WORDS[:3]))
-        records.append({
-            "image": item.image, "question": question, "answers": answers,
-            "answerable": answerable, "answer_type": answer_type,
-        })  # fmt: skip
+        records.append(
+            {
+                "image": item.image,
+                "question": question,
+                "answers": answers,
+                "answerable": answerable,
+                "answer_type": answer_type,
+            }
+        )
         prompt_rows.append(Prompt(item.image, item.image, prompts.vizwiz(question), gold, answer_type))
     records.sort(key=lambda r: r["image"])
     prompt_rows.sort(key=lambda p: p.id)
@@ -266,11 +297,18 @@ def textvqa(heldout: Heldout, rng: random.Random, n: int) -> TwinFiles:
         wrong = wrong_pool(qa) or [w for w in WORDS if w != qa.answer][:5]
         answers = [a for a, _ in human_answers(rng, qa.answer, wrong)]
         qid = 34_602 + len(data)  # TextVQA val ids start at 34602
-        data.append({
-            "question": qa.question, "image_id": item.stem, "image_classes": ["sign"],
-            "question_tokens": qa.question.rstrip("?").lower().split(), "question_id": qid,
-            "set_name": "val", "answers": answers, "ocr_tokens": tokens_of[item.image],
-        })  # fmt: skip
+        data.append(
+            {
+                "question": qa.question,
+                "image_id": item.stem,
+                "image_classes": ["sign"],
+                "question_tokens": qa.question.rstrip("?").lower().split(),
+                "question_id": qid,
+                "set_name": "val",
+                "answers": answers,
+                "ocr_tokens": tokens_of[item.image],
+            }
+        )
         prompt = prompts.textvqa(qa.question, tokens_of[item.image])
         prompt_rows.append(Prompt(str(qid), item.image, prompt, qa.answer, vqa_question_type(qa.question)))
     return TwinFiles(

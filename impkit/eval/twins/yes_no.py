@@ -133,8 +133,11 @@ def _count(rng: random.Random, scene: Scene) -> YesNo:
     wrong = rng.choice([m for m in (n - 1, n + 1) if m >= 1])
 
     def ask(m: int) -> str:
-        return f"Is there exactly one {shape} in this image?" if m == 1 else (
-            f"Are there exactly {lang.NUMBER_WORDS[m]} {shape}s in this image?")  # fmt: skip
+        return (
+            f"Is there exactly one {shape} in this image?"
+            if m == 1
+            else (f"Are there exactly {lang.NUMBER_WORDS[m]} {shape}s in this image?")
+        )
 
     return ask(n), ask(wrong)
 
