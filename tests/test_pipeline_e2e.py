@@ -218,8 +218,13 @@ def test_dvc_repro_builds_the_default_pipeline_and_reruns_as_a_no_op(micro_repo)
     assert stages["backbones"]["precision"] == stages["tune@nano-3b"]["precision"] == "fp32"
     table = run([str(Path(sys.executable).with_name("impkit")), "timings"], micro_repo).stdout
     assert "| tune@nano-3b |" in table and "**whole build**" in table and "ONEDNN_MAX_CPU_ISA=AVX2" in table
-    metrics = run([DVC, "metrics", "show", "--json"], micro_repo).stdout
-    assert "reports/timings.json" in metrics
+    # `dvc metrics show` prints the data's record counts and one small headline file per release
+    shown = json.loads(run([DVC, "metrics", "show", "--json"], micro_repo).stdout)
+    files = {path for revision in shown.values() for path in revision["data"]}
+    assert files == {"reports/data_metrics.json"} | {f"reports/headline/{p}.json" for p in MICRO["train.presets"]}
+    (workspace,) = shown.values()
+    headline = workspace["data"][f"reports/headline/{MICRO['train.presets'][0]}.json"]["data"]
+    assert headline["parity"]["passed"] and set(headline["gguf"]["size_mb"]) == {"F16", "Q8_0", "Q4_K_M"}
 
     status = run([DVC, "status"], micro_repo)
     assert "up to date" in status.stdout.lower(), status.stdout
