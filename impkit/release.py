@@ -63,9 +63,12 @@ def _read_json(path: Path, folder: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ReleaseNotFound(f"{path} not found: {folder} is not a release folder")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ReleaseError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(record, dict):
+        raise ReleaseError(f"{path} holds a JSON {type(record).__name__}, not an object")
+    return record
 
 
 @dataclass(frozen=True)

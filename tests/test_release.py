@@ -78,6 +78,9 @@ def test_folders_that_are_no_release_fail_naming_the_file(released, tmp_path):
     (folder / "impkit.json").write_text("{not json")
     with pytest.raises(ReleaseError, match=r"impkit\.json is not valid JSON"):
         Release.open(folder)
+    (folder / "impkit.json").write_text(json.dumps([meta]))
+    with pytest.raises(ReleaseError, match=r"impkit\.json holds a JSON list, not an object"):
+        Release.open(folder)
     (folder / "impkit.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "template"}))
     with pytest.raises(ReleaseError, match=r"impkit\.json lacks \['template'\]"):
         Release.open(folder)
