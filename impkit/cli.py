@@ -1,51 +1,19 @@
-"""The `impkit` command: the library's entry points for people (DVC runs stages/ directly)."""
+"""The `impkit` command: every step of the build as `dvc repro` runs it (impkit.steps), and the tools
+around it (evaluate any release, prepare real benchmark files, score predictions, print timings)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
 
-from impkit import __version__
+from impkit import __version__, paths
 
-
-def _cmd_world(args: argparse.Namespace) -> None:
-    from impkit.config import WorldConfig, from_dict, load_params, section
-    from impkit.data.synth import generate_world
-    from impkit.io import atomic_path
-
-    cfg = from_dict(WorldConfig, section(load_params(args.params), "world"), "world")
-    with atomic_path(args.out) as tmp:
-        summary = generate_world(cfg, tmp)
-    print(summary)
-
-
-def _cmd_assemble(args: argparse.Namespace) -> None:
-    from impkit.config import DataConfig, from_dict, load_params, section
-    from impkit.data.assemble import AssemblyPaths, assemble
-
-    raw = section(load_params(args.params), "data")
-    out = Path(args.out)
-    paths = AssemblyPaths(
-        out / "assembled", out / "quarantine", out / "cache" / "image_checks.sqlite", out / "data_quality"
-    )
-    manifest = assemble(from_dict(DataConfig, raw, "data"), paths, recipe=raw)
-    summary = {
-        name: {k: m[k] for k in ("in", "kept", "quarantined", "dropped", "gate")}
-        for name, m in manifest["mixtures"].items()
-    }
-    print(json.dumps(summary, indent=2))
-
-
-def _cmd_twins(args: argparse.Namespace) -> None:
-    from impkit.config import from_dict, load_params, section
-    from impkit.eval.twins import EvalConfig, generate_twins
-
-    cfg = from_dict(EvalConfig, section(load_params(args.params), "eval"), "eval")
-    manifest = generate_twins(Path(args.heldout), Path(args.out), seed=cfg.seed, sizes=cfg.twins)
-    counts = {name: entry["n_prompts"] for name, entry in manifest["benchmarks"].items()}
-    print(json.dumps({"out": str(args.out), "prompts": counts}, indent=2))
+# every step of impkit.steps but `evaluate`, which the richer `impkit evaluate` below covers with the
+# same function and defaults
+CLI_STEPS = ("world", "assemble", "backbones", "train", "twins", "export", "parity", "evaluate_gguf", "headline")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -61,7 +29,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     if args.no_blind:
         cfg = dataclasses.replace(cfg, blind=False)
     release = Path(args.release)
-    out = Path(args.out) if args.out else Path("build/eval") / release.name
+    default_out = paths.eval_gguf_dir(release.name) if args.gguf else paths.eval_dir(release.name)
+    out = Path(args.out) if args.out else default_out
     if args.gguf:  # the exported files through llama.cpp, one evaluation per level
         from impkit.eval.gguf_levels import GGUFEvalConfig, evaluate_levels
 
@@ -183,23 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"impkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("world", help="generate the synthetic world into a folder")
-    p.add_argument("--params", default="params.yaml")
-    p.add_argument("--out", default="data/world")
-    p.set_defaults(func=_cmd_world)
-
-    p = sub.add_parser("assemble", help="assemble the data mixtures of a params file into a folder")
-    p.add_argument("--params", default="params.yaml")
-    p.add_argument("--out", default="build", help="folder for assembled/, quarantine/, cache/, data_quality/")
-    p.set_defaults(func=_cmd_assemble)
-
-    p = sub.add_parser(
-        "twins", help="write the ten benchmarks' synthetic twins (official formats) from the held-out world"
-    )
-    p.add_argument("--params", default="params.yaml")
-    p.add_argument("--heldout", default="data/world/heldout", help="the world's held-out split")
-    p.add_argument("--out", default="build/twins")
-    p.set_defaults(func=_cmd_twins)
+    # the build's steps, as `dvc repro` runs them (same functions, same defaults, same outputs)
+    for name in CLI_STEPS:
+        step = importlib.import_module(f"impkit.steps.{name}")
+        p = sub.add_parser(
+            step.NAME, help=step.HELP, description=step.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+        step.add_arguments(p)
+        p.set_defaults(func=step.main)
 
     p = sub.add_parser(
         "evaluate",
@@ -210,9 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("release", help="a release folder (releases/<preset>)")
     p.add_argument("--params", default="params.yaml", help="its `eval` section sets batch size, budgets, judge")
-    p.add_argument("--twins", default="data/twins", help="the benchmarks folder written by `impkit twins`")
-    p.add_argument("--images", default="data/world/heldout/images", help="the folder image paths are relative to")
-    p.add_argument("--out", help="output folder (default build/eval/<release name>)")
+    p.add_argument("--twins", default=str(paths.TWINS), help="the benchmarks folder written by `impkit twins`")
+    p.add_argument("--images", default=str(paths.HELDOUT_IMAGES), help="the folder image paths are relative to")
+    p.add_argument(
+        "--out",
+        help="output folder (default: reports/eval/<release name>, as the evaluate stage; with --gguf "
+        "reports/eval-gguf/<release name>)",
+    )
     p.add_argument("--benchmarks", nargs="+", metavar="NAME", help="a subset of the ten (default: all)")
     p.add_argument("--batch-size", type=int, help="override eval.batch_size")
     p.add_argument("--no-blind", action="store_true", help="skip the blank-image baseline")
@@ -227,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("table3", help="the paper's Table 3 layout (Markdown) over evaluated releases")
-    p.add_argument("root", nargs="?", default="reports/eval", help="folder of <release>/details.json")
+    p.add_argument("root", nargs="?", default=str(paths.EVAL_REPORTS), help="folder of <release>/details.json")
     p.add_argument("--out", help="also write the table here")
     p.set_defaults(func=_cmd_table3)
 
@@ -271,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_score)
 
     p = sub.add_parser("timings", help="the build's stage times, machine and precision (reports/timings.json)")
-    p.add_argument("--file", default="reports/timings.json")
+    p.add_argument("--file", default=str(paths.TIMINGS))
     p.set_defaults(func=_cmd_timings)
     return parser
 

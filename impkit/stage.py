@@ -1,10 +1,13 @@
-"""Shared entry-point wrapper for DVC stages: plain-words errors instead of deep tracebacks."""
+"""Shared entry-point wrapper for DVC stages and the ``impkit`` command: plain-words errors instead
+of deep tracebacks, and the stage's time in reports/timings.json."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from collections.abc import Callable
+from types import ModuleType
 
 from impkit.errors import ImpkitError
 from impkit.progress import setup_logging
@@ -30,3 +33,12 @@ def run_stage(main: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         logging.getLogger("impkit").error("interrupted; outputs were left as they were before this run")
         sys.exit(130)
+
+
+def run_step(step: ModuleType, argv: list[str] | None = None) -> None:
+    """Run a step of ``impkit.steps`` as a command: its arguments parsed from ``argv`` (the command line
+    by default), then its ``main`` under :func:`run_stage`."""
+    parser = argparse.ArgumentParser(prog=f"python -m {step.__name__}", description=step.__doc__)
+    step.add_arguments(parser)
+    args = parser.parse_args(argv)
+    run_stage(lambda: step.main(args))

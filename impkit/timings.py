@@ -18,9 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from impkit.paths import TIMINGS
+
 log = logging.getLogger(__name__)
 
-TIMINGS_FILE = Path("reports/timings.json")
 STAGE_ENV = "DVC_STAGE"  # set by `dvc repro` for the command of each stage (foreach items included)
 # Set by impkit.train.launch for the data-parallel processes it starts: their launcher records the stage.
 LAUNCHED_ENV = "IMPKIT_LAUNCHED"
@@ -53,7 +54,7 @@ def _iso(epoch: float) -> str:
 
 
 def timings_path() -> Path:
-    return Path(os.environ.get("DVC_ROOT", ".")) / TIMINGS_FILE
+    return Path(os.environ.get("DVC_ROOT", ".")) / TIMINGS
 
 
 def record_stage(started: float, *, finished: float | None = None, ok: bool = True) -> dict[str, Any] | None:
@@ -83,7 +84,7 @@ def record_stage(started: float, *, finished: float | None = None, ok: bool = Tr
         data = read_timings(path)
         data.setdefault("stages", {})[stage] = entry
         write_json(path, data)
-    log.info("%s took %s (recorded in %s)", stage, _minutes(entry["wall_s"]), TIMINGS_FILE)
+    log.info("%s took %s (recorded in %s)", stage, _minutes(entry["wall_s"]), TIMINGS)
     return entry
 
 

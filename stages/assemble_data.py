@@ -1,29 +1,10 @@
-"""DVC stage `assemble`: build data/assembled/{pretrain,finetune}.jsonl behind the quality gate."""
+"""DVC stage `assemble`: the step impkit.steps.assemble (what it does and writes: its docstring).
 
-from __future__ import annotations
+python -m stages.assemble_data
+"""
 
-from pathlib import Path
-
-from impkit.config import DataConfig, from_dict, load_params, section
-from impkit.data.assemble import AssemblyPaths, assemble, manifest_metrics
-from impkit.io import write_json
-from impkit.stage import run_stage
-
-PATHS = AssemblyPaths(
-    out_dir=Path("data/assembled"),
-    quarantine_dir=Path("data/quarantine"),
-    image_cache=Path("data/cache/image_checks.sqlite"),
-    docs_dir=Path("reports/data_quality"),
-)
-METRICS = Path("reports/data_metrics.json")
-
-
-def main() -> None:
-    raw = section(load_params(), "data")
-    cfg = from_dict(DataConfig, raw, "data")
-    manifest = assemble(cfg, PATHS, recipe=raw)
-    write_json(METRICS, manifest_metrics(manifest))
-
+from impkit.stage import run_step
+from impkit.steps import assemble
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_step(assemble)

@@ -1,33 +1,10 @@
-"""DVC stage `backbones`: pretrain the offline presets' tokenizer, vision tower and LLMs."""
+"""DVC stage `backbones`: the step impkit.steps.backbones (what it does and writes: its docstring).
 
-from __future__ import annotations
+python -m stages.backbones
+"""
 
-from pathlib import Path
-
-from impkit.config import BackbonesConfig, ConfigError, PresetConfig, TrainSettings, from_dict, load_params, section
-from impkit.stage import run_stage
-from impkit.timings import note
-from impkit.train.launch import cpu_processes_to_start
-from impkit.train.pipeline import build_backbones
-
-OUT = Path("models/backbones")
-
-
-def main() -> None:
-    params = load_params()
-    cfg = from_dict(BackbonesConfig, section(params, "backbones"), "backbones")
-    presets = section(params, "model")["presets"]
-    train = from_dict(TrainSettings, section(params, "train"), "train")
-    names = train.presets
-    unknown = sorted(set(names) - set(presets))
-    if unknown:
-        raise ConfigError(f"train.presets names unknown presets {unknown}; known presets: {sorted(presets)}")
-    build = {n: from_dict(PresetConfig, presets[n], f"model.presets.{n}") for n in names}
-    processes = cpu_processes_to_start(train.cpu_processes)  # the parts train side by side without a GPU
-    report = build_backbones(cfg, build, Path("data/world"), Path("data/assembled"), OUT, processes=processes)
-    chosen = report.get("precision", {})
-    note(precision=" / ".join(sorted(set(chosen.values()))) or None)
-
+from impkit.stage import run_step
+from impkit.steps import backbones
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_step(backbones)

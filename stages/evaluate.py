@@ -1,30 +1,10 @@
-"""DVC stage `evaluate@<preset>`: the release on the ten benchmark twins, beside its blind and
-majority baselines (impkit.eval.evaluate).
+"""DVC stage `evaluate@<preset>`: the step impkit.steps.evaluate (what it does and writes: its docstring).
 
 python -m stages.evaluate nano-3b
-accelerate launch --multi_gpu --num_processes 2 -m stages.evaluate nano-3b   # data-parallel, same results
 """
 
-from __future__ import annotations
-
-import argparse
-from pathlib import Path
-
-from impkit.config import from_dict, load_params, section
-from impkit.eval.evaluate import evaluate_release
-from impkit.eval.twins import EvalConfig
-from impkit.stage import run_stage
-
-TWINS, IMAGES = Path("data/twins"), Path("data/world/heldout/images")
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("preset")
-    args = parser.parse_args()
-    cfg = from_dict(EvalConfig, section(load_params(), "eval"), "eval")
-    evaluate_release(Path(f"releases/{args.preset}"), TWINS, IMAGES, Path(f"reports/eval/{args.preset}"), cfg)
-
+from impkit.stage import run_step
+from impkit.steps import evaluate
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_step(evaluate)

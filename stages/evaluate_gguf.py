@@ -1,65 +1,10 @@
-"""DVC stage `evaluate-gguf@<preset>`: every exported quantization level of a release, answered by
-llama.cpp and scored on the benchmark twins with the PyTorch run's scorers, then compared with it
-(impkit.eval.gguf_levels): headlines per level, answer agreement with PyTorch, the cost of each
-quantization against F16.
+"""DVC stage `evaluate-gguf@<preset>`: the step impkit.steps.evaluate_gguf (what it does and writes: its docstring).
 
 python -m stages.evaluate_gguf nano-3b
 """
 
-from __future__ import annotations
-
-import argparse
-import json
-import logging
-from pathlib import Path
-
-from impkit.config import from_dict, load_params, section
-from impkit.eval.gguf_levels import GGUFEvalConfig, compare_levels, evaluate_levels
-from impkit.eval.parity import ParityConfig
-from impkit.eval.twins import EvalConfig
-from impkit.export.settings import ExportConfig
-from impkit.io import write_json
-from impkit.stage import run_stage
-
-TWINS, IMAGES = Path("data/twins"), Path("data/world/heldout/images")
-log = logging.getLogger("impkit")
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("preset")
-    preset = parser.parse_args().preset
-    params = load_params()
-    cfg = from_dict(EvalConfig, section(params, "eval"), "eval")
-    export = from_dict(ExportConfig, section(params, "export"), "export")
-    parity = from_dict(ParityConfig, section(params, "parity"), "parity")
-    run_cfg = from_dict(GGUFEvalConfig, section(params, "eval_gguf"), "eval_gguf")
-    release, gguf_dir, torch_dir = (
-        Path(f"releases/{preset}"),
-        Path(f"models/gguf/{preset}"),
-        Path(f"reports/eval/{preset}"),
-    )
-    out_root = Path(f"reports/eval-gguf/{preset}")
-    details = evaluate_levels(release, gguf_dir, export.levels, TWINS, IMAGES, out_root, cfg, run_cfg)
-    torch_details = json.loads((torch_dir / "details.json").read_text(encoding="utf-8"))
-    summary = compare_levels(torch_details, torch_dir, details, out_root)
-    write_json(Path(f"reports/eval-gguf/{preset}.json"), summary)
-    for level, entry in summary["levels"].items():
-        log.info(
-            "%s %s: answers equal to PyTorch's on %.1f%% of the questions",
-            preset,
-            level,
-            100 * entry["answer_agreement"]["all"],
-        )
-    f16 = summary["levels"].get("F16")
-    if f16 and f16["answer_agreement"]["all"] < parity.min_answer_agreement:
-        log.warning(
-            "%s: F16 answers agree with PyTorch on only %.1f%% of the questions (expected >= %.0f%%)",
-            preset,
-            100 * f16["answer_agreement"]["all"],
-            100 * parity.min_answer_agreement,
-        )
-
+from impkit.stage import run_step
+from impkit.steps import evaluate_gguf
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_step(evaluate_gguf)

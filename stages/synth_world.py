@@ -1,31 +1,10 @@
-"""DVC stage `world`: generate the synthetic world (images + LLaVA-format sources + held-out split)."""
+"""DVC stage `world`: the step impkit.steps.world (what it does and writes: its docstring).
 
-from __future__ import annotations
+python -m stages.synth_world
+"""
 
-import logging
-from pathlib import Path
-
-from impkit.config import WorldConfig, from_dict, load_params, section
-from impkit.data.synth import generate_world
-from impkit.io import atomic_path
-from impkit.stage import run_stage
-
-OUT = Path("data/world")
-
-
-def main() -> None:
-    cfg = from_dict(WorldConfig, section(load_params(), "world"), "world")
-    with atomic_path(OUT) as tmp:
-        summary = generate_world(cfg, tmp)
-    logging.getLogger("impkit").info(
-        "synthetic world written to %s: %d records, %d training images, %d held-out images, %d corpus lines",
-        OUT,
-        summary.total_records,
-        summary.total_images,
-        sum(summary.heldout_images.values()),
-        summary.lm_corpus_lines,
-    )
-
+from impkit.stage import run_step
+from impkit.steps import world
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_step(world)

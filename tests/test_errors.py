@@ -4,7 +4,6 @@ what is wrong, before any model loads."""
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import pytest
@@ -92,12 +91,10 @@ def workspace(tmp_path, monkeypatch):
 
 
 def _train(monkeypatch, *argv: str) -> None:
-    import stages.train
+    """`impkit train ...`, the same step `python -m stages.train ...` runs for dvc repro."""
+    from impkit.cli import main
 
-    monkeypatch.setattr(sys, "argv", ["stages.train", *argv])
-    from impkit.stage import run_stage
-
-    run_stage(stages.train.main)
+    main(["train", *argv])
 
 
 def test_training_names_its_missing_input_before_starting_a_process(workspace, monkeypatch, caplog):

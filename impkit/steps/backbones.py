@@ -1,0 +1,37 @@
+"""Step `backbones`: the offline backbones every nano preset starts from (a SigLIP-like vision tower
+and one small LM per family, with their tokenizers), pretrained on the synthetic world; written to
+models/backbones."""
+
+from __future__ import annotations
+
+import argparse
+
+from impkit import paths
+from impkit.steps import add_params_argument
+
+NAME = "backbones"
+HELP = "pretrain the offline vision tower and LMs (models/backbones)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_params_argument(parser)
+
+
+def main(args: argparse.Namespace) -> None:
+    from impkit.config import BackbonesConfig, ConfigError, PresetConfig, TrainSettings, from_dict, load_params, section
+    from impkit.timings import note
+    from impkit.train.launch import cpu_processes_to_start
+    from impkit.train.pipeline import build_backbones
+
+    params = load_params(args.params)
+    cfg = from_dict(BackbonesConfig, section(params, "backbones"), "backbones")
+    presets = section(params, "model")["presets"]
+    train = from_dict(TrainSettings, section(params, "train"), "train")
+    unknown = sorted(set(train.presets) - set(presets))
+    if unknown:
+        raise ConfigError(f"train.presets names unknown presets {unknown}; known presets: {sorted(presets)}")
+    build = {n: from_dict(PresetConfig, presets[n], f"model.presets.{n}") for n in train.presets}
+    processes = cpu_processes_to_start(train.cpu_processes)  # the parts train side by side without a GPU
+    report = build_backbones(cfg, build, paths.WORLD, paths.ASSEMBLED, paths.BACKBONES, processes=processes)
+    chosen = report.get("precision", {})
+    note(precision=" / ".join(sorted(set(chosen.values()))) or None)
