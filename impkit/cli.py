@@ -10,10 +10,22 @@ import sys
 from pathlib import Path
 
 from impkit import __version__, paths
+from impkit.registry.store import STAGES, RegistryError
 
 # every step of impkit.steps but `evaluate`, which the richer `impkit evaluate` below covers with the
 # same function and defaults
-CLI_STEPS = ("world", "assemble", "backbones", "train", "twins", "export", "parity", "evaluate_gguf", "headline")
+CLI_STEPS = (
+    "world",
+    "assemble",
+    "backbones",
+    "train",
+    "twins",
+    "export",
+    "parity",
+    "evaluate_gguf",
+    "headline",
+    "release",
+)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -120,6 +132,40 @@ def _judge_from_args(args: argparse.Namespace):
     from impkit.eval.judge import JudgeConfig, make_judge
 
     return make_judge(JudgeConfig(args.judge_endpoint, args.judge_model, api_key_env=args.judge_api_key_env))
+
+
+def _cmd_releases(args: argparse.Namespace) -> None:
+    from impkit.registry import Registry
+
+    registry = Registry(Path(args.registry))
+    if args.action == "list":
+        current, stages = registry.current(), registry.stages()
+        print("| release | preset | created | held-out (lead) | size Q4_K_M (MB) | stage | current |")
+        print("|---|---|---|---|---|---|---|")
+        for record in registry.records(args.preset):
+            held = record["headline"]["heldout"]
+            size = record["headline"]["gguf"]["size_mb"].get("Q4_K_M", "–")
+            mark = "yes" if current.get(record["preset"]) == record["id"] else ""
+            print(
+                f"| {record['id']} | {record['preset']} | {record['created']} | "
+                f"{held['with_image']:.1f} ({held['lead']:+.1f}) | {size} | {', '.join(stages.get(record['id'], []))} | {mark} |"
+            )
+    elif args.action == "show":
+        record = registry.get(args.ids[0])
+        card = registry.record_path(record).with_suffix(".md")
+        print(card.read_text(encoding="utf-8") if card.is_file() and not args.json else json.dumps(record, indent=2))
+    elif args.action == "diff":
+        from impkit.registry.diff import diff_table
+
+        if len(args.ids) != 2:
+            raise RegistryError("diff takes two release ids")
+        a, b = (registry.get(i) for i in args.ids)
+        print(diff_table(a, b, changed_only=args.changed), end="")
+    elif args.action == "promote":
+        if len(args.ids) != 1 or not args.stage:
+            raise RegistryError("promote takes one release id and --stage")
+        event = registry.promote(args.ids[0], args.stage)
+        print(f"{event['id']} promoted to {event['stage']} ({registry.root / 'promotions.jsonl'})")
 
 
 def _cmd_timings(args: argparse.Namespace) -> None:
@@ -233,6 +279,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--judge-api-key-env", metavar="VAR", help="mmvet only: environment variable holding the API key (if needed)"
     )
     p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser(
+        "releases",
+        help="the release registry: list, show, diff and promote releases (registry/)",
+        description="Every build of a preset is recorded as a release (dvc.yaml's release@<preset>); records "
+        "accumulate over builds. Ids may be shortened to an unambiguous prefix.",
+    )
+    p.add_argument("action", choices=["list", "show", "diff", "promote"])
+    p.add_argument("ids", nargs="*", metavar="ID", help="show: one release id; diff: two; promote: one")
+    p.add_argument("--preset", help="list: only this preset's releases")
+    p.add_argument("--stage", choices=STAGES, help="promote: the stage to promote to")
+    p.add_argument("--json", action="store_true", help="show: the record as JSON instead of the model card")
+    p.add_argument("--changed", action="store_true", help="diff: only the figures that changed")
+    p.add_argument("--registry", default=str(paths.REGISTRY), help=f"the registry folder (default {paths.REGISTRY})")
+    p.set_defaults(func=_cmd_releases)
 
     p = sub.add_parser("timings", help="the build's stage times, machine and precision (reports/timings.json)")
     p.add_argument("--file", default=str(paths.TIMINGS))

@@ -106,3 +106,13 @@ def latency_report(target: str) -> Path:
 
 def headline(preset: str) -> Path:
     return Path("reports/headline") / f"{preset}.json"
+
+
+# -- the registry ------------------------------------------------------------------------------------
+
+REGISTRY = Path("registry")  # release records and model cards that accumulate over builds (impkit.registry)
+
+
+def registry(preset: str) -> Path:
+    """The records and model cards of a preset's releases."""
+    return REGISTRY / preset

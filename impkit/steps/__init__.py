@@ -26,6 +26,7 @@ STEPS = (
     "evaluate_gguf",
     "latency",
     "headline",
+    "release",
 )
 
 

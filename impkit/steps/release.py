@@ -1,0 +1,58 @@
+"""Step `release`: the build of a preset becomes a release record in the registry (impkit.registry):
+its content id, provenance, data mix and quality gate, training summary, every benchmark headline
+per backend and level with the blind and majority baselines, parity, sizes, latency per device
+profile and level, the paper-size profiles and the files, plus a model card beside it
+(registry/<preset>/<id>.json and .md). A rebuild that gives the same model adds nothing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+from impkit import paths
+from impkit.steps import add_params_argument, add_preset_argument
+from impkit.steps.headline import report_paths
+
+NAME = "release"
+HELP = "record the preset's build as a release in the registry (registry/<preset>)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_preset_argument(parser)
+    add_params_argument(parser)
+
+
+def _read(path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def main(args: argparse.Namespace) -> None:
+    from impkit.config import load_params
+    from impkit.registry import Registry, build_record
+    from impkit.registry.card import model_card
+    from impkit.registry.record import git_revision
+
+    params = load_params(args.params)
+    reports = {key: _read(path) for key, path in report_paths(args.preset).items()}
+    profiles = list(params.get("latency", {}).get("paper", {}).get("profiles") or [])
+    paper_size = {p: _read(paths.latency_report(p)) for p in profiles if paths.latency_report(p).is_file()}
+    backbones = paths.BACKBONES / "backbones.json"
+    record = build_record(
+        args.preset,
+        release_dir=paths.release(args.preset),
+        gguf_dir=paths.gguf(args.preset),
+        reports=reports,
+        params=params,
+        data_manifest=_read(paths.ASSEMBLED / "manifest.json"),
+        backbones_manifest=_read(backbones) if backbones.is_file() else None,
+        paper_size=paper_size,
+        git=git_revision(),
+    )
+    registry = Registry(paths.REGISTRY)
+    added = registry.add(record, card=model_card(record))
+    log = logging.getLogger("impkit")
+    if added:
+        log.info("%s: new release %s (%s)", args.preset, record["id"], registry.record_path(record))
+    else:
+        log.info("%s: release %s is already registered; nothing added", args.preset, record["id"])
