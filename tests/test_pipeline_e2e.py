@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from impkit.registry import Registry
 from impkit.train.launch import usable_cores
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,7 +124,7 @@ def micro_repo(tmp_path_factory) -> Path:
         return [line for line in out.split("\n") if line]
 
     # tracked files plus new source files; never pipeline outputs a local run left in the work tree
-    outputs = ("data/", "models/", "releases/", "reports/")
+    outputs = ("data/", "models/", "releases/", "reports/", "registry/")
     listed = git_files("--cached") + [
         f for f in git_files("--others", "--exclude-standard") if not f.startswith(outputs)
     ]
@@ -231,3 +232,19 @@ def test_dvc_repro_builds_the_default_pipeline_and_reruns_as_a_no_op(micro_repo)
     again = run([DVC, "repro"], micro_repo)
     assert "didn't change, skipping" in again.stdout + again.stderr
     assert "Running stage" not in again.stdout + again.stderr
+
+    # every built preset is a release in the registry, with its model card; the no-op rebuild added none
+    registry = Registry(micro_repo / "registry")
+    first = {r["preset"]: r["id"] for r in registry.records()}
+    assert sorted(first) == sorted(MICRO["train.presets"]) and len(registry.records()) == len(first)
+    assert all(registry.record_path(r).with_suffix(".md").is_file() for r in registry.records())
+
+    # a changed param adds a release for the models it changes and keeps the earlier ones
+    params = yaml.safe_load((micro_repo / "params.yaml").read_text())
+    params["train"]["recipes"]["nano-long"]["stage2"]["epochs"] = 2  # nano-3b and nano-3b-196's recipe
+    (micro_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run([DVC, "repro"], micro_repo)
+    by_preset = {p: [r["id"] for r in registry.records(p)] for p in MICRO["train.presets"]}
+    assert by_preset["nano-3b"][0] == first["nano-3b"] and len(by_preset["nano-3b"]) == 2
+    assert by_preset["nano-2b"] == [first["nano-2b"]]  # its model did not change: no new release
+    assert registry.current()["nano-3b"] == by_preset["nano-3b"][1]

@@ -67,6 +67,7 @@ def _record(tmp_path: Path, weights: bytes = b"weights", created=None, latency=L
         data_manifest=MANIFEST,
         backbones_manifest={"vision": {"steps": 500}},
         paper_size={},
+        tolerance_points=2.0,
         created=created,
     )
 
@@ -168,3 +169,29 @@ def test_every_built_preset_is_a_dvc_artifact_of_type_model():
     for name, artifact in artifacts.items():
         assert artifact["type"] == "model" and artifact["path"] == f"releases/{name}"
         assert params["model"]["presets"][name]["family"] in artifact["labels"]
+
+
+def _levels_record(drops: dict, totals: dict) -> dict:
+    """A record with F16/Q8_0/Q4_K_M headlines (F16 minus ``drops`` points) and T_total (median, min, max)."""
+    f16 = {"vqav2": 50.0, "mme": 1000.0}
+    gguf = {lv: {"vqav2": 50.0 - d, "mme": 1000.0 - 20 * d} for lv, d in drops.items()}
+    latency = {f"cpu/{lv}": {"t_total_s": {"median": m, "min": lo, "max": hi}} for lv, (m, lo, hi) in totals.items()}
+    sizes = {"F16": {"total": 14e6}, "Q8_0": {"total": 10e6}, "Q4_K_M": {"total": 8e6}}
+    return {"benchmarks": {"gguf": {"F16": f16, **gguf}}, "latency": latency, "sizes": sizes}
+
+
+def test_the_recommended_level_is_the_fastest_within_tolerance_then_the_smallest():
+    from impkit.registry.recommend import recommend
+
+    apart = {"F16": (1.0, 0.99, 1.01), "Q8_0": (0.8, 0.79, 0.81), "Q4_K_M": (0.6, 0.59, 0.61)}
+    # Q4_K_M is fastest but loses 3 points (MME's 60 of 2000 count as 3 too): Q8_0 ships
+    choice = recommend(_levels_record({"Q8_0": 1.0, "Q4_K_M": 3.0}, apart), 2.0)["cpu"]
+    assert choice["level"] == "Q8_0" and choice["levels"]["Q4_K_M"]["within_tolerance"] is False
+    assert choice["levels"]["Q4_K_M"]["worst_drop"] == 3.0 and choice["size_mb"] == 10.0
+    # within tolerance, the fastest ships
+    assert recommend(_levels_record({"Q8_0": 1.0, "Q4_K_M": 1.5}, apart), 2.0)["cpu"]["level"] == "Q4_K_M"
+    # timings within each other's noise: the smallest of the tied levels ships
+    noisy = {"F16": (0.60, 0.55, 0.70), "Q8_0": (0.58, 0.56, 0.66), "Q4_K_M": (0.61, 0.57, 0.65)}
+    choice = recommend(_levels_record({"Q8_0": 0.0, "Q4_K_M": 0.5}, noisy), 2.0)["cpu"]
+    assert choice["fastest"] == "Q8_0" and choice["level"] == "Q4_K_M"
+    assert choice["tied_with_fastest"] == ["F16", "Q4_K_M", "Q8_0"]

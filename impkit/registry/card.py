@@ -100,6 +100,26 @@ def _table4(record: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _recommendation(record: Mapping[str, Any]) -> list[str]:
+    lines = []
+    for profile, choice in (record.get("recommendation") or {}).items():
+        levels = ", ".join(
+            f"{lv}: worst drop {f['worst_drop']:.1f} points ({f['worst_benchmark'] or '-'}), T_total {f['t_total_s']:.4g} s"
+            for lv, f in choice["levels"].items()
+        )
+        lines.append(
+            f"- **{profile}: ship {choice['level']}** ({choice['size_mb']} MB, T_total {choice['t_total_s']:.4g} s); "
+            f"the fastest within {choice['tolerance_points']:g} points of F16 on every benchmark"
+            + (
+                f", tied within the timing noise with {', '.join(choice['tied_with_fastest'])}"
+                if len(choice["tied_with_fastest"]) > 1
+                else ""
+            )
+            + f". Considered: {levels}."
+        )
+    return lines or ["(no GGUF level was measured on a device profile)"]
+
+
 def model_card(record: Mapping[str, Any]) -> str:
     """The card as Markdown, from the release record alone."""
     model = record.get("model") or {}
@@ -137,6 +157,10 @@ def model_card(record: Mapping[str, Any]) -> str:
         "## Quantization and latency (the paper's Table 4 layout, on the build machine)",
         "",
         *_table4(record),
+        "",
+        "Recommended level per device profile:",
+        "",
+        *_recommendation(record),
         "",
         "## Limitations",
         "",

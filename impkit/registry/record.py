@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from impkit.headline import headline
+from impkit.registry.recommend import recommend
 
 # the params sections that decide what a preset's training produces
 TRAINING_SECTIONS = ("world", "data", "backbones", "train")
@@ -107,16 +108,18 @@ def build_record(
     data_manifest: Mapping[str, Any],
     backbones_manifest: Mapping[str, Any] | None,
     paper_size: Mapping[str, Mapping[str, Any]],
+    tolerance_points: float,
     created: datetime | None = None,
     git: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The record of ``preset``'s release from its folders and the build's reports (keys as
-    ``impkit.headline.headline`` takes them)."""
+    ``impkit.headline.headline`` takes them); ``tolerance_points`` decides which GGUF level is
+    recommended (impkit.registry.recommend)."""
     release_files = folder_files(release_dir)
     meta = json.loads((release_dir / "impkit.json").read_text(encoding="utf-8"))
     evaluation = reports["eval"]
     gguf_levels = reports["eval_gguf"].get("levels", {})
-    return {
+    record = {
         "id": content_id(preset, release_files),
         "preset": preset,
         "family": meta.get("family"),
@@ -148,3 +151,5 @@ def build_record(
             "gguf": {"folder": str(gguf_dir), "files": folder_files(gguf_dir) if gguf_dir.is_dir() else {}},
         },
     }
+    record["recommendation"] = recommend(record, tolerance_points)
+    return record

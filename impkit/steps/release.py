@@ -28,12 +28,15 @@ def _read(path):
 
 
 def main(args: argparse.Namespace) -> None:
-    from impkit.config import load_params
+    from impkit.config import ConfigError, load_params, section
     from impkit.registry import Registry, build_record
     from impkit.registry.card import model_card
     from impkit.registry.record import git_revision
 
     params = load_params(args.params)
+    tolerance = section(section(section(params, "release"), "recommend"), "tolerance_points")
+    if not isinstance(tolerance, int | float) or isinstance(tolerance, bool) or tolerance < 0:
+        raise ConfigError(f"release.recommend.tolerance_points: a number >= 0, got {tolerance!r}")
     reports = {key: _read(path) for key, path in report_paths(args.preset).items()}
     profiles = list(params.get("latency", {}).get("paper", {}).get("profiles") or [])
     paper_size = {p: _read(paths.latency_report(p)) for p in profiles if paths.latency_report(p).is_file()}
@@ -47,6 +50,7 @@ def main(args: argparse.Namespace) -> None:
         data_manifest=_read(paths.ASSEMBLED / "manifest.json"),
         backbones_manifest=_read(backbones) if backbones.is_file() else None,
         paper_size=paper_size,
+        tolerance_points=float(tolerance),
         git=git_revision(),
     )
     registry = Registry(paths.REGISTRY)
