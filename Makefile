@@ -26,6 +26,9 @@ NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 export CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF \
 	"-DCMAKE_C_FLAGS=$(NO_AMX)" "-DCMAKE_CXX_FLAGS=$(NO_AMX)"
 
+# apt needs root: sudo when not running as root
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
 .PHONY: setup repro test lint
 setup: $(STAMP)
 
@@ -38,6 +41,9 @@ $(STAMP): pyproject.toml constraints.txt
 	# flags it was built with, e.g. the AMX kernels)
 	$(BIN)/pip install --quiet --no-cache-dir -c constraints.txt llama-cpp-python
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	# the browser tests drive Debian's chromium (Playwright's own browser download needs a network)
+	command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 	touch $(STAMP)
 
 repro: setup

@@ -25,6 +25,7 @@ CLI_STEPS = (
     "evaluate_gguf",
     "headline",
     "release",
+    "dashboards",
 )
 
 

@@ -99,9 +99,12 @@ def parity_report(preset: str) -> Path:
     return Path("reports/parity") / f"{preset}.json"
 
 
+LATENCY_REPORTS = Path("reports/latency")
+
+
 def latency_report(target: str) -> Path:
     """A release's or a paper-size profile's latency (both are measured with the same protocol)."""
-    return Path("reports/latency") / f"{target}.json"
+    return LATENCY_REPORTS / f"{target}.json"
 
 
 def headline(preset: str) -> Path:
@@ -116,3 +119,6 @@ REGISTRY = Path("registry")  # release records and model cards that accumulate o
 def registry(preset: str) -> Path:
     """The records and model cards of a preset's releases."""
     return REGISTRY / preset
+
+
+DASHBOARD = Path("dashboards/index.html")  # the static release dashboard

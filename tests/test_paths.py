@@ -13,7 +13,7 @@ import yaml
 from impkit import paths
 
 REPO = Path(__file__).resolve().parents[1]
-WORKSPACE = ("data/", "models/", "releases/", "reports/")
+WORKSPACE = ("data/", "models/", "releases/", "reports/", "registry", "dashboards/")
 ITEM = "${item}"
 
 
@@ -57,7 +57,7 @@ def test_every_path_dvc_yaml_names_comes_from_impkit_paths():
 
 
 def _path_literals(source: str) -> list[str]:
-    pattern = re.compile(r"^(data|models|releases|reports)/[\w./${}-]*$")
+    pattern = re.compile(r"^(data|models|releases|reports|registry|dashboards)/[\w./${}-]*$")
     return [
         node.value
         for node in ast.walk(ast.parse(source))

@@ -27,6 +27,7 @@ STEPS = (
     "latency",
     "headline",
     "release",
+    "dashboards",
 )
 
 

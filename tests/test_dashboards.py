@@ -1,0 +1,57 @@
+"""The static release dashboard, opened from disk in headless Chromium: the plots render with every
+release's points, the menu switches benchmarks (the paper's points appear where it reports them),
+hovering names the release and level, and nothing in the page errs or reaches for the network."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from impkit.dashboards.static import render
+from tests.browser import chromium_page, keep_screenshot
+from tests.test_registry import _record
+
+
+def _records(tmp_path):
+    first = _record(tmp_path, created=datetime(2026, 1, 1, tzinfo=UTC))
+    second = _record(tmp_path, weights=b"retrained", created=datetime(2026, 1, 2, tzinfo=UTC))
+    for record, sqa in ((first, 30.0), (second, 40.0)):  # SQA-IMG on every level: the paper reports it too
+        record["benchmarks"]["gguf"] = {
+            lv: {"vqav2": 50.0 + i, "sqa": sqa + i} for i, lv in enumerate(("F16", "Q8_0", "Q4_K_M"))
+        }
+        record["sizes"] = {"F16": {"total": 14e6}, "Q8_0": {"total": 10e6}, "Q4_K_M": {"total": 8e6}}
+    return [first, second]
+
+
+def test_the_page_is_self_contained():
+    page = render([])
+    assert "<script src=" not in page and "https://" not in page.split("</script>", 1)[1]
+    assert "0 release(s)" in page
+
+
+def test_the_dashboard_renders_every_release_and_the_papers_points_in_chromium(tmp_path):
+    records = _records(tmp_path)
+    out = tmp_path / "index.html"
+    out.write_text(render(records), encoding="utf-8")
+    with chromium_page() as page:
+        requests = []
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto(out.as_uri())
+        points = page.locator("#accuracy-vs-size .scatterlayer .point")
+        points.first.wait_for()
+        assert points.count() == 6  # two releases x three levels (VQAv2: no paper points)
+        # hovering a point names its release and level
+        box = points.first.bounding_box()  # plotly's drag layer lies over the points: move the mouse there
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.locator("#accuracy-vs-size .hoverlayer .hovertext").wait_for()
+        hover = page.locator("#accuracy-vs-size .hoverlayer").text_content()  # SVG: text, not inner text
+        assert any(r["id"] in hover for r in records) and "MB" in hover
+        # the menu switches to SQA-IMG, where the paper's Table 4 points join (2 models x 3 precisions)
+        page.locator("#accuracy-vs-size .updatemenu-header-group").click()
+        page.locator("#accuracy-vs-size .updatemenu-item-text", has_text="SQA-IMG").click()
+        page.wait_for_timeout(300)
+        assert page.locator("#accuracy-vs-size .scatterlayer .point").count() == 6 + 6
+        assert "paper: Imp-3B@196 (reported)" in page.locator("#accuracy-vs-size .legend").text_content()
+        assert page.locator("table").count() >= 1 + 3 * len(records)
+        keep_screenshot(page, "release-dashboard")
+        assert page.errors == []
+        assert all(url.startswith(("file:", "data:", "about:")) for url in requests), requests
