@@ -11,26 +11,27 @@ from impkit import __version__
 
 
 def _cmd_world(args: argparse.Namespace) -> None:
-    from impkit.config import WorldConfig, from_dict, load_params, section
+    from impkit.config import WorldConfig, load_section
     from impkit.data.synth import generate_world
     from impkit.io import atomic_path
 
-    cfg = from_dict(WorldConfig, section(load_params(args.params), "world"), "world")
+    cfg = load_section(WorldConfig, "world", path=args.params)
     with atomic_path(args.out) as tmp:
         summary = generate_world(cfg, tmp)
     print(summary)
 
 
 def _cmd_assemble(args: argparse.Namespace) -> None:
-    from impkit.config import DataConfig, from_dict, load_params, section
+    from impkit.config import DataConfig, load_params, load_section, section
     from impkit.data.assemble import AssemblyPaths, assemble
 
-    raw = section(load_params(args.params), "data")
+    params = load_params(args.params)
+    raw = section(params, "data")
     out = Path(args.out)
     paths = AssemblyPaths(
         out / "assembled", out / "quarantine", out / "cache" / "image_checks.sqlite", out / "data_quality"
     )
-    manifest = assemble(from_dict(DataConfig, raw, "data"), paths, recipe=raw)
+    manifest = assemble(load_section(DataConfig, "data", params), paths, recipe=raw)
     summary = {
         name: {k: m[k] for k in ("in", "kept", "quarantined", "dropped", "gate")}
         for name, m in manifest["mixtures"].items()
@@ -39,10 +40,10 @@ def _cmd_assemble(args: argparse.Namespace) -> None:
 
 
 def _cmd_twins(args: argparse.Namespace) -> None:
-    from impkit.config import from_dict, load_params, section
-    from impkit.eval.twins import EvalConfig, generate_twins
+    from impkit.config import EvalConfig, load_section
+    from impkit.eval.twins import generate_twins
 
-    cfg = from_dict(EvalConfig, section(load_params(args.params), "eval"), "eval")
+    cfg = load_section(EvalConfig, "eval", path=args.params)
     manifest = generate_twins(Path(args.heldout), Path(args.out), seed=cfg.seed, sizes=cfg.twins)
     counts = {name: entry["n_prompts"] for name, entry in manifest["benchmarks"].items()}
     print(json.dumps({"out": str(args.out), "prompts": counts}, indent=2))
@@ -51,11 +52,11 @@ def _cmd_twins(args: argparse.Namespace) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     import dataclasses
 
-    from impkit.config import from_dict, load_params, section
+    from impkit.config import EvalConfig, load_section
     from impkit.eval.evaluate import compact_metrics, evaluate_release
-    from impkit.eval.twins import BENCHMARKS, EvalConfig
+    from impkit.eval.twins import BENCHMARKS
 
-    cfg = from_dict(EvalConfig, section(load_params(args.params), "eval"), "eval")
+    cfg = load_section(EvalConfig, "eval", path=args.params)
     if args.batch_size is not None:
         cfg = dataclasses.replace(cfg, batch_size=args.batch_size)
     if args.no_blind:
@@ -63,7 +64,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     release = Path(args.release)
     out = Path(args.out) if args.out else Path("build/eval") / release.name
     if args.gguf:  # the exported files through llama.cpp, one evaluation per level
-        from impkit.eval.gguf_levels import GGUFEvalConfig, evaluate_levels
+        from impkit.config import GGUFEvalConfig
+        from impkit.eval.gguf_levels import evaluate_levels
 
         run_cfg = GGUFEvalConfig(threads=args.threads, workers=1)
         levels = evaluate_levels(
@@ -148,7 +150,8 @@ def _judge_from_args(args: argparse.Namespace):
         raise ScoringError(f"{', '.join(given)}: only mmvet is graded by an LLM judge, not {args.benchmark}")
     if not all(flags.values()):
         raise ScoringError("--judge-endpoint and --judge-model go together: give both (or neither, for no score)")
-    from impkit.eval.judge import JudgeConfig, make_judge
+    from impkit.config import JudgeConfig
+    from impkit.eval.judge import make_judge
 
     return make_judge(JudgeConfig(args.judge_endpoint, args.judge_model, api_key_env=args.judge_api_key_env))
 
@@ -277,8 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from impkit.stage import run_stage
+    from impkit.stage import openmp_wait_policy, run_stage
 
+    openmp_wait_policy("PASSIVE")  # first: evaluation runs small torch kernels (impkit.stage)
     args = build_parser().parse_args(argv)
     run_stage(lambda: args.func(args))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from impkit.config import DataConfig, from_dict, load_params, section
+from impkit.config import DataConfig, load_params, load_section, section
 from impkit.data.assemble import AssemblyPaths, assemble, manifest_metrics
 from impkit.io import write_json
 from impkit.stage import run_stage
@@ -19,8 +19,9 @@ METRICS = Path("reports/data_metrics.json")
 
 
 def main() -> None:
-    raw = section(load_params(), "data")
-    cfg = from_dict(DataConfig, raw, "data")
+    params = load_params()
+    raw = section(params, "data")  # the recipe as written, recorded beside the data it made
+    cfg = load_section(DataConfig, "data", params)
     manifest = assemble(cfg, PATHS, recipe=raw)
     write_json(METRICS, manifest_metrics(manifest))
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from impkit.config import from_dict, load_params, section
+from impkit.stage import openmp_wait_policy, run_stage
+
+openmp_wait_policy("PASSIVE")  # before torch loads OpenMP: small kernels on a shared machine
+
+from impkit.config import EvalConfig, load_section
 from impkit.eval.evaluate import evaluate_release
-from impkit.eval.twins import EvalConfig
-from impkit.stage import run_stage
 
 TWINS, IMAGES = Path("data/twins"), Path("data/world/heldout/images")
 
@@ -22,7 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("preset")
     args = parser.parse_args()
-    cfg = from_dict(EvalConfig, section(load_params(), "eval"), "eval")
+    cfg = load_section(EvalConfig, "eval")
     evaluate_release(Path(f"releases/{args.preset}"), TWINS, IMAGES, Path(f"reports/eval/{args.preset}"), cfg)
 
 

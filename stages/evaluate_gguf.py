@@ -13,13 +13,13 @@ import json
 import logging
 from pathlib import Path
 
-from impkit.config import from_dict, load_params, section
-from impkit.eval.gguf_levels import GGUFEvalConfig, compare_levels, evaluate_levels
-from impkit.eval.parity import ParityConfig
-from impkit.eval.twins import EvalConfig
-from impkit.export.settings import ExportConfig
+from impkit.stage import openmp_wait_policy, run_stage
+
+openmp_wait_policy("PASSIVE")  # before torch loads OpenMP: small kernels on a shared machine
+
+from impkit.config import EvalConfig, ExportConfig, GGUFEvalConfig, ParityConfig, load_params, load_section
+from impkit.eval.gguf_levels import compare_levels, evaluate_levels
 from impkit.io import write_json
-from impkit.stage import run_stage
 
 TWINS, IMAGES = Path("data/twins"), Path("data/world/heldout/images")
 log = logging.getLogger("impkit")
@@ -30,10 +30,10 @@ def main() -> None:
     parser.add_argument("preset")
     preset = parser.parse_args().preset
     params = load_params()
-    cfg = from_dict(EvalConfig, section(params, "eval"), "eval")
-    export = from_dict(ExportConfig, section(params, "export"), "export")
-    parity = from_dict(ParityConfig, section(params, "parity"), "parity")
-    run_cfg = from_dict(GGUFEvalConfig, section(params, "eval_gguf"), "eval_gguf")
+    cfg = load_section(EvalConfig, "eval", params)
+    export = load_section(ExportConfig, "export", params)
+    parity = load_section(ParityConfig, "parity", params)
+    run_cfg = load_section(GGUFEvalConfig, "eval_gguf", params)
     release, gguf_dir, torch_dir = (
         Path(f"releases/{preset}"),
         Path(f"models/gguf/{preset}"),

@@ -11,18 +11,20 @@ import logging
 import sys
 from pathlib import Path
 
-from impkit.config import from_dict, load_params, section
+from impkit.stage import openmp_wait_policy, run_stage
+
+openmp_wait_policy("PASSIVE")  # before torch loads OpenMP: small kernels on a shared machine
+
+from impkit.config import ExportConfig, load_section
 from impkit.export import ExportError, export_and_quantize
-from impkit.export.settings import ExportConfig
 from impkit.io import write_json
-from impkit.stage import run_stage
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("preset")
     args = parser.parse_args()
-    cfg = from_dict(ExportConfig, section(load_params(), "export"), "export")
+    cfg = load_section(ExportConfig, "export")
     try:
         record = export_and_quantize(
             Path(f"releases/{args.preset}"),

@@ -12,12 +12,15 @@ import logging
 import sys
 from pathlib import Path
 
-from impkit.config import from_dict, load_params, section
-from impkit.eval.parity import ParityConfig, check, logit_parity, pick_prompts
+from impkit.stage import openmp_wait_policy, run_stage
+
+openmp_wait_policy("PASSIVE")  # before torch loads OpenMP: small kernels on a shared machine
+
+from impkit.config import ParityConfig, load_section
+from impkit.eval.parity import check, logit_parity, pick_prompts
 from impkit.eval.runners import LlamaCppRunner, TorchRunner
 from impkit.eval.twins import BENCHMARKS, read_prompts
 from impkit.io import write_json
-from impkit.stage import run_stage
 
 TWINS, IMAGES = Path("data/twins"), Path("data/world/heldout/images")
 log = logging.getLogger("impkit")
@@ -27,7 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("preset")
     args = parser.parse_args()
-    cfg = from_dict(ParityConfig, section(load_params(), "parity"), "parity")
+    cfg = load_section(ParityConfig, "parity")
     release, gguf_dir = Path(f"releases/{args.preset}"), Path(f"models/gguf/{args.preset}")
     rows = {b: read_prompts(TWINS / b) for b in BENCHMARKS if (TWINS / b / "prompts.jsonl").is_file()}
     questions = pick_prompts(rows, cfg.prompts)

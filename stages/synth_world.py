@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from impkit.config import WorldConfig, from_dict, load_params, section
+from impkit.config import WorldConfig, load_section
 from impkit.data.synth import generate_world
 from impkit.io import atomic_path
 from impkit.stage import run_stage
@@ -14,7 +14,7 @@ OUT = Path("data/world")
 
 
 def main() -> None:
-    cfg = from_dict(WorldConfig, section(load_params(), "world"), "world")
+    cfg = load_section(WorldConfig, "world")
     with atomic_path(OUT) as tmp:
         summary = generate_world(cfg, tmp)
     logging.getLogger("impkit").info(

@@ -9,15 +9,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from impkit.config import from_dict, load_params, section
-from impkit.eval.twins import EvalConfig, generate_twins
+from impkit.config import EvalConfig, load_section
+from impkit.eval.twins import generate_twins
 from impkit.stage import run_stage
 
 HELDOUT, TWINS = Path("data/world/heldout"), Path("data/twins")
 
 
 def main() -> None:
-    cfg = from_dict(EvalConfig, section(load_params(), "eval"), "eval")
+    cfg = load_section(EvalConfig, "eval")
     manifest = generate_twins(HELDOUT, TWINS, seed=cfg.seed, sizes=cfg.twins)
     counts = {name: entry["n_prompts"] for name, entry in manifest["benchmarks"].items()}
     logging.getLogger("impkit").info(
