@@ -9,9 +9,6 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 
-# Sleeping, not spinning, OpenMP threads: 3-6x faster small CPU kernels on shared machines
-export OMP_WAIT_POLICY ?= PASSIVE
-
 # Telemetry off everywhere (dvc, prefect, great expectations, evidently, llama.cpp's users)
 export DVC_NO_ANALYTICS := 1
 export ITERATIVE_DO_NOT_TRACK := 1

@@ -25,9 +25,14 @@ import statistics
 import time
 from pathlib import Path
 
+from impkit.stage import openmp_wait_policy
+
+openmp_wait_policy("ACTIVE")  # first: before torch and llama.cpp load OpenMP, as the latency stages set it
+
 import numpy as np
 
-from impkit.latency import DeviceProfile, GGUFPair, Protocol, TorchRelease, prompt_ids, runner_for, table_row
+from impkit.config import DeviceProfile
+from impkit.latency import GGUFPair, Protocol, TorchRelease, prompt_ids, runner_for, table_row
 from impkit.latency.protocol import PROMPT_SENTENCE
 
 

@@ -16,10 +16,10 @@ Needs the assembled data (`make repro` builds it).
 
 from __future__ import annotations
 
-# isort: off
-import impkit  # noqa: F401  (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
+from impkit.stage import openmp_wait_policy
 
-# isort: on
+openmp_wait_policy("PASSIVE")  # first: before torch loads OpenMP, as the stages it measures set it
+
 import argparse
 import statistics
 import tempfile

@@ -24,10 +24,10 @@ on the whole trainer step.
 
 from __future__ import annotations
 
-# isort: off
-import impkit  # noqa: F401  (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
+from impkit.stage import openmp_wait_policy
 
-# isort: on
+openmp_wait_policy("PASSIVE")  # first: before torch loads OpenMP, as the stages it measures set it
+
 import argparse
 import contextlib
 import dataclasses
@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from impkit.config import PresetConfig, StageTraining, TrainRecipe, from_dict, load_params
+from impkit.config import PresetConfig, StageTraining, TrainRecipe, load_params, load_section
 from impkit.hardware import read_machine
 from impkit.model.image_processing import ImageProcessor
 from impkit.model.presets import build_model, llava_config, num_image_tokens
@@ -73,8 +73,8 @@ def preset_and_recipe(name: str) -> tuple[PresetConfig, TrainRecipe]:
     if not (ASSEMBLED / "finetune.jsonl").is_file():
         raise SystemExit("data/assembled/finetune.jsonl not found: run `make repro` first")
     params = load_params()
-    preset = from_dict(PresetConfig, params["model"]["presets"][name])
-    recipe = from_dict(TrainRecipe, params["train"]["recipes"][preset.train])
+    preset = load_section(PresetConfig, f"model.presets.{name}", params)
+    recipe = load_section(TrainRecipe, f"train.recipes.{preset.train}", params)
     machine = read_machine()
     return preset, dataclasses.replace(
         recipe,

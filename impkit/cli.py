@@ -23,6 +23,8 @@ CLI_STEPS = (
     "export",
     "parity",
     "evaluate_gguf",
+    "latency",
+    "latency_paper",
     "headline",
     "release",
     "dashboards",
@@ -32,11 +34,11 @@ CLI_STEPS = (
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     import dataclasses
 
-    from impkit.config import from_dict, load_params, section
+    from impkit.config import EvalConfig, load_section
     from impkit.eval.evaluate import compact_metrics, evaluate_release
-    from impkit.eval.twins import BENCHMARKS, EvalConfig
+    from impkit.eval.twins import BENCHMARKS
 
-    cfg = from_dict(EvalConfig, section(load_params(args.params), "eval"), "eval")
+    cfg = load_section(EvalConfig, "eval", path=args.params)
     if args.batch_size is not None:
         cfg = dataclasses.replace(cfg, batch_size=args.batch_size)
     if args.no_blind:
@@ -45,7 +47,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     default_out = paths.eval_gguf_dir(release.name) if args.gguf else paths.eval_dir(release.name)
     out = Path(args.out) if args.out else default_out
     if args.gguf:  # the exported files through llama.cpp, one evaluation per level
-        from impkit.eval.gguf_levels import GGUFEvalConfig, evaluate_levels
+        from impkit.config import GGUFEvalConfig
+        from impkit.eval.gguf_levels import evaluate_levels
 
         run_cfg = GGUFEvalConfig(threads=args.threads, workers=1)
         levels = evaluate_levels(
@@ -130,7 +133,8 @@ def _judge_from_args(args: argparse.Namespace):
         raise ScoringError(f"{', '.join(given)}: only mmvet is graded by an LLM judge, not {args.benchmark}")
     if not all(flags.values()):
         raise ScoringError("--judge-endpoint and --judge-model go together: give both (or neither, for no score)")
-    from impkit.eval.judge import JudgeConfig, make_judge
+    from impkit.config import JudgeConfig
+    from impkit.eval.judge import make_judge
 
     return make_judge(JudgeConfig(args.judge_endpoint, args.judge_model, api_key_env=args.judge_api_key_env))
 
@@ -206,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
             step.NAME, help=step.HELP, description=step.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
         )
         step.add_arguments(p)
-        p.set_defaults(func=step.main)
+        p.set_defaults(func=step.main, step=step)
 
     p = sub.add_parser(
         "evaluate",
@@ -303,9 +307,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from impkit.stage import run_stage
+    from impkit.stage import openmp_wait_policy, run_parsed_step, run_stage
 
     args = build_parser().parse_args(argv)
+    if hasattr(args, "step"):  # a build step: the wait policy it asks for (impkit.stage)
+        run_parsed_step(args.step, args)
+        return
+    openmp_wait_policy("PASSIVE")  # before evaluation loads torch: small kernels on shared cores
     run_stage(lambda: args.func(args))
 
 

@@ -102,3 +102,8 @@ TABLE4 = {
 }
 
 BITS = {"F16": "16-bit", "Q8_0": "8-bit", "Q4_K_M": "4-bit"}
+
+
+def table4_sizes_gb(model: str) -> dict[str, float]:
+    """Table 4's file size (GB) of ``model`` per GGUF level of this project."""
+    return {level: TABLE4[model][bits]["size_gb"] for level, bits in BITS.items() if bits in TABLE4[model]}

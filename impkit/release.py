@@ -32,7 +32,7 @@ import torch
 from transformers import AutoTokenizer, LlavaForConditionalGeneration, LlavaProcessor, PreTrainedTokenizerBase
 from transformers.models.llava import LlavaImageProcessorPil
 
-from impkit.config import PresetConfig
+from impkit.config import QUANT_LEVELS, PresetConfig
 from impkit.data.templates import get_template
 from impkit.errors import ImpkitError
 from impkit.io import atomic_path
@@ -45,10 +45,6 @@ PROCESSOR_CONFIG = "processor_config.json"
 MODEL_CONFIG = "config.json"
 # What every release records (write_release always writes them); readers may ask for more.
 REQUIRED_META = ("template", "image_aspect", "family")
-
-# GGUF quantization levels a release is exported at: level name -> llama_ftype (llama.h's
-# LLAMA_FTYPE_MOSTLY_*). Exact keys; an unknown name fails with the list.
-QUANT_LEVELS: dict[str, int] = {"F16": 1, "Q4_0": 2, "Q8_0": 7, "Q4_K_M": 15, "Q6_K": 18}
 
 
 class ReleaseError(ImpkitError, ValueError):

@@ -1,4 +1,4 @@
-"""Shared fixtures: telemetry off, quiet progress, and tiny LLaVA-format sources on disk."""
+"""Shared fixtures: telemetry off, quiet progress, the OpenMP wait policy, and tiny LLaVA-format sources on disk."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from impkit.stage import openmp_wait_policy
+
 for _key, _value in {
     "DVC_NO_ANALYTICS": "1",
     "ITERATIVE_DO_NOT_TRACK": "1",
@@ -18,6 +20,10 @@ for _key, _value in {
     "IMPKIT_PROGRESS": "0",
 }.items():
     os.environ.setdefault(_key, _value)
+
+# Before any test loads torch (OpenMP reads the policy once): the tests train and evaluate small
+# models on a shared machine, as the PASSIVE stages do; the latency tests measure, not compare.
+openmp_wait_policy("PASSIVE")
 
 
 def rgb_image(path: Path, size: tuple[int, int] = (64, 64), colour=(200, 30, 30)) -> Path:
@@ -171,7 +177,8 @@ def eval_world(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def eval_twins(eval_world, tmp_path_factory) -> Path:
     """The ten twins of ``eval_world`` at ``TWIN_SIZES``."""
-    from impkit.eval.twins import TwinSizes, generate_twins
+    from impkit.config import TwinSizes
+    from impkit.eval.twins import generate_twins
 
     out = tmp_path_factory.mktemp("twins") / "twins"
     generate_twins(eval_world, out, seed=1, sizes=TwinSizes(**TWIN_SIZES))

@@ -16,6 +16,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import test_train_dataset as fixtures  # noqa: E402  (the tiny tokenizer, records and model of the tests)
+from sections import section_with  # noqa: E402
 
 from impkit.config import ConfigError, StageTraining  # noqa: E402
 from impkit.stage import run_stage as run_entry_point  # noqa: E402
@@ -31,7 +32,9 @@ def main() -> None:
     torch.manual_seed(0)
     tokenizer = fixtures.family_tokenizer(fixtures.train_bpe(fixtures.CORPUS * 20, vocab_size=300), "qwen2")
     dataset = fixtures._dataset(data, tokenizer)
-    cfg = StageTraining(
+    cfg = section_with(
+        StageTraining,
+        "train.recipes.nano.stage1",
         learning_rate=1e-2,
         projector_lr=1e-3,
         lr_scheduler="cosine",

@@ -13,6 +13,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import test_train_dataset as fixtures  # noqa: E402  (the tiny tokenizer, records and model of the tests)
+from sections import section_with  # noqa: E402
 
 from impkit.config import StageTraining  # noqa: E402
 from impkit.train.dataset import DataCollator  # noqa: E402
@@ -24,7 +25,9 @@ def main(data: Path, out: Path) -> None:
     dataset = torch.utils.data.Subset(fixtures._dataset(data, tokenizer), [0, 2, 4, 1, 3, 5, 6, 7])
     losses = {}
     for share_prefix in (False, True):
-        cfg = StageTraining(
+        cfg = section_with(
+            StageTraining,
+            "train.recipes.nano.stage1",
             learning_rate=1e-2,
             projector_lr=None,
             lr_scheduler="constant",

@@ -76,7 +76,7 @@ def _module_file(module: str) -> str:
 def imported_files(entry: str) -> set[str]:
     """The repository files of ``entry`` (a module run with ``python -m``) and of every impkit module it
     can import, directly or not, at the top of a file or inside a function, with the ``__init__.py`` of
-    every package on the way (Python runs them first: ``impkit/__init__.py`` sets the OpenMP policy)."""
+    every package on the way (Python runs them first)."""
     graph = _graph()
     modules = {entry, *graph.find_upstream_modules(entry)}
     modules |= {".".join(m.split(".")[:n]) for m in modules for n in range(1, m.count(".") + 1)}

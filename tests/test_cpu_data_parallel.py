@@ -83,10 +83,14 @@ def test_the_number_of_processes_follows_the_machine(monkeypatch):
 
 
 def test_a_global_batch_the_processes_cannot_share_is_a_config_error(tmp_path):
+    from sections import section_with
+
     from impkit.config import ConfigError, StageTraining
     from impkit.train.trainer import training_arguments
 
-    cfg = StageTraining(
+    cfg = section_with(
+        StageTraining,
+        "train.recipes.nano.stage1",
         learning_rate=1e-3,
         projector_lr=None,
         lr_scheduler="cosine",

@@ -18,9 +18,10 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import TWIN_SIZES
+from sections import section_with
 
 from impkit.cli import main as cli
-from impkit.config import ConfigError
+from impkit.config import ConfigError, EvalConfig, TwinSizes
 from impkit.eval.evaluate import (
     MAJORITY,
     NO_ANNOTATIONS,
@@ -35,7 +36,7 @@ from impkit.eval.evaluate import (
 from impkit.eval.parallel import shard_bounds
 from impkit.eval.runners import Question, Runner
 from impkit.eval.scoring.mmvet import NOT_SCORED
-from impkit.eval.twins import BENCHMARKS, EvalConfig, TwinSizes
+from impkit.eval.twins import BENCHMARKS
 from impkit.release import write_release
 
 SIZES = TwinSizes(**TWIN_SIZES)
@@ -219,7 +220,7 @@ def test_unknown_benchmarks_and_missing_twins_are_clear_errors(twins, tmp_path):
 # --------------------------------------------------------------------------- the real runner
 def test_a_negative_image_cache_size_is_a_config_error():
     with pytest.raises(ConfigError, match="eval.feature_cache_mb must be 0"):
-        EvalConfig(seed=1, twins=SIZES, feature_cache_mb=-1)
+        section_with(EvalConfig, "eval", feature_cache_mb=-1)
 
 
 EVAL = {

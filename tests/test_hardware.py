@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from sections import raw
 
 from impkit.config import ConfigError, StageTraining, from_dict
 from impkit.hardware import Machine, _cpuinfo, resolve_precision
@@ -69,6 +70,7 @@ def test_unknown_precision_is_refused():
 
 
 STAGE = {
+    **raw("train.recipes.nano.stage1"),
     "learning_rate": 2e-3,
     "projector_lr": 2e-4,
     "lr_scheduler": "cosine",

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from impkit import cli
-from impkit.config import ConfigError
-from impkit.eval.judge import JudgeConfig, judge_from_params, make_judge, parse_mark
+from impkit.config import ConfigError, JudgeConfig
+from impkit.eval.judge import judge_from_params, make_judge, parse_mark
 from impkit.eval.scoring import ScoringError
 from impkit.eval.scoring.mmvet import score_mmvet
 

@@ -12,17 +12,18 @@ import json
 from pathlib import Path
 
 import pytest
+from sections import raw, section_with
 from test_gguf_export import make_release
 
-from impkit.config import ConfigError, from_dict
+from impkit.config import ConfigError, DeviceProfile, LatencyConfig, from_dict
 from impkit.export import export_and_quantize
 from impkit.latency import (
     RUNNERS,
-    DeviceProfile,
     GGUFPair,
     Protocol,
     RunTiming,
     TorchRelease,
+    check_devices,
     cpu_info,
     prompt_ids,
     runner_class,
@@ -32,7 +33,6 @@ from impkit.latency import (
 )
 from impkit.latency.protocol import PROMPT_SENTENCE
 from impkit.latency.report import measure_release
-from impkit.latency.settings import LatencyConfig
 from impkit.release import gguf_levels, mmproj_file
 
 pytest.importorskip("llama_cpp")
@@ -171,12 +171,18 @@ def test_runner_registry_rejects_an_unknown_kind_clearly():
 DEVICES = [{"name": "cpu", "runner": "llamacpp", "threads": 2}, {"name": "cpu-torch", "runner": "torch"}]
 
 
-def test_config_defaults_and_protocol():
-    cfg = from_dict(LatencyConfig, {"devices": DEVICES, "runs": 3, "warmup": 1}, "latency")
-    assert (cfg.prompt_tokens, cfg.gen_tokens, cfg.levels) == (41, 64, None)
-    assert cfg.paper.profiles == ("imp-3b-196",) and cfg.paper.levels == ("Q4_K_M",)
-    assert cfg.protocol == Protocol(prompt_tokens=41, gen_tokens=64, runs=3, warmup=1)
+def test_the_shipped_section_and_its_protocol():
+    cfg = section_with(LatencyConfig, "latency", devices=DEVICES)
+    assert (cfg.prompt_tokens, cfg.gen_tokens, cfg.levels) == (41, 64, None)  # Table 4's lengths
+    assert list(cfg.paper.profiles) == ["imp-3b-196"] and cfg.paper.levels == ("Q4_K_M",)
+    assert cfg.paper.profile("imp-3b-196").preset == "imp-3b" and cfg.paper.profile("imp-3b-196").image_size == 196
+    assert Protocol.of(cfg) == Protocol(prompt_tokens=41, gen_tokens=64, runs=3, warmup=1)
     assert cfg.devices[0] == DeviceProfile("cpu", "llamacpp", 2) and cfg.devices[1].resolved_threads() >= 1
+    with pytest.raises(ConfigError, match=r"unknown paper-size profile 'imp-7b'; known: \['imp-3b-196'\]"):
+        cfg.paper.profile("imp-7b")
+
+
+PAPER = raw("latency.paper")
 
 
 @pytest.mark.parametrize(
@@ -193,29 +199,37 @@ def test_config_defaults_and_protocol():
         ({"devices": [{"name": "t", "runner": "torch", "options": {"dtype": "fp8"}}]}, r"dtype must be fp32 or bf16"),
         ({"devices": [{"name": "cpu", "runner": "llamacpp", "cores": 2}]}, r"unknown key\(s\) \['cores'\]"),
         ({"levels": ["Q3_X"]}, r"latency.levels: unknown level\(s\) \['Q3_X'\]"),
-        ({"paper": {"profiles": ["imp-7b"]}}, r"unknown profile\(s\) \['imp-7b'\]; known: \['imp-2b'"),
-        ({"paper": {"levels": ["q4_k_m"]}}, r"latency.paper.levels: need at least one of"),
+        (
+            {"paper": {**PAPER, "profiles": {"imp-3b-196": {"preset": "imp-3b", "size": 196}}}},
+            r"unknown key\(s\) \['size'\]",
+        ),
+        (
+            {"paper": {**PAPER, "profiles": {"tiny": {"preset": "imp-3b", "image_size": 0}}}},
+            r"latency.paper.profiles.tiny.image_size: must be >= 1",
+        ),
+        ({"paper": {**PAPER, "levels": ["q4_k_m"]}}, r"latency.paper.levels: need at least one of"),
         ({"repeats": 3}, r"latency: unknown key\(s\) \['repeats'\]"),
     ],
 )
 def test_config_errors_name_what_is_wrong(change, message):
-    raw = {"devices": DEVICES, "runs": 3, "warmup": 1, **change}
+    section = {**raw("latency"), "devices": DEVICES, **change}
     with pytest.raises(ConfigError, match=message):
-        from_dict(LatencyConfig, raw, "latency")
+        check_devices(from_dict(LatencyConfig, section, "latency").devices)  # runners check their kinds and options
+    without_runs = {key: value for key, value in raw("latency").items() if key != "runs"}
     with pytest.raises(ConfigError, match=r"latency: missing key 'runs'"):
-        from_dict(LatencyConfig, {"devices": DEVICES, "warmup": 1}, "latency")
+        from_dict(LatencyConfig, without_runs, "latency")
 
 
 def test_release_measurement_covers_every_exported_level_and_pytorch(tiny_export, tmp_path):
     release, gguf_dir, _ = tiny_export
     assert list(gguf_levels(gguf_dir)) == ["F16", "Q4_K_M"] and mmproj_file(gguf_dir).name == "mmproj-F16.gguf"
-    cfg = from_dict(LatencyConfig, {"devices": DEVICES, "runs": 1, "warmup": 0, "gen_tokens": 4}, "latency")
+    cfg = section_with(LatencyConfig, "latency", devices=DEVICES, runs=1, warmup=0, gen_tokens=4)
     report = measure_release("tiny", cfg, gguf_dir=gguf_dir, release_dir=release)
     assert list(report["metrics"]) == ["cpu/F16", "cpu/Q4_K_M", "cpu-torch/torch"]
     assert report["host"]["cpu"]["model"] and "llama_cpp_python" in report["host"]["software"]
     assert all(r["summary"]["n_gen"] == 4 for r in report["results"])
     json.dumps(report)  # the stage writes it as JSON
-    picked = from_dict(LatencyConfig, {"devices": DEVICES[:1], "runs": 1, "warmup": 0, "levels": ["Q8_0"]}, "latency")
+    picked = section_with(LatencyConfig, "latency", devices=DEVICES[:1], runs=1, warmup=0, levels=["Q8_0"])
     with pytest.raises(FileNotFoundError, match=r"asks for \['Q8_0'\]"):
         measure_release("tiny", picked, gguf_dir=gguf_dir, release_dir=None)
     with pytest.raises(FileNotFoundError, match="run the export stage first"):

@@ -10,14 +10,16 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import TWIN_SIZES
+from sections import raw, section_with
 from test_gguf_export import THREADS, make_release
 
 from impkit.cli import main as cli
+from impkit.config import EvalConfig, GGUFEvalConfig, ParityConfig
 from impkit.eval.evaluate import ANSWERS_FILE, evaluate
-from impkit.eval.gguf_levels import GGUFEvalConfig, compare_levels, evaluate_levels
-from impkit.eval.parity import ParityConfig, check, logit_parity, pick_prompts
+from impkit.eval.gguf_levels import compare_levels, evaluate_levels
+from impkit.eval.parity import check, logit_parity, pick_prompts
 from impkit.eval.runners import LlamaCppRunner, TorchRunner, questions_from_prompts
-from impkit.eval.twins import BENCHMARKS, EvalConfig, TwinSizes, read_prompts
+from impkit.eval.twins import BENCHMARKS, read_prompts
 from impkit.export import export_and_quantize
 
 pytest.importorskip("llama_cpp.mtmd_cpp")
@@ -79,7 +81,7 @@ def test_parity_holds_for_the_export_and_breaks_for_another_models_file(exported
         )
     finally:
         runner.close()
-    cfg = ParityConfig()
+    cfg = section_with(ParityConfig, "parity")  # the thresholds the pipeline holds releases to
     assert report["prompts"] == 6 and report["positions"] > 6 * 10
     assert report["top1_agreement"] >= cfg.min_top1 and report["max_rel_error"] < cfg.max_rel_error
     assert check(report, cfg) == []
@@ -89,9 +91,11 @@ def test_parity_holds_for_the_export_and_breaks_for_another_models_file(exported
 
 def test_every_level_is_scored_and_compared_with_pytorch(exported, eval_twins, eval_world, tmp_path):
     release, gguf = exported
-    cfg = EvalConfig(
+    cfg = section_with(
+        EvalConfig,
+        "eval",
         seed=1,
-        twins=TwinSizes(**TWIN_SIZES),
+        twins=TWIN_SIZES,
         batch_size=8,
         max_new_tokens=6,
         open_max_new_tokens=8,
@@ -137,6 +141,7 @@ def test_impkit_evaluate_answers_with_the_gguf_files(exported, eval_twins, eval_
     release, gguf = exported
     params = tmp_path / "params.yaml"
     eval_section = {
+        **raw("eval"),
         "seed": 1,
         "twins": TWIN_SIZES,
         "batch_size": 4,

@@ -5,25 +5,27 @@ runs the latency protocol with the real widths, vocabulary and 196 visual tokens
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import gguf
 import numpy as np
 import pytest
+from sections import raw
 
-from impkit.config import ConfigError, load_params
+from impkit.config import ConfigError, PaperProfile, PaperSizeSettings, from_dict
 from impkit.export import ExportError
 from impkit.export import paper_size as ps
-from impkit.export.paper_size import (
-    PAPER_PROFILES,
-    existing_paper_size,
-    paper_preset,
-    plan_paper_size,
-    size_report,
-    write_paper_size,
-)
+from impkit.export.paper_size import existing_paper_size, paper_preset, plan_paper_size, size_report, write_paper_size
 
-PRESETS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")["model"]["presets"]
+PRESETS = raw("model.presets")
+SHIPPED = from_dict(PaperSizeSettings, raw("latency.paper"), "latency.paper").profiles  # imp-3b-196
+# The rest of Table 4's models, as params.yaml's comment lists them
+PROFILES = {
+    **{name: PaperProfile(preset=name) for name in ("imp-2b", "imp-4b")},
+    **{f"{name}-196": PaperProfile(preset=name, image_size=196) for name in ("imp-2b", "imp-4b")},
+    "imp-3b": PaperProfile(preset="imp-3b", paper="Imp-3B@384"),
+    **SHIPPED,
+}
+IMP_3B_196 = PROFILES["imp-3b-196"]
 
 
 def phi2_params(width: int, ffn: int, layers: int, vocab: int) -> int:
@@ -41,7 +43,7 @@ def siglip_params(width: int, ffn: int, layers: int, patch: int, tokens: int, ll
 
 
 def test_imp_3b_196_plan_has_the_real_architecture():
-    plan = plan_paper_size("imp-3b-196", PRESETS)
+    plan = plan_paper_size("imp-3b-196", IMP_3B_196, PRESETS)
     llm, vision = plan.gguf_shapes("llm"), plan.gguf_shapes("mmproj")
     # Phi-2: 32 blocks of 14 tensors + token_embd, output_norm (w, b), output (w, b)
     assert len(llm) == 32 * 14 + 5
@@ -72,45 +74,49 @@ def test_imp_3b_196_plan_has_the_real_architecture():
     ],
 )
 def test_every_profile_has_its_vocabulary_width_and_visual_tokens(profile, arch, width, vocab, tokens):
-    plan = plan_paper_size(profile, PRESETS, llm_layers=1, vision_layers=2)
+    plan = plan_paper_size(profile, PROFILES[profile], PRESETS, llm_layers=1, vision_layers=2)
     assert plan.arch.name == arch
     assert plan.gguf_shapes("llm")["token_embd.weight"] == (vocab, width)
     assert plan.gguf_shapes("mmproj")["v.position_embd.weight"] == (tokens, 1152)
 
 
-def test_196_variants_are_derived_and_unknown_profiles_fail():
-    low, base = paper_preset("imp-2b-196", PRESETS), paper_preset("imp-2b", PRESETS)
+def test_a_profile_is_its_preset_at_its_image_size_and_an_unknown_preset_fails():
+    low, base = (
+        paper_preset("imp-2b-196", PROFILES["imp-2b-196"], PRESETS),
+        paper_preset("imp-2b", PROFILES["imp-2b"], PRESETS),
+    )
     assert low.vision.arch["image_size"] == 196 and base.vision.arch["image_size"] == 384
     assert low.llm == base.llm and {**low.vision.arch, "image_size": 384} == dict(base.vision.arch)
-    assert paper_preset("imp-3b-196", PRESETS).vision.arch["image_size"] == 196  # params.yaml's own preset
-    assert set(PAPER_PROFILES) == {"imp-2b", "imp-2b-196", "imp-3b", "imp-3b-196", "imp-4b", "imp-4b-196"}
-    with pytest.raises(ConfigError, match=r"unknown paper-size profile 'nano-3b'; known: \['imp-2b'"):
-        paper_preset("nano-3b", PRESETS)
-    with pytest.raises(ConfigError, match=r"needs model.presets.imp-4b"):
-        paper_preset("imp-4b-196", {k: v for k, v in PRESETS.items() if k != "imp-4b"})
+    # the shipped profile (imp-3b at 196 px) is exactly params.yaml's own imp-3b-196 preset
+    shipped = paper_preset("imp-3b-196", IMP_3B_196, PRESETS)
+    assert shipped == from_dict(type(shipped), PRESETS["imp-3b-196"]) and shipped.vision.arch["image_size"] == 196
+    with pytest.raises(ConfigError, match=r"latency.paper.profiles.imp-4b-196: no preset 'imp-4b' in model.presets"):
+        paper_preset("imp-4b-196", PROFILES["imp-4b-196"], {k: v for k, v in PRESETS.items() if k != "imp-4b"})
 
 
 def test_size_report_compares_with_table_4():
-    report = size_report("imp-3b-196", {"Q4_K_M": {"llm": 2 * 2**30, "mmproj": 2**29, "total": 5 * 2**29}})
+    report = size_report({"Q4_K_M": {"llm": 2 * 2**30, "mmproj": 2**29, "total": 5 * 2**29}}, IMP_3B_196.table4_gb)
     row = report["Q4_K_M"]
     assert row["gib"] == {"llm": 2.0, "mmproj": 0.5, "total": 2.5} and row["table4_gb"] == 2.3
     assert row["total_gib_over_table4"] == round(2.5 / 2.3, 3)
-    assert "table4_gb" not in size_report("imp-4b", {"F16": {"llm": 1, "mmproj": 1, "total": 2}})["F16"]
+    no_sizes = PROFILES["imp-4b"].table4_gb
+    assert "table4_gb" not in size_report({"F16": {"llm": 1, "mmproj": 1, "total": 2}}, no_sizes)["F16"]
 
 
 def test_not_enough_disk_is_an_error_before_writing(tmp_path, monkeypatch):
     monkeypatch.setattr(ps.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 10 * 2**30})())
     with pytest.raises(ExportError, match=r"imp-3b-196: writing needs about 1[0-9]\.\d GiB .* only 10\.0 GiB free"):
-        write_paper_size("imp-3b-196", tmp_path, presets=PRESETS, levels=("Q4_K_M",))
+        write_paper_size("imp-3b-196", IMP_3B_196, tmp_path, presets=PRESETS, levels=("Q4_K_M",))
     assert os.listdir(tmp_path) == []
 
 
 def test_reduced_depth_pair_loads_in_llama_cpp_and_runs_the_protocol(tmp_path):
     pytest.importorskip("llama_cpp")
-    from impkit.latency import DeviceProfile, GGUFPair, Protocol, runner_for
+    from impkit.config import DeviceProfile
+    from impkit.latency import GGUFPair, Protocol, runner_for
 
     record = write_paper_size(
-        "imp-3b-196", tmp_path, presets=PRESETS, levels=("F16",), llm_layers=1, vision_layers=2, threads=2
+        "imp-3b-196", IMP_3B_196, tmp_path, presets=PRESETS, levels=("F16",), llm_layers=1, vision_layers=2, threads=2
     )
     assert sorted(os.listdir(tmp_path)) == ["llm-F16.gguf", "mmproj-F16.gguf", "paper-size.json"]  # no scratch left
     assert record["image_tokens"] == 196 and record["vision_layers"] == 1 and record["arch"] == "phi2"
@@ -135,7 +141,9 @@ def test_reduced_depth_pair_loads_in_llama_cpp_and_runs_the_protocol(tmp_path):
 
     # reused only when shapes, seed and every requested level match what is on disk
     kwargs = {"presets": PRESETS, "llm_layers": 1, "vision_layers": 2}
-    assert existing_paper_size("imp-3b-196", tmp_path, levels=("F16",), **kwargs) == record
-    assert existing_paper_size("imp-3b-196", tmp_path, levels=("Q4_K_M",), **kwargs) is None
-    assert existing_paper_size("imp-3b-196", tmp_path, levels=("F16",), seed=1, **kwargs) is None
-    assert existing_paper_size("imp-3b-196", tmp_path, levels=("F16",), presets=PRESETS) is None  # full depth
+    assert existing_paper_size("imp-3b-196", IMP_3B_196, tmp_path, levels=("F16",), **kwargs) == record
+    assert existing_paper_size("imp-3b-196", IMP_3B_196, tmp_path, levels=("Q4_K_M",), **kwargs) is None
+    assert existing_paper_size("imp-3b-196", IMP_3B_196, tmp_path, levels=("F16",), seed=1, **kwargs) is None
+    assert (
+        existing_paper_size("imp-3b-196", IMP_3B_196, tmp_path, levels=("F16",), presets=PRESETS) is None
+    )  # full depth

@@ -40,7 +40,8 @@ def dvc_paths() -> dict[str, list[str]]:
         for key in ("deps", "outs", "metrics", "plots"):
             for entry in body.get(key, []):
                 entries.append(next(iter(entry)) if isinstance(entry, dict) else entry)
-        named[stage] = [e for e in entries if e.startswith(WORKSPACE)]
+        # a foreach over a mapping names its item ${key}: the same place in the path
+        named[stage] = [e.replace("${key}", ITEM) for e in entries if e.startswith(WORKSPACE)]
     return named
 
 

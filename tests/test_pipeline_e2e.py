@@ -81,7 +81,7 @@ MICRO = {
     "latency.runs": 1,
     "latency.warmup": 0,
     "latency.gen_tokens": 8,
-    "latency.paper.profiles": [],  # multi-GB files; tests/test_paper_size.py covers them at reduced depth
+    "latency.paper.profiles": {},  # multi-GB files; tests/test_paper_size.py covers them at reduced depth
 }
 
 

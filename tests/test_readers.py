@@ -19,6 +19,7 @@ from conftest import TWIN_SIZES
 from PIL import Image
 
 from impkit.cli import main as cli
+from impkit.config import TwinSizes
 from impkit.eval import prompts
 from impkit.eval.evaluate import MAJORITY, NO_ANNOTATIONS, NO_GOLD, evaluate
 from impkit.eval.readers import (
@@ -32,7 +33,7 @@ from impkit.eval.readers import (
 from impkit.eval.runners import Question, Runner
 from impkit.eval.scoring import SCORERS, ScoringError
 from impkit.eval.scoring.mme import PERCEPTION
-from impkit.eval.twins import BENCHMARKS, PREDICTION_FILES, TwinSizes, read_prompts, write_predictions
+from impkit.eval.twins import BENCHMARKS, PREDICTION_FILES, read_prompts, write_predictions
 
 SIZES = TwinSizes(**TWIN_SIZES)
 # Where the twins' official files keep each benchmark's image reference, as patterns onto the

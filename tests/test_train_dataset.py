@@ -510,11 +510,15 @@ def test_the_shared_prefix_stops_at_images_supervision_and_each_rows_last_token(
 
 
 def test_the_trainer_with_a_shared_prefix_logs_the_same_losses(dataset, tokenizer, tmp_path):
+    from sections import section_with
+
     from impkit.config import StageTraining
     from impkit.train.trainer import fit_stage
 
     def losses(share_prefix: bool) -> list[float]:
-        cfg = StageTraining(
+        cfg = section_with(
+            StageTraining,
+            "train.recipes.nano.stage1",
             learning_rate=1e-2,
             projector_lr=None,
             lr_scheduler="constant",
@@ -548,10 +552,14 @@ def test_the_trainer_with_a_shared_prefix_logs_the_same_losses(dataset, tokenize
 
 
 def test_a_shared_prefix_with_gradient_checkpointing_is_a_config_error():
+    from sections import section_with
+
     from impkit.config import ConfigError, StageTraining
 
     with pytest.raises(ConfigError, match="share_prefix"):
-        StageTraining(
+        section_with(
+            StageTraining,
+            "train.recipes.nano.stage1",
             learning_rate=1e-3,
             projector_lr=None,
             lr_scheduler="cosine",

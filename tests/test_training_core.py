@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from sections import section_with
 from transformers import AutoProcessor, LlavaForConditionalGeneration, TrainerCallback
 
 from impkit.config import LoraTraining, PresetConfig, StageTraining, from_dict
@@ -59,7 +60,7 @@ def stage(**overrides) -> StageTraining:
         precision="fp32",
         logging_steps=1,
     )
-    return StageTraining(**{**base, **overrides})
+    return section_with(StageTraining, "train.recipes.nano.stage1", **{**base, **overrides})
 
 
 @pytest.fixture(scope="module")

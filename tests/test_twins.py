@@ -13,8 +13,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
+from sections import raw
 
-from impkit.config import WorldConfig, WorldSizes
+from impkit.config import TwinSizes, WorldConfig, WorldSizes
 from impkit.data.synth import generate_world
 from impkit.data.synth import language as lang
 from impkit.data.synth.scene import COLOURS, SHAPES
@@ -23,7 +24,7 @@ from impkit.eval.scoring import SCORERS, normalize_answer
 from impkit.eval.scoring.mmbench import CIRCULAR_STRIDE
 from impkit.eval.scoring.mme import COGNITION, PERCEPTION
 from impkit.eval.scoring.mmvet import score_mmvet
-from impkit.eval.twins import BENCHMARKS, TwinSizes, generate_twins, read_prompts, write_predictions
+from impkit.eval.twins import BENCHMARKS, generate_twins, read_prompts, write_predictions
 
 SIZES = TwinSizes(vqav2=40, gqa=40, vizwiz=30, textvqa=20, sqa=30, pope_images=8, mme_images=2, mmbench=24, mmvet=8)
 WORLD = WorldSizes(
@@ -512,7 +513,8 @@ def test_impkit_twins_reads_its_sizes_from_params_and_scores_full_marks_with_gol
     from impkit.cli import main
 
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"eval": {"seed": 5, "twins": dataclasses.asdict(SIZES)}}), encoding="utf-8")
+    section = {**raw("eval"), "seed": 5, "twins": dataclasses.asdict(SIZES)}
+    params.write_text(yaml.safe_dump({"eval": section}), encoding="utf-8")
     out = tmp_path / "twins"
     main(["twins", "--params", str(params), "--heldout", str(heldout_dir), "--out", str(out)])
     manifest = load_json(out / "twins.json")

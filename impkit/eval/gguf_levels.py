@@ -19,38 +19,15 @@ import logging
 import multiprocessing
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from impkit.config import ConfigError
+from impkit.config import GGUFEvalConfig
 from impkit.eval.evaluate import ANSWERS_FILE, check_benchmarks, evaluate
 from impkit.eval.twins import BENCHMARKS
 from impkit.release import Release
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class GGUFEvalConfig:
-    """The `eval_gguf` section of params.yaml: how the llama.cpp runs use the machine.
-
-    Measured on the 2-core machine with a nano release: one llama.cpp thread answers 2.5x faster
-    than two (ggml's OpenMP threads synchronise after every operation, and a nano model's
-    operations take microseconds; with sleeping OpenMP threads, the pipeline's default, two threads
-    were about 24x slower). So the default runs every level at once, each on one thread (three levels
-    on two cores finish sooner than two at a time, which leaves a core idle during the last one). A
-    real Imp release wants the opposite: ``threads: null`` (every core) and ``workers: 1``.
-    """
-
-    threads: int | None = 1  # llama.cpp threads per level; null: every core
-    workers: int = 3  # levels evaluated at once, each in its own process
-
-    def __post_init__(self) -> None:
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"eval_gguf.threads must be at least 1 or null, got {self.threads}")
-        if self.workers < 1:
-            raise ConfigError(f"eval_gguf.workers must be at least 1, got {self.workers}")
 
 
 def gguf_run(level: str) -> str:
@@ -65,14 +42,13 @@ def evaluate_levels(
     image_root: Path,
     out_root: Path,
     cfg: Any,
-    run_cfg: GGUFEvalConfig | None = None,
+    run_cfg: GGUFEvalConfig,
     *,
     benchmarks: Sequence[str] = BENCHMARKS,
 ) -> dict[str, dict[str, Any]]:
     """``evaluate`` once per level (no blind baseline: that is the model's, not the file's), up to
     ``run_cfg.workers`` levels at once in separate processes. Each level's folder is written
     atomically by its own process, so the levels cannot mix."""
-    run_cfg = run_cfg or GGUFEvalConfig()
     check_benchmarks(benchmarks)
     jobs = [
         (

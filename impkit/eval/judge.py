@@ -24,49 +24,15 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from impkit.config import ConfigError, from_dict
+from impkit.config import MAX_JUDGE_TEMPERATURE as MAX_TEMPERATURE
+from impkit.config import JudgeConfig, from_dict
 from impkit.eval.scoring.inputs import ScoringError
 from impkit.eval.scoring.mmvet import Judge
 
 MAX_TOKENS = 16  # the reply is one number; a little room for a model that adds a word or two
 RETRY_TEMPERATURE_STEP = 0.5  # each retry samples a little more freely, so a stuck reply can change
-MAX_TEMPERATURE = 2.0  # the OpenAI API's upper bound
-
-
-@dataclass(frozen=True)
-class JudgeConfig:
-    """Where the judge runs and how it is asked (params.yaml ``eval.judge``)."""
-
-    endpoint: str  # base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1
-    model: str  # model name sent in each request (llama.cpp accepts any)
-    api_key_env: str | None = None  # name of the environment variable holding the API key; None: no key
-    timeout_s: float = 60.0  # per request
-    max_attempts: int = 3  # requests per question while the reply carries no usable mark
-    temperature: float = 0.0  # of the first attempt; retries raise it (see RETRY_TEMPERATURE_STEP)
-
-    def __post_init__(self) -> None:
-        parts = urllib.parse.urlsplit(self.endpoint)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(f"judge endpoint must be an http:// or https:// URL, got {self.endpoint!r}")
-        if not self.model.strip():
-            raise ConfigError("judge model must be a non-empty name")
-        if self.api_key_env is not None and not self.api_key_env.strip():
-            raise ConfigError("judge api_key_env must name an environment variable (or be null for no key)")
-        if not self.timeout_s > 0:
-            raise ConfigError(f"judge timeout_s must be positive, got {self.timeout_s}")
-        if self.max_attempts < 1:
-            raise ConfigError(f"judge max_attempts must be at least 1, got {self.max_attempts}")
-        if not 0 <= self.temperature <= MAX_TEMPERATURE:
-            raise ConfigError(f"judge temperature must be in [0, {MAX_TEMPERATURE}], got {self.temperature}")
-
-    @property
-    def url(self) -> str:
-        """The chat-completions URL (an endpoint already ending in /chat/completions is used as is)."""
-        base = self.endpoint.rstrip("/")
-        return base if base.endswith("/chat/completions") else base + "/chat/completions"
 
 
 # The grading prompt follows the semantics of MM-Vet's GPT-4 grader (Yu et al., 2023, "MM-Vet:

@@ -17,37 +17,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from impkit.config import ConfigError
+from impkit.config import ParityConfig
 from impkit.eval.runners.base import Question, question_image
 from impkit.llamacpp import GGUFRunError
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ParityConfig:
-    """The `parity` section of params.yaml."""
-
-    prompts: int = 24  # questions with images taken from the benchmark twins, spread over benchmarks
-    level: str = "F16"  # the file compared logit by logit (quantized levels are scored on the benchmarks)
-    min_top1: float = 0.99  # share of text positions with the same top-1 token
-    max_rel_error: float = 0.02  # max |Δlogit| / max |logit|; F16 measures ~1e-3..4e-3
-    min_answer_agreement: float = 0.98  # F16 answers equal to PyTorch's, on the benchmark questions
-
-    def __post_init__(self) -> None:
-        if self.prompts < 1:
-            raise ConfigError(f"parity.prompts must be at least 1, got {self.prompts}")
-        for name in ("min_top1", "min_answer_agreement"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"parity.{name} is a share between 0 and 1, got {getattr(self, name)}")
-        if self.max_rel_error <= 0:
-            raise ConfigError(f"parity.max_rel_error must be positive, got {self.max_rel_error}")
 
 
 def pick_prompts(rows_by_benchmark: dict[str, list[dict[str, Any]]], n: int) -> list[Question]:

@@ -8,9 +8,9 @@ export (``llm.add_hparams`` / ``add_tokenizer`` / ``add_weights``, ``mmproj.add_
 tensors, names, types and metadata a real Imp export would have:
 
 * names and shapes come from ``LlavaForConditionalGeneration`` built on the ``meta`` device (no
-  memory) from the preset in params.yaml (``model.presets``: imp-2b, imp-3b, imp-3b-196, imp-4b);
-  the 196-px variants of imp-2b / imp-4b change the vision ``image_size`` to 196 (14 x 14 = 196
-  visual tokens, as Imp-3B@196);
+  memory) from a profile of ``latency.paper.profiles`` in params.yaml: a preset of ``model.presets``
+  (imp-2b, imp-3b, imp-4b) and, optionally, another vision input size (Imp-3B@196 is imp-3b at
+  196 px: 14 x 14 = 196 visual tokens, the position embeddings resized);
 * the tokenizer is a small byte-level BPE (``impkit.model.tokenizer``) with the family's special
   tokens, padded to the real vocabulary size (151936 Qwen1.5, 51200 Phi-2, 32064 Phi-3) by
   ``add_tokenizer``: the embedding and output matrices have the real shapes;
@@ -19,7 +19,8 @@ tensors, names, types and metadata a real Imp export would have:
 * the F16 files are the quantizer's input, written into a scratch folder under the output folder
   and deleted unless F16 is among the requested levels.
 
-``TABLE4_GB`` holds the paper's sizes (Imp-3B: 6.0 / 3.6 / 2.3 GB at 16 / 8 / 4 bits) for comparison.
+A profile's ``table4_gb`` holds the paper's sizes where it gives them (Imp-3B: 6.0 / 3.6 / 2.3 GB at
+16 / 8 / 4 bits), and the record compares the files with them.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import gguf
 import numpy as np
 import torch
 
-from impkit.config import ConfigError, PresetConfig, from_dict
+from impkit.config import ConfigError, PaperProfile, PresetConfig, from_dict
 from impkit.export import llm as llm_part
 from impkit.export import mmproj as mmproj_part
 from impkit.export.names import ExportError, TensorPlan, plan_tensors
@@ -53,10 +54,6 @@ from impkit.release import llm_filename, mmproj_filename
 
 log = logging.getLogger(__name__)
 
-PAPER_PROFILES = ("imp-2b", "imp-2b-196", "imp-3b", "imp-3b-196", "imp-4b", "imp-4b-196")
-LOW_RES = 196  # Imp-3B@196's input size; "-196" profiles of the other presets use it too
-# Paper Table 4, "Size (GB)" per level (Imp-3B at either resolution; the other sizes are not given).
-TABLE4_GB = {p: {"F16": 6.0, "Q8_0": 3.6, "Q4_K_M": 2.3} for p in ("imp-3b", "imp-3b-196")}
 RECORD = "paper-size.json"
 GIB = 2**30
 WEIGHT_STD = 0.02
@@ -70,20 +67,17 @@ _CORPUS = (
 )
 
 
-def paper_preset(profile: str, presets: Mapping[str, Any]) -> PresetConfig:
-    """The preset of a paper-size profile: ``model.presets[profile]``, or for ``<name>-196`` the
-    preset ``<name>`` with the vision input at 196 px."""
-    if profile not in PAPER_PROFILES:
-        raise ConfigError(f"unknown paper-size profile '{profile}'; known: {list(PAPER_PROFILES)}")
-    if profile in presets:
-        raw = presets[profile]
-    else:
-        base = profile.removesuffix(f"-{LOW_RES}")
-        if base == profile or base not in presets:
-            raise ConfigError(f"paper-size profile '{profile}' needs model.presets.{base} in params.yaml")
-        raw = copy.deepcopy(dict(presets[base]))
-        raw["vision"] = {**raw["vision"], "arch": {**raw["vision"]["arch"], "image_size": LOW_RES}}
-    return from_dict(PresetConfig, raw, f"model.presets.{profile}")
+def paper_preset(name: str, profile: PaperProfile, presets: Mapping[str, Any]) -> PresetConfig:
+    """The preset of paper-size profile ``name``: ``model.presets[profile.preset]``, with the vision
+    input at ``profile.image_size`` when the profile sets one."""
+    if profile.preset not in presets:
+        raise ConfigError(
+            f"latency.paper.profiles.{name}: no preset '{profile.preset}' in model.presets; known: {sorted(presets)}"
+        )
+    raw = copy.deepcopy(dict(presets[profile.preset]))
+    if profile.image_size is not None:
+        raw["vision"] = {**raw["vision"], "arch": {**raw["vision"]["arch"], "image_size": profile.image_size}}
+    return from_dict(PresetConfig, raw, f"model.presets.{profile.preset}")
 
 
 @dataclass
@@ -139,7 +133,8 @@ def stand_in_tokenizer(family: str) -> Any:
 
 
 def plan_paper_size(
-    profile: str,
+    name: str,
+    profile: PaperProfile,
     presets: Mapping[str, Any],
     *,
     llm_layers: int | None = None,
@@ -151,7 +146,7 @@ def plan_paper_size(
     from impkit.model.presets import llava_config
     from impkit.model.tokenizer import IMAGE_TOKEN
 
-    preset = paper_preset(profile, presets)
+    preset = paper_preset(name, profile, presets)
     tok = stand_in_tokenizer(preset.family)
     ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
     config = llava_config(
@@ -174,7 +169,7 @@ def plan_paper_size(
         tied_output=tied,
     )
     shapes = {name: tuple(t.shape) for name, t in state.items()}
-    return PaperSizePlan(profile, preset, config, tok, shapes, plan)
+    return PaperSizePlan(name, preset, config, tok, shapes, plan)
 
 
 class RandomWeights(Mapping[str, torch.Tensor]):
@@ -267,7 +262,7 @@ def disk_need(plan: PaperSizePlan, levels: Sequence[str]) -> int:
     return 2 * (llm + mm) + quantized
 
 
-def size_report(profile: str, sizes: Mapping[str, Mapping[str, int]]) -> dict[str, Any]:
+def size_report(sizes: Mapping[str, Mapping[str, int]], table4_gb: Mapping[str, float]) -> dict[str, Any]:
     """Bytes per level with GiB (2^30) and decimal GB, and the ratio to Table 4 where it has one."""
     out = {}
     for level, parts in sizes.items():
@@ -276,7 +271,7 @@ def size_report(profile: str, sizes: Mapping[str, Mapping[str, int]]) -> dict[st
             "gib": {k: round(v / GIB, 3) for k, v in parts.items()},
             "gb": {k: round(v / 1e9, 3) for k, v in parts.items()},
         }
-        paper = TABLE4_GB.get(profile, {}).get(level)
+        paper = table4_gb.get(level)
         if paper is not None:
             row["table4_gb"] = paper
             row["total_gib_over_table4"] = round(parts["total"] / GIB / paper, 3)
@@ -286,7 +281,8 @@ def size_report(profile: str, sizes: Mapping[str, Mapping[str, int]]) -> dict[st
 
 
 def write_paper_size(
-    profile: str,
+    name: str,
+    profile: PaperProfile,
     out_dir: str | os.PathLike,
     *,
     presets: Mapping[str, Any],
@@ -297,7 +293,8 @@ def write_paper_size(
     llm_layers: int | None = None,
     vision_layers: int | None = None,
 ) -> dict[str, Any]:
-    """Write ``llm-<LEVEL>.gguf`` for each level and ``mmproj-<LEVEL>.gguf`` into ``out_dir``, plus
+    """Write profile ``name``'s ``llm-<LEVEL>.gguf`` for each level and ``mmproj-<LEVEL>.gguf`` into
+    ``out_dir``, plus
     ``paper-size.json`` (the record returned: plan digest, tensor counts, sizes vs Table 4, times)."""
     levels = list(dict.fromkeys(levels))
     if not levels:
@@ -307,11 +304,11 @@ def write_paper_size(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    plan = plan_paper_size(profile, presets, llm_layers=llm_layers, vision_layers=vision_layers)
+    plan = plan_paper_size(name, profile, presets, llm_layers=llm_layers, vision_layers=vision_layers)
     need, free = disk_need(plan, levels), shutil.disk_usage(out_dir).free
     log.info(
         "%s: %.2f G LLM + %.2f G vision parameters; needs up to %.1f GiB of disk, %.1f GiB free",
-        profile,
+        name,
         plan.n_params("llm") / 1e9,
         plan.n_params("mmproj") / 1e9,
         need / GIB,
@@ -319,21 +316,21 @@ def write_paper_size(
     )
     if need > free:
         raise ExportError(
-            f"{profile}: writing needs about {need / GIB:.1f} GiB under {out_dir}, only {free / GIB:.1f} GiB free"
+            f"{name}: writing needs about {need / GIB:.1f} GiB under {out_dir}, only {free / GIB:.1f} GiB free"
         )
     seconds: dict[str, float] = {}
     facts: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix=".paper-size-", dir=out_dir) as work:
         work = Path(work)
         total = 2 * sum(int(np.prod(plan.shapes[hf])) for hf in (*plan.plan.mmproj, *plan.plan.llm))
-        with progress(total=total, unit="B", unit_scale=True, desc=f"{profile}: random weights (f16)") as bar:
+        with progress(total=total, unit="B", unit_scale=True, desc=f"{name}: random weights (f16)") as bar:
             state = RandomWeights(plan.shapes, work / "weights", seed=seed, bar=bar)
             f16: dict[str, dict[str, Any]] = {}
             for part, arch_name, fill in (("mmproj", "clip", _fill_mmproj), ("llm", plan.arch.name, _fill_llm)):
                 t = time.perf_counter()
-                name = llm_filename("F16") if part == "llm" else mmproj_filename("F16")
+                file_name = llm_filename("F16") if part == "llm" else mmproj_filename("F16")
                 f16[part] = write_gguf(
-                    work / name,
+                    work / file_name,
                     arch_name,
                     lambda w, fill=fill, part=part: facts.__setitem__(part, fill(w, plan, state)),
                 )
@@ -343,8 +340,8 @@ def write_paper_size(
                 seconds[f"write_{part}_f16"] = round(time.perf_counter() - t, 1)
                 log.info(
                     "%s: wrote %s (%.2f GiB) in %.0f s",
-                    profile,
                     name,
+                    file_name,
                     f16[part]["bytes"] / GIB,
                     seconds[f"write_{part}_f16"],
                 )
@@ -353,9 +350,7 @@ def write_paper_size(
             t = time.perf_counter()
             llm[level] = quantize(f16["llm"]["path"], out_dir / llm_filename(level), level, threads=threads)
             seconds[f"quantize_{level}"] = round(time.perf_counter() - t, 1)
-            log.info(
-                "%s: %s %.2f GiB in %.0f s", profile, level, llm[level]["bytes"] / GIB, seconds[f"quantize_{level}"]
-            )
+            log.info("%s: %s %.2f GiB in %.0f s", name, level, llm[level]["bytes"] / GIB, seconds[f"quantize_{level}"])
         if "F16" in levels:
             os.replace(f16["llm"]["path"], out_dir / llm_filename("F16"))
             llm["F16"] = {**summary(out_dir / llm_filename("F16")), "level": "F16"}
@@ -374,7 +369,7 @@ def write_paper_size(
     }
     seconds["total"] = round(time.perf_counter() - start, 1)
     record = {
-        "profile": profile,
+        "profile": name,
         "digest": plan.digest(),
         "seed": seed,
         "weight_std": WEIGHT_STD,
@@ -388,7 +383,7 @@ def write_paper_size(
         "tokenizer": facts["llm"]["tokenizer"],
         "llm": {lv: {**rec, "path": Path(rec["path"]).name} for lv, rec in llm.items()},
         "mmproj": {**mmproj, "path": Path(mmproj["path"]).name},
-        "sizes": size_report(profile, sizes),
+        "sizes": size_report(sizes, profile.table4_gb),
         "seconds": seconds,
     }
     write_json(out_dir / RECORD, record)
@@ -396,7 +391,8 @@ def write_paper_size(
 
 
 def existing_paper_size(
-    profile: str,
+    name: str,
+    profile: PaperProfile,
     out_dir: str | os.PathLike,
     *,
     presets: Mapping[str, Any],
@@ -412,7 +408,7 @@ def existing_paper_size(
     if not path.is_file():
         return None
     record = json.loads(path.read_text(encoding="utf-8"))
-    plan = plan_paper_size(profile, presets, llm_layers=llm_layers, vision_layers=vision_layers)
+    plan = plan_paper_size(name, profile, presets, llm_layers=llm_layers, vision_layers=vision_layers)
     if record.get("digest") != plan.digest() or record.get("seed") != seed:
         return None
     files = [(out_dir / record["mmproj"]["path"], record["mmproj"]["bytes"])]

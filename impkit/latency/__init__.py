@@ -2,21 +2,21 @@
 
 ``protocol``: the prompt (41 text tokens after the image), 64 forced generated tokens, the timings
 of one run and the summary (T_VE, S_prompt, S_gen, T_total by equation (1), wall time; median, min,
-max). ``runners``: device profiles and the runners that measure on them (llama.cpp, PyTorch).
-``settings``: the ``latency`` section of params.yaml. ``report``: what ``stages.latency`` measures
-(a release's GGUF levels and PyTorch, or a paper-size pair from ``impkit.export.paper_size``).
+max). ``runners``: the runners that measure on a device profile (llama.cpp, PyTorch). ``report``:
+what the latency stages measure (``stages.latency``: a release's GGUF levels and PyTorch;
+``stages.latency_paper``: a paper-size pair from ``impkit.export.paper_size``).
 """
 
 from impkit.latency.protocol import Protocol, RunTiming, cpu_info, host_info, prompt_ids, summarize, table_row
 from impkit.latency.runners import (
     RUNNERS,
-    DeviceProfile,
     GGUFPair,
     LatencyRunner,
     LoadedModel,
     LocalLlamaCppRunner,
     LocalTorchRunner,
     TorchRelease,
+    check_devices,
     register_runner,
     runner_class,
     runner_for,
@@ -24,7 +24,6 @@ from impkit.latency.runners import (
 
 __all__ = [
     "RUNNERS",
-    "DeviceProfile",
     "GGUFPair",
     "LatencyRunner",
     "LoadedModel",
@@ -33,6 +32,7 @@ __all__ = [
     "Protocol",
     "RunTiming",
     "TorchRelease",
+    "check_devices",
     "cpu_info",
     "host_info",
     "prompt_ids",

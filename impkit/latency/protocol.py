@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from impkit.config import LatencyConfig
+
 # A fixed English sentence; its tokens are repeated (cyclically) to exactly ``prompt_tokens`` ids,
 # so the prompt length is the protocol's whatever the tokenizer (no special tokens, no image token).
 PROMPT_SENTENCE = (
@@ -62,6 +64,11 @@ class Protocol:
             )
         if self.runs < 1 or self.warmup < 0:
             raise ValueError(f"runs must be at least 1 and warmup at least 0, got {self.runs}, {self.warmup}")
+
+    @classmethod
+    def of(cls, cfg: LatencyConfig) -> Protocol:
+        """The protocol params.yaml's ``latency`` section asks for."""
+        return cls(prompt_tokens=cfg.prompt_tokens, gen_tokens=cfg.gen_tokens, runs=cfg.runs, warmup=cfg.warmup)
 
     def describe(self) -> dict[str, Any]:
         return {

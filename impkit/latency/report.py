@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from impkit.latency.protocol import host_info, table_row
+from impkit.config import LatencyConfig
+from impkit.latency.protocol import Protocol, host_info, table_row
 from impkit.latency.runners import GGUFPair, TorchRelease, runner_for
-from impkit.latency.settings import LatencyConfig
 from impkit.release import Release, gguf_levels, mmproj_file
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def measure_paper_size(profile: str, cfg: LatencyConfig, folder: str | Path, rec
 
 
 def _measure(name: str, kind: str, cfg: LatencyConfig, targets: list) -> dict[str, Any]:
-    protocol = cfg.protocol
+    protocol = Protocol.of(cfg)
     results = []
     for device in cfg.devices:
         runner = runner_for(device)

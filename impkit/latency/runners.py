@@ -1,6 +1,6 @@
 """Runners measure the protocol on a device; device profiles name a runner kind and its settings.
 
-A ``DeviceProfile`` is plain data (from ``params.yaml: latency.devices``): a name, a runner kind, a
+A ``DeviceProfile`` (``impkit.config``) is plain data (from ``params.yaml: latency.devices``): a name, a runner kind, a
 thread count and free-form options. ``RUNNERS`` maps the kind to a ``LatencyRunner`` subclass;
 ``runner_for(profile)`` builds it (an unknown kind or option is a ``ConfigError`` naming the known
 ones). Two kinds exist:
@@ -26,42 +26,14 @@ from __future__ import annotations
 import abc
 import os
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from impkit.config import ConfigError
+from impkit.config import ConfigError, DeviceProfile
 from impkit.latency.protocol import Protocol, RunTiming, cpu_info, prompt_ids, protocol_image, software_info, summarize
 from impkit.progress import progress
-
-
-@dataclass(frozen=True)
-class DeviceProfile:
-    """Where and how to measure: ``runner`` is a key of ``RUNNERS``; ``threads`` None = every core."""
-
-    name: str
-    runner: str
-    threads: int | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.name:
-            raise ConfigError("a latency device needs a non-empty name")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"latency device '{self.name}': threads must be at least 1, got {self.threads}")
-
-    def resolved_threads(self) -> int:
-        return self.threads or os.cpu_count() or 1
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "runner": self.runner,
-            "threads": self.resolved_threads(),
-            "options": dict(self.options),
-        }
-
 
 # ---------------------------------------------------------------------------------------------
 # What is measured
@@ -188,6 +160,14 @@ def runner_class(kind: str) -> type[LatencyRunner]:
 
 def runner_for(profile: DeviceProfile) -> LatencyRunner:
     return runner_class(profile.runner)(profile)
+
+
+def check_devices(devices: Sequence[DeviceProfile]) -> None:
+    """Build each device's runner once, so an unknown kind or option fails as the section loads,
+    named, rather than after the measurements of the devices before it (the config layer does not
+    know the runners)."""
+    for device in devices:
+        runner_for(device)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ STEPS = (
     "parity",
     "evaluate_gguf",
     "latency",
+    "latency_paper",
     "headline",
     "release",
     "dashboards",

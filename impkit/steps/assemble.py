@@ -11,6 +11,7 @@ from impkit.steps import add_params_argument
 
 NAME = "assemble"
 HELP = "assemble the training data through the quality gates (data/assembled, data/quarantine)"
+OMP_WAIT_POLICY = None  # never loads torch or llama.cpp
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,12 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
-    from impkit.config import DataConfig, from_dict, load_params, section
+    from impkit.config import DataConfig, load_params, load_section, section
     from impkit.data.assemble import AssemblyPaths, assemble, manifest_metrics
     from impkit.io import write_json
 
-    raw = section(load_params(args.params), "data")
-    cfg = from_dict(DataConfig, raw, "data")
+    params = load_params(args.params)
+    raw = section(params, "data")  # the recipe as written, recorded beside the data it made
+    cfg = load_section(DataConfig, "data", params)
     layout = AssemblyPaths(
         out_dir=paths.ASSEMBLED,
         quarantine_dir=paths.QUARANTINE,

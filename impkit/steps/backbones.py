@@ -11,6 +11,7 @@ from impkit.steps import add_params_argument
 
 NAME = "backbones"
 HELP = "pretrain the offline vision tower and LMs (models/backbones)"
+OMP_WAIT_POLICY = "PASSIVE"  # sleeping OpenMP threads: small torch kernels, shared cores (impkit.stage)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,19 +19,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
-    from impkit.config import BackbonesConfig, ConfigError, PresetConfig, TrainSettings, from_dict, load_params, section
+    from impkit.config import (
+        BackbonesConfig,
+        ConfigError,
+        PresetConfig,
+        TrainSettings,
+        load_params,
+        load_section,
+        section,
+    )
     from impkit.timings import note
     from impkit.train.launch import cpu_processes_to_start
     from impkit.train.pipeline import build_backbones
 
     params = load_params(args.params)
-    cfg = from_dict(BackbonesConfig, section(params, "backbones"), "backbones")
+    cfg = load_section(BackbonesConfig, "backbones", params)
     presets = section(params, "model")["presets"]
-    train = from_dict(TrainSettings, section(params, "train"), "train")
+    train = load_section(TrainSettings, "train", params)
     unknown = sorted(set(train.presets) - set(presets))
     if unknown:
         raise ConfigError(f"train.presets names unknown presets {unknown}; known presets: {sorted(presets)}")
-    build = {n: from_dict(PresetConfig, presets[n], f"model.presets.{n}") for n in train.presets}
+    build = {n: load_section(PresetConfig, f"model.presets.{n}", params) for n in train.presets}
     processes = cpu_processes_to_start(train.cpu_processes)  # the parts train side by side without a GPU
     report = build_backbones(cfg, build, paths.WORLD, paths.ASSEMBLED, paths.BACKBONES, processes=processes)
     chosen = report.get("precision", {})

@@ -12,6 +12,7 @@ from impkit import paths
 
 NAME = "dashboards"
 HELP = "rebuild the static release dashboard from the registry (dashboards/index.html)"
+OMP_WAIT_POLICY = None  # never loads torch or llama.cpp
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,6 +11,7 @@ from impkit.steps import add_params_argument, add_preset_argument
 
 NAME = "evaluate-release"
 HELP = "evaluate a release on the twins with PyTorch, as the evaluate stage does (reports/eval/<preset>)"
+OMP_WAIT_POLICY = "PASSIVE"  # sleeping OpenMP threads: small torch kernels, shared cores (impkit.stage)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,9 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
-    from impkit.config import from_dict, load_params, section
+    from impkit.config import EvalConfig, load_section
     from impkit.eval.evaluate import evaluate_release
-    from impkit.eval.twins import EvalConfig
 
-    cfg = from_dict(EvalConfig, section(load_params(args.params), "eval"), "eval")
+    cfg = load_section(EvalConfig, "eval", path=args.params)
     evaluate_release(paths.release(args.preset), paths.TWINS, paths.HELDOUT_IMAGES, paths.eval_dir(args.preset), cfg)

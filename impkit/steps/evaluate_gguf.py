@@ -13,6 +13,7 @@ from impkit.steps import add_params_argument, add_preset_argument
 
 NAME = "evaluate-gguf"
 HELP = "evaluate every GGUF level on the twins and compare with PyTorch (reports/eval-gguf/<preset>)"
+OMP_WAIT_POLICY = "PASSIVE"  # sleeping OpenMP threads: small torch kernels, shared cores (impkit.stage)
 log = logging.getLogger("impkit")
 
 
@@ -22,19 +23,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
-    from impkit.config import from_dict, load_params, section
-    from impkit.eval.gguf_levels import GGUFEvalConfig, compare_levels, evaluate_levels
-    from impkit.eval.parity import ParityConfig
-    from impkit.eval.twins import EvalConfig
-    from impkit.export.settings import ExportConfig
+    from impkit.config import EvalConfig, ExportConfig, GGUFEvalConfig, ParityConfig, load_params, load_section
+    from impkit.eval.gguf_levels import compare_levels, evaluate_levels
     from impkit.io import write_json
 
     preset = args.preset
     params = load_params(args.params)
-    cfg = from_dict(EvalConfig, section(params, "eval"), "eval")
-    export = from_dict(ExportConfig, section(params, "export"), "export")
-    parity = from_dict(ParityConfig, section(params, "parity"), "parity")
-    run_cfg = from_dict(GGUFEvalConfig, section(params, "eval_gguf"), "eval_gguf")
+    cfg = load_section(EvalConfig, "eval", params)
+    export = load_section(ExportConfig, "export", params)
+    parity = load_section(ParityConfig, "parity", params)
+    run_cfg = load_section(GGUFEvalConfig, "eval_gguf", params)
     torch_dir, out_root = paths.eval_dir(preset), paths.eval_gguf_dir(preset)
     details = evaluate_levels(
         paths.release(preset),

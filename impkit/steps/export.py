@@ -10,6 +10,7 @@ from impkit.steps import add_params_argument, add_preset_argument
 
 NAME = "export"
 HELP = "export a release to GGUF and quantize it (models/gguf/<preset>)"
+OMP_WAIT_POLICY = "PASSIVE"  # sleeping OpenMP threads: small torch kernels, shared cores (impkit.stage)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,12 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
-    from impkit.config import from_dict, load_params, section
+    from impkit.config import ExportConfig, load_section
     from impkit.export import export_and_quantize
-    from impkit.export.settings import ExportConfig
     from impkit.io import write_json
 
-    cfg = from_dict(ExportConfig, section(load_params(args.params), "export"), "export")
+    cfg = load_section(ExportConfig, "export", path=args.params)
     record = export_and_quantize(
         paths.release(args.preset),
         paths.gguf(args.preset),

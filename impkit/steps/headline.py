@@ -12,6 +12,7 @@ from impkit.steps import add_preset_argument
 
 NAME = "headline"
 HELP = "the release's headline figures from its reports (reports/headline/<preset>.json)"
+OMP_WAIT_POLICY = None  # never loads torch or llama.cpp
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

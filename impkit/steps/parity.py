@@ -13,6 +13,7 @@ from impkit.steps import add_params_argument, add_preset_argument
 
 NAME = "parity"
 HELP = "compare the F16 GGUF with the PyTorch release logit by logit (reports/parity/<preset>.json)"
+OMP_WAIT_POLICY = "PASSIVE"  # sleeping OpenMP threads: small torch kernels, shared cores (impkit.stage)
 log = logging.getLogger("impkit")
 
 
@@ -22,13 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
-    from impkit.config import from_dict, load_params, section
-    from impkit.eval.parity import ParityConfig, check, logit_parity, pick_prompts
+    from impkit.config import ParityConfig, load_section
+    from impkit.eval.parity import check, logit_parity, pick_prompts
     from impkit.eval.runners import LlamaCppRunner, TorchRunner
     from impkit.eval.twins import BENCHMARKS, read_prompts
     from impkit.io import write_json
 
-    cfg = from_dict(ParityConfig, section(load_params(args.params), "parity"), "parity")
+    cfg = load_section(ParityConfig, "parity", path=args.params)
     release, gguf_dir, out = paths.release(args.preset), paths.gguf(args.preset), paths.parity_report(args.preset)
     twins = paths.TWINS
     rows = {b: read_prompts(twins / b) for b in BENCHMARKS if (twins / b / "prompts.jsonl").is_file()}

@@ -16,6 +16,7 @@ from impkit.steps.headline import report_paths
 
 NAME = "release"
 HELP = "record the preset's build as a release in the registry (registry/<preset>)"
+OMP_WAIT_POLICY = None  # never loads torch or llama.cpp
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,15 +29,13 @@ def _read(path):
 
 
 def main(args: argparse.Namespace) -> None:
-    from impkit.config import ConfigError, load_params, section
+    from impkit.config import ReleaseConfig, load_params, load_section
     from impkit.registry import Registry, build_record
     from impkit.registry.card import model_card
     from impkit.registry.record import git_revision
 
     params = load_params(args.params)
-    tolerance = section(section(section(params, "release"), "recommend"), "tolerance_points")
-    if not isinstance(tolerance, int | float) or isinstance(tolerance, bool) or tolerance < 0:
-        raise ConfigError(f"release.recommend.tolerance_points: a number >= 0, got {tolerance!r}")
+    settings = load_section(ReleaseConfig, "release", params)
     reports = {key: _read(path) for key, path in report_paths(args.preset).items()}
     profiles = list(params.get("latency", {}).get("paper", {}).get("profiles") or [])
     paper_size = {p: _read(paths.latency_report(p)) for p in profiles if paths.latency_report(p).is_file()}
@@ -50,7 +49,7 @@ def main(args: argparse.Namespace) -> None:
         data_manifest=_read(paths.ASSEMBLED / "manifest.json"),
         backbones_manifest=_read(backbones) if backbones.is_file() else None,
         paper_size=paper_size,
-        tolerance_points=float(tolerance),
+        tolerance_points=settings.recommend.tolerance_points,
         git=git_revision(),
     )
     registry = Registry(paths.REGISTRY)

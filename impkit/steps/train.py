@@ -18,6 +18,7 @@ from impkit.steps import add_params_argument, add_preset_argument
 
 NAME = "train"
 HELP = "train stage 1 (align) or stage 2 (tune) of a preset (models/aligned/<preset>, releases/<preset>)"
+OMP_WAIT_POLICY = "PASSIVE"  # sleeping OpenMP threads: small torch kernels, shared cores (impkit.stage)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,14 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _setup(name: str, params_file: str):
-    from impkit.config import ConfigError, PresetConfig, TrainSettings, from_dict, load_params, section
+    from impkit.config import ConfigError, PresetConfig, TrainSettings, load_params, load_section, section
 
     params = load_params(params_file)
     presets = section(params, "model")["presets"]
-    train = from_dict(TrainSettings, section(params, "train"), "train")
+    train = load_section(TrainSettings, "train", params)
     if name not in presets:
         raise ConfigError(f"unknown preset '{name}'; known presets: {sorted(presets)}")
-    preset = from_dict(PresetConfig, presets[name], f"model.presets.{name}")
+    preset = load_section(PresetConfig, f"model.presets.{name}", params)
     return preset, train.recipe(preset.train), train
 
 

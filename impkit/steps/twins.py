@@ -12,6 +12,7 @@ from impkit.steps import add_params_argument
 
 NAME = "twins"
 HELP = "write the ten benchmarks' synthetic twins in their official formats (data/twins)"
+OMP_WAIT_POLICY = None  # never loads torch or llama.cpp
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,10 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
-    from impkit.config import from_dict, load_params, section
-    from impkit.eval.twins import EvalConfig, generate_twins
+    from impkit.config import EvalConfig, load_section
+    from impkit.eval.twins import generate_twins
 
-    cfg = from_dict(EvalConfig, section(load_params(args.params), "eval"), "eval")
+    cfg = load_section(EvalConfig, "eval", path=args.params)
     out = Path(args.out)
     manifest = generate_twins(Path(args.heldout), out, seed=cfg.seed, sizes=cfg.twins)
     counts = {name: entry["n_prompts"] for name, entry in manifest["benchmarks"].items()}

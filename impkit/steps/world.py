@@ -11,6 +11,7 @@ from impkit.steps import add_params_argument
 
 NAME = "world"
 HELP = "generate the synthetic world (data/world)"
+OMP_WAIT_POLICY = None  # never loads torch or llama.cpp
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,11 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
-    from impkit.config import WorldConfig, from_dict, load_params, section
+    from impkit.config import WorldConfig, load_section
     from impkit.data.synth import generate_world
     from impkit.io import atomic_path
 
-    cfg = from_dict(WorldConfig, section(load_params(args.params), "world"), "world")
+    cfg = load_section(WorldConfig, "world", path=args.params)
     with atomic_path(args.out) as tmp:
         summary = generate_world(cfg, tmp)
     logging.getLogger("impkit").info(

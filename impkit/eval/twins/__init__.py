@@ -37,16 +37,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from impkit.config import TwinSizes
 from impkit.eval.twins import choice, open_ended, short_answer, yes_no
-from impkit.eval.twins.common import EvalConfig, Heldout, Jsonl, Table, TwinFiles, TwinSizes, load_heldout, twin_rng
+from impkit.eval.twins.common import Heldout, Jsonl, Table, TwinFiles, load_heldout, twin_rng
 from impkit.io import atomic_open, atomic_path, dumps_line
 
 __all__ = [
     "BENCHMARKS",
     "MANIFEST",
     "PREDICTION_FILES",
-    "EvalConfig",
-    "TwinSizes",
     "generate_twins",
     "load_heldout",
     "read_prompts",

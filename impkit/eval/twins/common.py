@@ -11,55 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from impkit.config import ConfigError
 from impkit.data.synth import language as lang
 from impkit.data.synth.scene import POSITIONS, SHAPES, WORDS, Chart, Scene, SceneObject, Spec, TextImage
-from impkit.eval.judge import JudgeConfig
 from impkit.eval.scoring.vqa import NUMBER_WORDS as NORMALISED_NUMBERS
 from impkit.eval.scoring.vqa import normalize_answer
-
-
-@dataclass(frozen=True)
-class TwinSizes:
-    """How many questions (or images) each twin holds (`params.yaml: eval.twins`). Small: the twins
-    are asked by every preset of a pipeline run, so they are sized for the evaluation budget, not
-    for statistical power (the real benchmarks hold thousands of questions)."""
-
-    vqav2: int  # questions
-    gqa: int  # questions (some not balanced, so fewer are scored)
-    vizwiz: int  # questions, one per image (VizWiz keys answers by image)
-    textvqa: int  # questions about the text images
-    sqa: int  # problems, about a quarter of them without an image
-    pope_images: int  # images per split; up to three positive and as many negative questions each
-    mme_images: int  # images per subtask (two questions each, 14 subtasks)
-    mmbench: int  # questions before the circular copies (each has 2-4 rows)
-    mmvet: int  # open-ended questions
-
-    def __post_init__(self) -> None:
-        for name, value in vars(self).items():
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"eval.twins.{name} must be a positive integer, got {value!r}")
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """The `eval` section of params.yaml: the twins' seed and sizes, and how releases are asked."""
-
-    seed: int
-    twins: TwinSizes
-    batch_size: int = 32
-    feature_cache_mb: float = 256  # image features and heads kept per call: a repeated image is encoded and read once
-    max_new_tokens: int = 16  # short answers and option letters (greedy, cut at the template's stop)
-    open_max_new_tokens: int = 128  # MM-Vet's open-ended answers (LLaVA-1.5's evaluation budget)
-    blind: bool = True  # also ask every question with blank images (the "blind" baseline)
-    judge: JudgeConfig | None = None  # MM-Vet's LLM judge; none: MM-Vet is "not scored: no judge"
-
-    def __post_init__(self) -> None:
-        for name in ("batch_size", "max_new_tokens", "open_max_new_tokens"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"eval.{name} must be at least 1, got {getattr(self, name)}")
-        if self.feature_cache_mb < 0:
-            raise ConfigError(f"eval.feature_cache_mb must be 0 (no cache) or more, got {self.feature_cache_mb}")
 
 
 @dataclass(frozen=True)
