@@ -40,7 +40,8 @@ def _cmd_assemble(args: argparse.Namespace) -> None:
 
 def _cmd_twins(args: argparse.Namespace) -> None:
     from impkit.config import from_dict, load_params, section
-    from impkit.eval.twins import EvalConfig, generate_twins
+    from impkit.eval.twins import EvalConfig
+    from impkit.eval.twins.generate import generate_twins
 
     cfg = from_dict(EvalConfig, section(load_params(args.params), "eval"), "eval")
     manifest = generate_twins(Path(args.heldout), Path(args.out), seed=cfg.seed, sizes=cfg.twins)
@@ -52,8 +53,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     import dataclasses
 
     from impkit.config import from_dict, load_params, section
+    from impkit.eval.benchmarks import names
     from impkit.eval.evaluate import compact_metrics, evaluate_release
-    from impkit.eval.twins import BENCHMARKS, EvalConfig
+    from impkit.eval.twins import EvalConfig
 
     cfg = from_dict(EvalConfig, section(load_params(args.params), "eval"), "eval")
     if args.batch_size is not None:
@@ -75,13 +77,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
             out,
             cfg,
             run_cfg,
-            benchmarks=args.benchmarks or BENCHMARKS,
+            benchmarks=args.benchmarks or names(),
         )
         print(json.dumps({level: compact_metrics(d) for level, d in levels.items()}, indent=2, ensure_ascii=False))
         print(f"predictions, metrics.json, details.json and table3.md per level in {out}/<level>")
         return
     details = evaluate_release(
-        release, Path(args.twins), Path(args.images), out, cfg, benchmarks=args.benchmarks or BENCHMARKS
+        release, Path(args.twins), Path(args.images), out, cfg, benchmarks=args.benchmarks or names()
     )
     if details is not None:  # the main process (see impkit.eval.parallel)
         print(json.dumps(compact_metrics(details), indent=2, ensure_ascii=False))
@@ -100,7 +102,7 @@ def _cmd_table3(args: argparse.Namespace) -> None:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> None:
-    from impkit.eval.readers import prepare
+    from impkit.eval.benchmarks.prepare import prepare
 
     entry = prepare(
         args.benchmark,
@@ -122,12 +124,15 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
 def _cmd_score(args: argparse.Namespace) -> None:
     import logging
 
-    from impkit.eval.scoring import SCORERS, ScoringError
+    from impkit.eval import benchmarks
+    from impkit.eval.scoring import ScoringError
     from impkit.io import write_json
 
     try:
         extra = {"judge": judge} if (judge := _judge_from_args(args)) is not None else {}
-        metrics = SCORERS[args.benchmark](args.annotations, args.predictions, questions=args.questions, **extra)
+        metrics = benchmarks.get(args.benchmark).score(
+            args.annotations, args.predictions, questions=args.questions, **extra
+        )
     except ScoringError as exc:  # bad input: the one-line message is the whole story
         logging.getLogger("impkit").error("%s", exc)
         sys.exit(1)
@@ -138,14 +143,18 @@ def _cmd_score(args: argparse.Namespace) -> None:
 
 def _judge_from_args(args: argparse.Namespace):
     """The MM-Vet judge the --judge-* flags describe, or None when none is given."""
+    from impkit.eval import benchmarks
     from impkit.eval.scoring import ScoringError
 
     flags = {"--judge-endpoint": args.judge_endpoint, "--judge-model": args.judge_model}
     given = [flag for flag, value in [*flags.items(), ("--judge-api-key-env", args.judge_api_key_env)] if value]
     if not given:
         return None
-    if args.benchmark != "mmvet":
-        raise ScoringError(f"{', '.join(given)}: only mmvet is graded by an LLM judge, not {args.benchmark}")
+    if not benchmarks.get(args.benchmark).judged:
+        judged = [name for name in benchmarks.names() if benchmarks.get(name).judged]
+        raise ScoringError(
+            f"{', '.join(given)}: only {', '.join(judged)} is graded by an LLM judge, not {args.benchmark}"
+        )
     if not all(flags.values()):
         raise ScoringError("--judge-endpoint and --judge-model go together: give both (or neither, for no score)")
     from impkit.eval.judge import JudgeConfig, make_judge
@@ -160,10 +169,12 @@ def _cmd_timings(args: argparse.Namespace) -> None:
 
 
 def _score_epilog() -> str:
-    from impkit.eval.scoring.registry import INPUTS  # light: the scorers use the standard library only
+    from impkit.eval import benchmarks
 
     rows = []
-    for name, (annotation_files, question_files, prediction_files) in INPUTS.items():
+    for name in benchmarks.names():
+        inputs = benchmarks.get(name).score_inputs
+        annotation_files, question_files, prediction_files = inputs.annotations, inputs.questions, inputs.predictions
         rows.append(f"  {name:<11} --annotations {annotation_files}")
         if question_files != "-":
             rows.append(f"  {'':<11} --questions {question_files}")
@@ -194,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_assemble)
 
     p = sub.add_parser(
-        "twins", help="write the ten benchmarks' synthetic twins (official formats) from the held-out world"
+        "twins", help="write every benchmark's synthetic twin (official formats) from the held-out world"
     )
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--heldout", default="data/world/heldout", help="the world's held-out split")
@@ -213,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--twins", default="data/twins", help="the benchmarks folder written by `impkit twins`")
     p.add_argument("--images", default="data/world/heldout/images", help="the folder image paths are relative to")
     p.add_argument("--out", help="output folder (default build/eval/<release name>)")
-    p.add_argument("--benchmarks", nargs="+", metavar="NAME", help="a subset of the ten (default: all)")
+    p.add_argument("--benchmarks", nargs="+", metavar="NAME", help="a subset of the benchmarks (default: all)")
     p.add_argument("--batch-size", type=int, help="override eval.batch_size")
     p.add_argument("--no-blind", action="store_true", help="skip the blank-image baseline")
     p.add_argument(
@@ -237,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read a benchmark's official files into <out>/<benchmark>/prompts.jsonl (and gold.jsonl when "
         "the files have answers) and merge its entry into <out>/twins.json; every referenced image must exist.",
     )
-    p.add_argument("benchmark", help="vqav2, gqa, vizwiz, textvqa, sqa, pope, mme, mmbench, mmbench_cn or mmvet")
+    p.add_argument("benchmark", help="one of the benchmarks `impkit score --help` lists")
     p.add_argument("--out", required=True, help="the folder to prepare (pass it to `impkit evaluate --twins`)")
     p.add_argument("--images", help="the benchmark's image folder (not needed for MMBench's base64 images)")
     p.add_argument("--annotations", help="the official file or folder `impkit score` reads (sqa: problems.json)")

@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 
 from impkit.config import from_dict, load_params, section
+from impkit.eval import benchmarks
 from impkit.eval.parity import ParityConfig, check, logit_parity, pick_prompts
 from impkit.eval.runners import LlamaCppRunner, TorchRunner
-from impkit.eval.twins import BENCHMARKS, read_prompts
+from impkit.eval.twins import read_prompts
 from impkit.io import write_json
 from impkit.stage import run_stage
 
@@ -29,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     cfg = from_dict(ParityConfig, section(load_params(), "parity"), "parity")
     release, gguf_dir = Path(f"releases/{args.preset}"), Path(f"models/gguf/{args.preset}")
-    rows = {b: read_prompts(TWINS / b) for b in BENCHMARKS if (TWINS / b / "prompts.jsonl").is_file()}
+    rows = {b: read_prompts(TWINS / b) for b in benchmarks.names() if (TWINS / b / "prompts.jsonl").is_file()}
     questions = pick_prompts(rows, cfg.prompts)
     torch_runner = TorchRunner.from_release(release, image_root=IMAGES, device="cpu")
     gguf_runner = LlamaCppRunner.from_export(

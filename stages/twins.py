@@ -1,4 +1,4 @@
-"""DVC stage `twins`: the ten benchmarks' synthetic twins, in their official file formats, from the
+"""DVC stage `twins`: every benchmark's synthetic twin, in its official file formats, from the
 world's held-out split (impkit.eval.twins).
 
 python -m stages.twins
@@ -10,7 +10,8 @@ import logging
 from pathlib import Path
 
 from impkit.config import from_dict, load_params, section
-from impkit.eval.twins import EvalConfig, generate_twins
+from impkit.eval.twins import EvalConfig
+from impkit.eval.twins.generate import generate_twins
 from impkit.stage import run_stage
 
 HELDOUT, TWINS = Path("data/world/heldout"), Path("data/twins")

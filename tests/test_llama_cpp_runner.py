@@ -13,12 +13,15 @@ from conftest import TWIN_SIZES
 from test_gguf_export import THREADS, make_release
 
 from impkit.cli import main as cli
+from impkit.eval import benchmarks as registry
 from impkit.eval.evaluate import ANSWERS_FILE, evaluate
 from impkit.eval.gguf_levels import GGUFEvalConfig, compare_levels, evaluate_levels
 from impkit.eval.parity import ParityConfig, check, logit_parity, pick_prompts
 from impkit.eval.runners import LlamaCppRunner, TorchRunner, questions_from_prompts
-from impkit.eval.twins import BENCHMARKS, EvalConfig, TwinSizes, read_prompts
+from impkit.eval.twins import EvalConfig, TwinSizes, read_prompts
 from impkit.export import export_and_quantize
+
+BENCHMARKS = registry.names()
 
 pytest.importorskip("llama_cpp.mtmd_cpp")
 

@@ -47,7 +47,7 @@ def pope_answer(text: str) -> str:
     return "no" if any(word in _NO_WORDS for word in words) else "yes"
 
 
-def _split_files(folder: Path, what: str) -> dict[str, Path]:
+def split_files(folder: Path, what: str) -> dict[str, Path]:
     files = [p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in (".json", ".jsonl")]
     found = {}
     for split in SPLITS:
@@ -64,7 +64,7 @@ def _load_labels(annotations: PathLike | None) -> dict[str, dict[str, str]]:
     path = existing(annotations, "POPE questions", folder=None)
     labels: dict[str, dict[str, str]] = {split: {} for split in SPLITS}
     if path.is_dir():
-        sources = [(split, file) for split, file in _split_files(path, "POPE question").items()]
+        sources = [(split, file) for split, file in split_files(path, "POPE question").items()]
     else:
         sources = [(None, path)]
     for split, file in sources:
@@ -94,7 +94,7 @@ def _load_answers(predictions: PathLike, labels: dict[str, dict[str, str]]) -> d
             split: index_predictions(
                 read_records(file, "POPE answers"), "question_id", "text", labels[split], file, "POPE answers"
             )
-            for split, file in _split_files(path, "POPE answers").items()
+            for split, file in split_files(path, "POPE answers").items()
         }
     grouped: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
     for i, record in enumerate(read_records(path, "POPE answers"), start=1):

@@ -1,0 +1,84 @@
+"""TextVQA: questions that need the text in the image; soft accuracy with the VQA normaliser.
+
+Official file: ``{"data": [{question_id, image_id, question, answers: [10], ocr_tokens}]}``. The
+prompt carries the reference OCR tokens (LLaVA-1.5), so ``ocr_tokens`` is required. The gold answer
+is the most common human answer after the VQA normaliser (the scorer normalises both sides), in its
+most common spelling; ties go to the answer met first. The question type is VQAv2's.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from impkit.eval import prompts
+from impkit.eval.benchmarks.base import (
+    Benchmark,
+    Official,
+    PromptRow,
+    ReadRequest,
+    ScoreInputs,
+    TwinContext,
+    records_writer,
+)
+from impkit.eval.benchmarks.official import Images, absolute, integer_id, most_common, one_source, records, text
+from impkit.eval.scoring.inputs import PathLike, ScoringError, existing, field, id_key, read_json
+from impkit.eval.scoring.textvqa import score_textvqa
+from impkit.eval.scoring.vqa import normalize_answer
+
+if TYPE_CHECKING:
+    from impkit.eval.twins.common import TwinFiles
+
+NAME = "textvqa"
+IMAGE_PATTERNS = ("{image_id}.jpg",)
+
+
+def read_textvqa(
+    annotations: PathLike, images: PathLike | None, *, image_pattern: str | None = None
+) -> list[PromptRow]:
+    from impkit.eval.twins.short_answer import vqa_question_type  # the twins' taxonomy, VQAv2's
+
+    path = existing(annotations, "TextVQA file")
+    resolve = Images(NAME, IMAGE_PATTERNS, images, image_pattern, path)
+    rows = []
+    for i, record in enumerate(records(read_json(path, "TextVQA questions", dict), "data", path)):
+        where = f"data[{i}]"
+        qid = integer_id(id_key(field(record, "question_id", path, where), path, where), path, where)
+        question = text(field(record, "question", path, where), path, where, "question")
+        image_id = field(record, "image_id", path, where)
+        tokens = field(record, "ocr_tokens", path, where)
+        if not isinstance(tokens, list):
+            raise ScoringError(f"{path}: {where} has 'ocr_tokens' that is not a list")
+        answers = record.get("answers") or []
+        if not isinstance(answers, list):
+            raise ScoringError(f"{path}: {where} has 'answers' that is not a list")
+        gold = most_common([str(a) for a in answers], normalize_answer)
+        prompt = prompts.textvqa(question, [str(t) for t in tokens])
+        image = resolve(image_id=image_id, question_id=int(qid))
+        rows.append(PromptRow(qid, image, prompt, vqa_question_type(question), gold))
+    return rows
+
+
+def _read(request: ReadRequest) -> Official:
+    source = absolute(one_source(NAME, request.annotations, request.questions))
+    return Official(read_textvqa(source, request.images, image_pattern=request.image_pattern), source, source)
+
+
+def _twin(ctx: TwinContext) -> TwinFiles:
+    from impkit.eval.twins import short_answer
+
+    return short_answer.textvqa(ctx.heldout, ctx.rng(NAME), ctx.sizes.textvqa)
+
+
+BENCHMARK = Benchmark(
+    name=NAME,
+    label="TextVQA",
+    score=score_textvqa,
+    score_inputs=ScoreInputs("TextVQA_0.5.1_val.json", "-", "[{question_id, answer}]"),
+    prompt=prompts.textvqa,
+    read=_read,
+    image_patterns=IMAGE_PATTERNS,
+    pattern_fields=("image_id", "question_id"),
+    build_twin=_twin,
+    predictions="results.json: [{question_id, answer}]",
+    write_predictions=records_writer("question_id", "answer", ids=int),
+)

@@ -1,0 +1,79 @@
+"""VizWiz: questions blind people asked about their photos, some unanswerable; soft accuracy with
+VizWiz's own rule (only the prediction is normalised).
+
+Official file: ``[{image, question, answers: [{answer}], answer_type}]`` (test: no answers). The
+gold answer is the most common human answer as written (the scorer compares the human answers
+without normalising them); ties go to the answer met first. Prompt ids are the image names, as
+VizWiz keys its results by image.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from impkit.eval import prompts
+from impkit.eval.benchmarks.base import (
+    Benchmark,
+    Official,
+    PromptRow,
+    ReadRequest,
+    ScoreInputs,
+    TwinContext,
+    records_writer,
+)
+from impkit.eval.benchmarks.official import Images, absolute, most_common, one_source, text
+from impkit.eval.scoring.inputs import PathLike, ScoringError, existing, field, id_key, read_json
+from impkit.eval.scoring.vizwiz import score_vizwiz
+
+if TYPE_CHECKING:
+    from impkit.eval.twins.common import TwinFiles
+
+NAME = "vizwiz"
+IMAGE_PATTERNS = ("{image}",)
+
+
+def _answer(answer: Any) -> str:
+    return str(answer).replace("\n", " ").replace("\t", " ").strip()  # as the scorer reads them
+
+
+def read_vizwiz(annotations: PathLike, images: PathLike | None, *, image_pattern: str | None = None) -> list[PromptRow]:
+    path = existing(annotations, "VizWiz file")
+    resolve = Images(NAME, IMAGE_PATTERNS, images, image_pattern, path)
+    rows = []
+    for i, record in enumerate(read_json(path, "VizWiz questions", list)):
+        where = f"record {i}"
+        image = id_key(field(record, "image", path, where), path, where)
+        question = text(field(record, "question", path, where), path, where, "question")
+        answers = record.get("answers") or []
+        if not isinstance(answers, list):
+            raise ScoringError(f"{path}: {where} has 'answers' that is not a list")
+        given = [_answer(field(a, "answer", path, f"{where}, answers[{j}]")) for j, a in enumerate(answers)]
+        kind = str(record.get("answer_type") or "")
+        rows.append(PromptRow(image, resolve(image=image), prompts.vizwiz(question), kind, most_common(given)))
+    return rows
+
+
+def _read(request: ReadRequest) -> Official:
+    source = absolute(one_source(NAME, request.annotations, request.questions))
+    return Official(read_vizwiz(source, request.images, image_pattern=request.image_pattern), source, source)
+
+
+def _twin(ctx: TwinContext) -> TwinFiles:
+    from impkit.eval.twins import short_answer
+
+    return short_answer.vizwiz(ctx.heldout, ctx.rng(NAME), ctx.sizes.vizwiz)
+
+
+BENCHMARK = Benchmark(
+    name=NAME,
+    label="VizWiz",
+    score=score_vizwiz,
+    score_inputs=ScoreInputs("val.json", "-", "[{image, answer}]"),
+    prompt=prompts.vizwiz,
+    read=_read,
+    image_patterns=IMAGE_PATTERNS,
+    pattern_fields=("image",),
+    build_twin=_twin,
+    predictions="results.json: [{image, answer}]",
+    write_predictions=records_writer("image", "answer"),
+)

@@ -1,0 +1,111 @@
+"""VQAv2: open-ended short answers about COCO images, scored with the VQA tool's soft accuracy.
+
+Official files: the questions JSON ``{"data_subtype", "questions": [{question_id, image_id,
+question}]}`` and, for val, the annotations JSON ``{"annotations": [{question_id,
+multiple_choice_answer, question_type, answers}]}``. The gold answer is ``multiple_choice_answer``;
+test-dev has no annotations and is answered for the EvalAI upload, unscored. Images are
+``COCO_<split>_<image_id:012d>.jpg`` with the split from the questions file's ``data_subtype``
+(test-dev questions use the ``test2015`` images).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from impkit.eval import prompts
+from impkit.eval.benchmarks.base import (
+    Benchmark,
+    Official,
+    PromptRow,
+    ReadRequest,
+    ScoreInputs,
+    TwinContext,
+    records_writer,
+)
+from impkit.eval.benchmarks.official import Images, absolute, integer_id, records, text
+from impkit.eval.scoring.inputs import PathLike, ScoringError, existing, field, id_key, read_json
+from impkit.eval.scoring.vqav2 import score_vqav2
+
+if TYPE_CHECKING:
+    from impkit.eval.twins.common import TwinFiles
+
+NAME = "vqav2"
+IMAGE_PATTERNS = ("COCO_{split}_{image_id:012d}.jpg",)
+
+
+def _split(subtype: Any) -> str | None:
+    if not isinstance(subtype, str) or not subtype:
+        return None
+    return "test" + subtype[len("test-dev") :] if subtype.startswith("test-dev") else subtype
+
+
+def read_vqav2(
+    questions: PathLike,
+    images: PathLike | None,
+    *,
+    annotations: PathLike | None = None,
+    image_pattern: str | None = None,
+) -> list[PromptRow]:
+    """The questions file's rows; with the annotations file they carry the gold answer and question
+    type (without it: no gold, type "")."""
+    qpath = existing(questions, "VQAv2 questions file")
+    qdata = read_json(qpath, "VQAv2 questions", dict)
+    split = _split(qdata.get("data_subtype"))
+    hint = "" if split else "; the questions file has no 'data_subtype' to take {split} from"
+    resolve = Images(NAME, IMAGE_PATTERNS, images, image_pattern, qpath, hint)
+    by_id: dict[str, Any] | None = None
+    if annotations is not None:
+        apath = existing(annotations, "VQAv2 annotations file")
+        by_id = {}
+        for i, record in enumerate(records(read_json(apath, "VQAv2 annotations", dict), "annotations", apath)):
+            where = f"annotation {i}"
+            by_id[id_key(field(record, "question_id", apath, where), apath, where)] = record
+    rows = []
+    for i, record in enumerate(records(qdata, "questions", qpath)):
+        where = f"question {i}"
+        qid = integer_id(id_key(field(record, "question_id", qpath, where), qpath, where), qpath, where)
+        question = text(field(record, "question", qpath, where), qpath, where, "question")
+        image_id = field(record, "image_id", qpath, where)
+        fields = {"image_id": image_id, "question_id": int(qid)} | ({"split": split} if split else {})
+        gold, kind = None, ""
+        if by_id is not None:
+            if qid not in by_id:
+                raise ScoringError(f"{annotations}: no annotation for question {qid} of {qpath}")
+            note = by_id[qid]
+            gold = str(field(note, "multiple_choice_answer", annotations, f"annotation for question {qid}"))
+            kind = str(note.get("question_type", ""))
+        rows.append(PromptRow(qid, resolve(**fields), prompts.short_answer(question), kind, gold))
+    return rows
+
+
+def _read(request: ReadRequest) -> Official:
+    if request.questions is None:
+        raise ScoringError("vqav2: give the questions file (and the annotations file, if the split has answers)")
+    rows = read_vqav2(
+        request.questions, request.images, annotations=request.annotations, image_pattern=request.image_pattern
+    )
+    answers = None if request.annotations is None else absolute(request.annotations)
+    return Official(rows, absolute(request.questions), answers, questions=str(absolute(request.questions)))
+
+
+def _twin(ctx: TwinContext) -> TwinFiles:
+    from impkit.eval.twins import short_answer
+
+    return short_answer.vqav2(ctx.heldout, ctx.rng(NAME), ctx.sizes.vqav2)
+
+
+BENCHMARK = Benchmark(
+    name=NAME,
+    label="VQAv2",
+    score=score_vqav2,
+    score_inputs=ScoreInputs(
+        "val annotations JSON", "val questions JSON (optional: restricts the set)", "[{question_id, answer}]"
+    ),
+    prompt=prompts.short_answer,
+    read=_read,
+    image_patterns=IMAGE_PATTERNS,
+    pattern_fields=("split", "image_id", "question_id"),
+    build_twin=_twin,
+    predictions="results.json: [{question_id, answer}]",
+    write_predictions=records_writer("question_id", "answer", ids=int),
+)
