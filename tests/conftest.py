@@ -170,7 +170,7 @@ def eval_world(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def eval_twins(eval_world, tmp_path_factory) -> Path:
-    """The ten twins of ``eval_world`` at ``TWIN_SIZES``."""
+    """Every built-in benchmark's twin of ``eval_world`` at ``TWIN_SIZES``."""
     from impkit.eval.twins import TwinSizes
     from impkit.eval.twins.generate import generate_twins
 
