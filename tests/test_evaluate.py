@@ -22,6 +22,7 @@ from conftest import TWIN_SIZES
 from impkit.cli import main as cli
 from impkit.config import ConfigError
 from impkit.eval import benchmarks as registry
+from impkit.eval.benchmarks.mmvet import NOT_SCORED
 from impkit.eval.evaluate import (
     MAJORITY,
     NO_ANNOTATIONS,
@@ -35,7 +36,6 @@ from impkit.eval.evaluate import (
 )
 from impkit.eval.parallel import shard_bounds
 from impkit.eval.runners import Question, Runner
-from impkit.eval.scoring.mmvet import NOT_SCORED
 from impkit.eval.twins import EvalConfig, TwinSizes
 from impkit.release import write_release
 

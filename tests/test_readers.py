@@ -23,13 +23,12 @@ from impkit.eval import benchmarks as registry
 from impkit.eval import prompts
 from impkit.eval.benchmarks import write_predictions
 from impkit.eval.benchmarks.mmbench import read_mmbench
-from impkit.eval.benchmarks.mme import read_mme
+from impkit.eval.benchmarks.mme import PERCEPTION, read_mme
 from impkit.eval.benchmarks.prepare import prepare
 from impkit.eval.benchmarks.vqav2 import read_vqav2
 from impkit.eval.evaluate import MAJORITY, NO_ANNOTATIONS, NO_GOLD, evaluate
 from impkit.eval.runners import Question, Runner
 from impkit.eval.scoring import ScoringError
-from impkit.eval.scoring.mme import PERCEPTION
 from impkit.eval.twins import TwinSizes, read_prompts
 
 BENCHMARKS = registry.names()

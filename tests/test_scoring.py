@@ -14,12 +14,12 @@ import pytest
 from impkit import cli
 from impkit.eval import benchmarks as registry
 from impkit.eval.benchmarks import UnknownBenchmarkError
+from impkit.eval.benchmarks.gqa import clean_prediction
+from impkit.eval.benchmarks.mmbench import extract_option
+from impkit.eval.benchmarks.mme import COGNITION, PERCEPTION, mme_answer
+from impkit.eval.benchmarks.pope import pope_answer
+from impkit.eval.benchmarks.sqa import extract_letter
 from impkit.eval.scoring import ScoringError, normalize_answer, soft_accuracy
-from impkit.eval.scoring.gqa import clean_prediction
-from impkit.eval.scoring.mmbench import extract_option
-from impkit.eval.scoring.mme import COGNITION, PERCEPTION, mme_answer
-from impkit.eval.scoring.pope import pope_answer
-from impkit.eval.scoring.scienceqa import extract_letter
 from impkit.eval.scoring.vqa import CONTRACTIONS, _punctuation
 
 # ---------------------------------------------------------------- file helpers

@@ -21,10 +21,10 @@ from impkit.data.synth.scene import COLOURS, SHAPES
 from impkit.eval import benchmarks as registry
 from impkit.eval import heldout, prompts
 from impkit.eval.benchmarks import write_predictions
+from impkit.eval.benchmarks.mmbench import CIRCULAR_STRIDE
+from impkit.eval.benchmarks.mme import COGNITION, PERCEPTION
+from impkit.eval.benchmarks.mmvet import score_mmvet
 from impkit.eval.scoring import normalize_answer
-from impkit.eval.scoring.mmbench import CIRCULAR_STRIDE
-from impkit.eval.scoring.mme import COGNITION, PERCEPTION
-from impkit.eval.scoring.mmvet import score_mmvet
 from impkit.eval.twins import TwinSizes, read_prompts
 from impkit.eval.twins.generate import generate_twins
 

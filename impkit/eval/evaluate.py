@@ -38,9 +38,10 @@ from typing import Any
 
 from impkit.errors import ImpkitError
 from impkit.eval import benchmarks as registry
+from impkit.eval.benchmarks.mmvet import NOT_SCORED
+from impkit.eval.judge import Judge
 from impkit.eval.parallel import answer_all, is_main_process, wait_for_everyone
 from impkit.eval.runners import Runner, questions_from_prompts
-from impkit.eval.scoring.mmvet import NOT_SCORED, Judge
 from impkit.eval.twins import MANIFEST, read_prompts
 from impkit.io import atomic_path, dumps_line, write_json
 from impkit.release import Release

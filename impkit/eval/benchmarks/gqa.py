@@ -1,4 +1,9 @@
-"""GQA testdev-balanced: short answers about scene graphs, exact match after LLaVA-1.5's converter.
+"""GQA (testdev-balanced): exact-match accuracy over the balanced questions.
+
+The prediction is lowercased and its trailing periods stripped, as LLaVA-1.5's GQA converter does
+before the official GQA ``eval.py`` compares it with the gold answer ("Yes." -> "yes"). Leaving the
+period on is one of the known reasons GQA numbers fail to reproduce. Only questions with
+``isBalanced`` count, as in the official script; predictions for the others are accepted and ignored.
 
 Official file: ``{qid: {imageId, question, answer, isBalanced, types: {detailed}}}`` (test files
 have no answers); the question type is GQA's detailed type.
@@ -6,7 +11,8 @@ have no answers); the question type is GQA's detailed type.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
 
 from impkit.eval import prompts
 from impkit.eval.benchmarks.base import (
@@ -19,8 +25,66 @@ from impkit.eval.benchmarks.base import (
     records_writer,
 )
 from impkit.eval.benchmarks.official import Images, absolute, one_source, text
-from impkit.eval.scoring.gqa import score_gqa
-from impkit.eval.scoring.inputs import PathLike, existing, field, read_json
+from impkit.eval.scoring.inputs import (
+    PathLike,
+    ScoringError,
+    existing,
+    field,
+    index_predictions,
+    percent,
+    read_json,
+    read_records,
+    reject_unused,
+    result,
+)
+
+
+def clean_prediction(prediction: str) -> str:
+    # strip() first: runners strip generations, and a trailing newline would hide the period
+    return prediction.strip().rstrip(".").lower()
+
+
+def score_gqa(annotations: PathLike | None, predictions: PathLike, questions: PathLike | None = None) -> dict[str, Any]:
+    """``annotations``: ``{qid: {answer, isBalanced, types: {structural}, ...}}``;
+    ``predictions``: ``[{questionId, prediction}]``."""
+    reject_unused(questions, "questions", "gqa")
+    data = read_json(annotations, "GQA questions", dict)
+    balanced: dict[str, dict[str, Any]] = {}
+    for qid, record in data.items():
+        where = f"question {qid}"
+        field(record, "answer", annotations, where)
+        if field(record, "isBalanced", annotations, where):
+            balanced[str(qid)] = record
+    if not balanced:
+        raise ScoringError(f"{annotations}: no balanced questions (isBalanced) to score")
+
+    preds = index_predictions(
+        read_records(predictions, "GQA predictions"),
+        "questionId",
+        "prediction",
+        map(str, data),
+        predictions,
+        "GQA predictions",
+    )
+    correct, missing = 0, 0
+    by_structural: dict[str, list[int]] = defaultdict(list)
+    for qid, record in balanced.items():
+        if qid in preds:
+            hit = int(clean_prediction(preds[qid]) == str(record["answer"]))
+        else:
+            hit, missing = 0, missing + 1
+        correct += hit
+        types = record.get("types")
+        by_structural[str(types.get("structural", "unknown")) if isinstance(types, dict) else "unknown"].append(hit)
+    return result(
+        "gqa",
+        "accuracy",
+        percent(correct, len(balanced)),
+        len(balanced),
+        per_structural_type={t: percent(sum(v), len(v)) for t, v in sorted(by_structural.items())},
+        missing=missing,
+    )
+
 
 if TYPE_CHECKING:
     from impkit.eval.twins.common import TwinFiles

@@ -8,14 +8,13 @@ import functools
 from impkit.eval import prompts
 from impkit.eval.benchmarks import mmbench
 from impkit.eval.benchmarks.base import Benchmark, ScoreInputs
-from impkit.eval.scoring.mmbench import score_mmbench_cn
 
 NAME = "mmbench_cn"
 
 BENCHMARK = Benchmark(
     name=NAME,
     label="MMB-CN",
-    score=score_mmbench_cn,
+    score=mmbench.score_mmbench_cn,
     score_inputs=ScoreInputs("CN dev TSV", "-", "as mmbench"),
     prompt=functools.partial(prompts.mmbench, language="cn"),
     read=mmbench.reader("cn"),

@@ -1,6 +1,22 @@
-"""POPE: yes/no questions about objects that are or are not in COCO images, in three splits whose
-negatives are drawn at random, among popular objects, and among co-occurring ones; the headline is
-the mean F1 of the three.
+"""POPE (random / popular / adversarial): yes/no object hallucination.
+
+Each answer is reduced to yes/no with LLaVA-1.5's POPE rule: keep the text before the first ``.``,
+delete commas, split on spaces; if a word is exactly ``No``, ``not`` or ``no`` the answer is "no",
+otherwise "yes". So "No, there is not." -> no, "Yes. No." -> yes (only the first sentence counts),
+and "Not really" -> yes (the reference matches whole words case-sensitively and has no ``Not``).
+
+Per split, with "yes" as the positive class: accuracy, precision, recall, F1 and the share of "yes"
+answers, all ×100. Headline: the mean F1 of the three splits ×100 (how the Imp README reports POPE).
+A missing answer counts as the wrong answer (a false negative for a "yes" question, a false
+positive for a "no" question) and is not counted as a "yes" in the yes-ratio.
+
+Inputs. Annotations: a folder holding the three official question files (JSON Lines
+``{question_id, image, text, label}``, one file per split, named with the split, e.g.
+``coco_pope_random.json``), or one JSON Lines file whose lines also carry ``category`` (the split).
+Predictions: one answers file (JSON Lines ``{question_id, text}``), or a folder with one answers file
+per split named with the split. In one answers file each answer goes to the split its
+``category`` names or, without one, to the only split holding its ``question_id``; the official
+split files each number their questions from 1, so with them use one answers file per split.
 
 Official files: ``coco_pope_{adversarial,popular,random}.json``, JSON Lines of ``{question_id,
 image, text, label}``. Prompt ids are ``<split>/<question_id>``; the question type is the split.
@@ -10,14 +26,153 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from impkit.eval import prompts
 from impkit.eval.benchmarks.base import Benchmark, Official, PromptRow, ReadRequest, ScoreInputs, TwinContext
 from impkit.eval.benchmarks.official import Images, absolute, integer_id, one_source, text
-from impkit.eval.scoring.inputs import PathLike, ScoringError, existing, field, id_key, read_jsonl
-from impkit.eval.scoring.pope import SPLITS, score_pope, split_files
+from impkit.eval.scoring.inputs import (
+    PathLike,
+    ScoringError,
+    existing,
+    field,
+    id_key,
+    index_predictions,
+    read_jsonl,
+    read_records,
+    reject_unused,
+    result,
+)
 from impkit.io import atomic_path
+
+SPLITS = ("adversarial", "popular", "random")
+_NO_WORDS = frozenset({"No", "not", "no"})
+
+
+def pope_answer(text: str) -> str:
+    """ "yes" or "no" by LLaVA-1.5's POPE rule (see the module docstring)."""
+    first_sentence = text.split(".")[0]
+    words = first_sentence.replace(",", "").split(" ")
+    return "no" if any(word in _NO_WORDS for word in words) else "yes"
+
+
+def split_files(folder: Path, what: str) -> dict[str, Path]:
+    files = [p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in (".json", ".jsonl")]
+    found = {}
+    for split in SPLITS:
+        matches = [p for p in files if split in p.name.lower()]
+        if len(matches) != 1:
+            names = [p.name for p in matches] or "none"
+            raise ScoringError(f"{folder}: expected one {what} file named with '{split}' (.json/.jsonl), found {names}")
+        found[split] = matches[0]
+    return found
+
+
+def _load_labels(annotations: PathLike | None) -> dict[str, dict[str, str]]:
+    """split -> question id -> "yes"/"no"."""
+    path = existing(annotations, "POPE questions", folder=None)
+    labels: dict[str, dict[str, str]] = {split: {} for split in SPLITS}
+    if path.is_dir():
+        sources = [(split, file) for split, file in split_files(path, "POPE question").items()]
+    else:
+        sources = [(None, path)]
+    for split, file in sources:
+        for i, record in enumerate(read_records(file, "POPE questions"), start=1):
+            where = f"question {i}"
+            record_split = split or str(field(record, "category", file, where))
+            if record_split not in labels:
+                raise ScoringError(f"{file}: {where} has category {record_split!r}; expected one of {list(SPLITS)}")
+            qid = id_key(field(record, "question_id", file, where), file, where)
+            label = str(field(record, "label", file, where)).strip().lower()
+            if label not in ("yes", "no"):
+                raise ScoringError(f"{file}: {where} has label {label!r}; expected yes or no")
+            if qid in labels[record_split]:
+                raise ScoringError(f"{file}: question_id {qid} appears twice in the {record_split} split")
+            labels[record_split][qid] = label
+    empty = [split for split in SPLITS if not labels[split]]
+    if empty:
+        raise ScoringError(f"{path}: no questions for the POPE split(s) {empty}; the headline needs all three")
+    return labels
+
+
+def _load_answers(predictions: PathLike, labels: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """split -> question id -> answer text."""
+    path = existing(predictions, "POPE answers", folder=None)
+    if path.is_dir():
+        return {
+            split: index_predictions(
+                read_records(file, "POPE answers"), "question_id", "text", labels[split], file, "POPE answers"
+            )
+            for split, file in split_files(path, "POPE answers").items()
+        }
+    grouped: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
+    for i, record in enumerate(read_records(path, "POPE answers"), start=1):
+        where = f"answer {i}"
+        if "category" in record:
+            split = str(record["category"])
+            if split not in grouped:
+                raise ScoringError(f"{path}: {where} has category {split!r}; expected one of {list(SPLITS)}")
+        else:
+            qid = id_key(field(record, "question_id", path, where), path, where)
+            holders = [s for s in SPLITS if qid in labels[s]]
+            if not holders:
+                raise ScoringError(f"{path}: {where} is for question_id {qid}, which no POPE split has")
+            if len(holders) > 1:
+                raise ScoringError(
+                    f"{path}: question_id {qid} is in several POPE splits {holders}; "
+                    "give one answers file per split (a folder) or a 'category' field per answer"
+                )
+            split = holders[0]
+        grouped[split].append(record)
+    return {
+        split: index_predictions(records, "question_id", "text", labels[split], path, f"POPE answers ({split})")
+        for split, records in grouped.items()
+    }
+
+
+def split_metrics(labels: dict[str, str], answers: dict[str, str]) -> dict[str, Any]:
+    tp = fp = tn = fn = yes = missing = 0
+    for qid, label in labels.items():
+        if qid in answers:
+            said = pope_answer(answers[qid])
+        else:
+            said, missing = ("no" if label == "yes" else "yes"), missing + 1
+        yes += qid in answers and said == "yes"
+        if label == "yes":
+            tp, fn = tp + (said == "yes"), fn + (said == "no")
+        else:
+            fp, tn = fp + (said == "yes"), tn + (said == "no")
+    n = len(labels)
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "accuracy": 100.0 * (tp + tn) / n,
+        "precision": 100.0 * precision,
+        "recall": 100.0 * recall,
+        "f1": 100.0 * f1,
+        "yes_ratio": 100.0 * yes / n,
+        "missing": missing,
+        "n": n,
+    }
+
+
+def score_pope(
+    annotations: PathLike | None, predictions: PathLike, questions: PathLike | None = None
+) -> dict[str, Any]:
+    reject_unused(questions, "questions", "pope")
+    labels = _load_labels(annotations)
+    answers = _load_answers(predictions, labels)
+    splits = {split: split_metrics(labels[split], answers[split]) for split in SPLITS}
+    return result(
+        "pope",
+        "mean_f1",
+        sum(m["f1"] for m in splits.values()) / len(SPLITS),
+        sum(m["n"] for m in splits.values()),
+        splits=splits,
+        missing=sum(m["missing"] for m in splits.values()),
+    )
+
 
 if TYPE_CHECKING:
     from impkit.eval.twins.common import TwinFiles
