@@ -17,7 +17,7 @@ from impkit.eval import prompts
 from impkit.eval.benchmarks.base import (
     Benchmark,
     Official,
-    PromptRow,
+    Prompt,
     ReadRequest,
     ScoreInputs,
     TwinContext,
@@ -26,7 +26,7 @@ from impkit.eval.benchmarks.base import (
 from impkit.eval.benchmarks.prepare import prepare
 from impkit.eval.scoring.inputs import PathLike, ScoringError, existing, percent, read_json, reject_unused, result
 from impkit.eval.twins import TwinSizes
-from impkit.eval.twins.common import Prompt, TwinFiles, pick
+from impkit.eval.twins.common import TwinFiles, pick
 from impkit.eval.twins.generate import generate_twins
 
 TOY = "toy_background"
@@ -58,8 +58,12 @@ def _twin(ctx: TwinContext) -> TwinFiles:
 def _read(request: ReadRequest) -> Official:
     path = existing(request.annotations, "toy annotations")
     rows = [
-        PromptRow(
-            qid, str(Path(request.images or ".") / item["image"]), prompts.short_answer(item["question"]), "", None
+        Prompt(
+            qid,
+            str(Path(request.images or ".") / item["image"]),
+            prompts.short_answer(item["question"]),
+            None,
+            "background",
         )
         for qid, item in read_json(path, "toy annotations", dict).items()
     ]

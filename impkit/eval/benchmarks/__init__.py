@@ -14,12 +14,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from impkit.eval.benchmarks import gqa, mmbench, mmbench_cn, mme, mmvet, pope, sqa, textvqa, vizwiz, vqav2
-from impkit.eval.benchmarks.base import Benchmark, PromptRow, ScoreInputs, TwinContext
+from impkit.eval.benchmarks.base import Benchmark, Prompt, ScoreInputs, TwinContext
 from impkit.eval.scoring.inputs import ScoringError
 
 __all__ = [
     "Benchmark",
-    "PromptRow",
+    "Prompt",
     "ScoreInputs",
     "TwinContext",
     "UnknownBenchmarkError",

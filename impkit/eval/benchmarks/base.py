@@ -25,16 +25,21 @@ if TYPE_CHECKING:  # the twins import the synthetic world, which `impkit score` 
 Scorer = Callable[..., dict[str, Any]]
 
 
-@dataclass(frozen=True)
-class PromptRow:
-    """One question as a twin's ``prompts.jsonl`` holds it, with its gold answer (None when the
-    official file has none). ``image`` is an absolute path, or None for a text-only question."""
+@dataclass
+class Prompt:
+    """One line of a twin's ``prompts.jsonl``: what the runner asks, and the answer that scores full
+    marks (None when the official files have no answers). ``image`` is a path (relative to the images
+    folder in a twin, absolute when read from official files), or None for a text-only question.
+
+    ``type`` is the question's type in the benchmark's own taxonomy (VQAv2's question type, GQA's
+    detailed type, the POPE split, the MME subtask, the MMBench category, ...): the group within
+    which the majority-answer baseline answers every question alike."""
 
     id: str
     image: str | None
     prompt: str
-    type: str
     gold: str | None
+    type: str
 
     def line(self, benchmark: str) -> dict[str, Any]:
         return {"id": self.id, "image": self.image, "prompt": self.prompt, "type": self.type, "benchmark": benchmark}
@@ -49,7 +54,7 @@ class Official:
     ``ground_truth`` files written under ``<benchmark>/ground_truth/`` for scorers that read the
     ground truth beside the predictions (MME's eval tool)."""
 
-    rows: list[PromptRow]
+    rows: list[Prompt]
     source: Path
     answers: Path | None
     questions: str | None = None

@@ -17,14 +17,12 @@ from typing import TYPE_CHECKING, Any
 from impkit.eval import prompts
 from impkit.eval.benchmarks.base import (
     Benchmark,
-    Official,
-    PromptRow,
-    ReadRequest,
+    Prompt,
     ScoreInputs,
     TwinContext,
     records_writer,
 )
-from impkit.eval.benchmarks.official import Images, absolute, one_source, text
+from impkit.eval.benchmarks.official import Images, one_file_reader, text
 from impkit.eval.scoring.inputs import (
     PathLike,
     ScoringError,
@@ -93,7 +91,7 @@ NAME = "gqa"
 IMAGE_PATTERNS = ("{imageId}.jpg",)
 
 
-def read_gqa(questions: PathLike, images: PathLike | None, *, image_pattern: str | None = None) -> list[PromptRow]:
+def read_gqa(questions: PathLike, images: PathLike | None, *, image_pattern: str | None = None) -> list[Prompt]:
     path = existing(questions, "GQA questions file")
     resolve = Images(NAME, IMAGE_PATTERNS, images, image_pattern, path)
     rows = []
@@ -104,13 +102,8 @@ def read_gqa(questions: PathLike, images: PathLike | None, *, image_pattern: str
         types = record.get("types")
         kind = str(types.get("detailed", "")) if isinstance(types, dict) else ""
         gold = None if record.get("answer") is None else str(record["answer"])
-        rows.append(PromptRow(str(qid), resolve(imageId=image_id, qid=qid), prompts.short_answer(question), kind, gold))
+        rows.append(Prompt(str(qid), resolve(imageId=image_id, qid=qid), prompts.short_answer(question), gold, kind))
     return rows
-
-
-def _read(request: ReadRequest) -> Official:
-    source = absolute(one_source(NAME, request.annotations, request.questions))
-    return Official(read_gqa(source, request.images, image_pattern=request.image_pattern), source, source)
 
 
 def _twin(ctx: TwinContext) -> TwinFiles:
@@ -125,7 +118,7 @@ BENCHMARK = Benchmark(
     score=score_gqa,
     score_inputs=ScoreInputs("testdev_balanced_questions.json", "-", "[{questionId, prediction}]"),
     prompt=prompts.short_answer,
-    read=_read,
+    read=one_file_reader(NAME, read_gqa),
     image_patterns=IMAGE_PATTERNS,
     pattern_fields=("imageId", "qid"),
     build_twin=_twin,

@@ -47,7 +47,7 @@ from impkit.eval import prompts
 from impkit.eval.benchmarks.base import (
     Benchmark,
     Official,
-    PromptRow,
+    Prompt,
     ReadRequest,
     ScoreInputs,
     TwinContext,
@@ -243,7 +243,7 @@ def read_mmbench(
     image_pattern: str | None = None,
     image_dir: PathLike | None = None,
     language: str = "en",
-) -> list[PromptRow]:
+) -> list[Prompt]:
     """The sheet's rows; base64 images are decoded into ``image_dir`` as ``<index>.png``."""
     if language not in prompts.LANGUAGES:
         raise ValueError(f"unknown MMBench language {language!r}")
@@ -272,7 +272,7 @@ def read_mmbench(
         raise ScoringError(f"{path}: an index appears twice in the MMBench sheet")
     if by_path:
         return [
-            PromptRow(qid, resolve(image_path=cell, index=int(qid)) if cell else None, prompt, kind, gold)
+            Prompt(qid, resolve(image_path=cell, index=int(qid)) if cell else None, prompt, gold, kind)
             for qid, prompt, kind, gold, cell, _ in parsed
         ]
     if image_dir is None:
@@ -291,7 +291,7 @@ def read_mmbench(
                     _write_png(_decode_image(cell, path, number), folder / f"{qid}.png", path, number)
                     written[digest] = f"{qid}.png"
                 image = str(absolute(image_dir) / written[digest])
-            rows.append(PromptRow(qid, image, prompt, kind, gold))
+            rows.append(Prompt(qid, image, prompt, gold, kind))
     return rows
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from impkit.eval import prompts
-from impkit.eval.benchmarks.base import Benchmark, Official, PromptRow, ReadRequest, ScoreInputs, TwinContext
+from impkit.eval.benchmarks.base import Benchmark, Official, Prompt, ReadRequest, ScoreInputs, TwinContext
 from impkit.eval.benchmarks.official import IMAGE_SUFFIXES, Images, absolute, one_source
 from impkit.eval.scoring.inputs import PathLike, ScoringError, existing, reject_unused, result
 from impkit.io import atomic_path
@@ -223,7 +223,7 @@ def read_mme_lines(folder: PathLike) -> dict[str, list[MmeLine]]:
 
 def _rows(
     lines: dict[str, list[MmeLine]], images: PathLike | None, image_pattern: str | None, root: Path
-) -> list[PromptRow]:
+) -> list[Prompt]:
     resolve = Images(NAME, IMAGE_PATTERNS, images, image_pattern, root)
     rows = []
     for subtask, subtask_lines in lines.items():
@@ -233,11 +233,11 @@ def _rows(
             except ValueError:
                 raise ScoringError(f"{line.source}: the question does not end with {prompts.MME_YES_NO!r}") from None
             image = resolve(subtask=subtask, image=line.image)
-            rows.append(PromptRow(f"{subtask}/{number}", image, prompt, subtask, line.answer))
+            rows.append(Prompt(f"{subtask}/{number}", image, prompt, line.answer, subtask))
     return rows
 
 
-def read_mme(folder: PathLike, images: PathLike | None, *, image_pattern: str | None = None) -> list[PromptRow]:
+def read_mme(folder: PathLike, images: PathLike | None, *, image_pattern: str | None = None) -> list[Prompt]:
     """MME's questions; ids ``<subtask>/<line number>`` in the ground-truth lines (``read_mme_lines``)."""
     return _rows(read_mme_lines(folder), images, image_pattern, Path(folder))
 

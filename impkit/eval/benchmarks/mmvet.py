@@ -25,14 +25,12 @@ from typing import TYPE_CHECKING, Any
 from impkit.eval import prompts
 from impkit.eval.benchmarks.base import (
     Benchmark,
-    Official,
-    PromptRow,
-    ReadRequest,
+    Prompt,
     ScoreInputs,
     TwinContext,
     write_value,
 )
-from impkit.eval.benchmarks.official import Images, absolute, one_source, text
+from impkit.eval.benchmarks.official import Images, one_file_reader, text
 from impkit.eval.judge import Judge
 from impkit.eval.scoring.inputs import (
     PathLike,
@@ -115,7 +113,7 @@ NAME = "mmvet"
 IMAGE_PATTERNS = ("{imagename}",)
 
 
-def read_mmvet(annotations: PathLike, images: PathLike | None, *, image_pattern: str | None = None) -> list[PromptRow]:
+def read_mmvet(annotations: PathLike, images: PathLike | None, *, image_pattern: str | None = None) -> list[Prompt]:
     path = existing(annotations, "MM-Vet file")
     resolve = Images(NAME, IMAGE_PATTERNS, images, image_pattern, path)
     rows = []
@@ -126,13 +124,8 @@ def read_mmvet(annotations: PathLike, images: PathLike | None, *, image_pattern:
         capability = item.get("capability") or []
         kind = "+".join(map(str, capability)) if isinstance(capability, list) else str(capability)
         gold = None if item.get("answer") is None else str(item["answer"])
-        rows.append(PromptRow(str(qid), image, prompts.mmvet(question), kind, gold))
+        rows.append(Prompt(str(qid), image, prompts.mmvet(question), gold, kind))
     return rows
-
-
-def _read(request: ReadRequest) -> Official:
-    source = absolute(one_source(NAME, request.annotations, request.questions))
-    return Official(read_mmvet(source, request.images, image_pattern=request.image_pattern), source, source)
 
 
 def _twin(ctx: TwinContext) -> TwinFiles:
@@ -154,7 +147,7 @@ BENCHMARK = Benchmark(
         "mm-vet.json", "-", '{"v1_0": answer, ...}; a number only with --judge-endpoint/--judge-model'
     ),
     prompt=prompts.mmvet,
-    read=_read,
+    read=one_file_reader(NAME, read_mmvet),
     image_patterns=IMAGE_PATTERNS,
     pattern_fields=("imagename", "id"),
     build_twin=_twin,

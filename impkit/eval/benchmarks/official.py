@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from impkit.eval.benchmarks.base import PromptRow
+from impkit.eval.benchmarks.base import Official, Prompt, ReadRequest
 from impkit.eval.scoring.inputs import PathLike, ScoringError, existing, field
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
@@ -66,7 +66,7 @@ class Images:
         return str(candidates[0])
 
 
-def check_images(rows: list[PromptRow], source: PathLike, images: PathLike | None) -> None:
+def check_images(rows: list[Prompt], source: PathLike, images: PathLike | None) -> None:
     """Every image the rows name must be a file; else one error with the count and a few examples."""
     named = list(dict.fromkeys(row.image for row in rows if row.image))
     missing = [path for path in named if not os.path.isfile(path)]
@@ -120,3 +120,14 @@ def one_source(benchmark: str, annotations: PathLike | None, questions: PathLike
     if given is None:
         raise ScoringError(f"{benchmark}: give the official file (annotations)")
     return Path(given)
+
+
+def one_file_reader(benchmark: str, read: Callable[..., list[Prompt]]) -> Callable[[ReadRequest], Official]:
+    """The ``impkit prepare`` reader of a benchmark whose questions and answers are one official file
+    (or folder): ``read(path, images, image_pattern=...)``; the file is also what the scorer reads."""
+
+    def read_request(request: ReadRequest) -> Official:
+        source = absolute(one_source(benchmark, request.annotations, request.questions))
+        return Official(read(source, request.images, image_pattern=request.image_pattern), source, source)
+
+    return read_request

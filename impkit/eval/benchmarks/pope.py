@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from impkit.eval import prompts
-from impkit.eval.benchmarks.base import Benchmark, Official, PromptRow, ReadRequest, ScoreInputs, TwinContext
-from impkit.eval.benchmarks.official import Images, absolute, integer_id, one_source, text
+from impkit.eval.benchmarks.base import Benchmark, Prompt, ScoreInputs, TwinContext
+from impkit.eval.benchmarks.official import Images, integer_id, one_file_reader, text
 from impkit.eval.scoring.inputs import (
     PathLike,
     ScoringError,
@@ -181,7 +181,7 @@ NAME = "pope"
 IMAGE_PATTERNS = ("{image}",)
 
 
-def read_pope(folder: PathLike, images: PathLike | None, *, image_pattern: str | None = None) -> list[PromptRow]:
+def read_pope(folder: PathLike, images: PathLike | None, *, image_pattern: str | None = None) -> list[Prompt]:
     root = existing(folder, "POPE questions folder", folder=True)
     files = split_files(root, "POPE question")  # the scorer's own way of finding the three files
     rows = []
@@ -202,13 +202,8 @@ def read_pope(folder: PathLike, images: PathLike | None, *, image_pattern: str |
             if gold not in (None, "yes", "no"):
                 raise ScoringError(f"{path}: {where} has label {label!r}; expected yes or no")
             image_path = resolve(image=image, split=split, question_id=int(qid))
-            rows.append(PromptRow(f"{split}/{qid}", image_path, prompts.short_answer(question), split, gold))
+            rows.append(Prompt(f"{split}/{qid}", image_path, prompts.short_answer(question), gold, split))
     return rows
-
-
-def _read(request: ReadRequest) -> Official:
-    source = absolute(one_source(NAME, request.annotations, request.questions))
-    return Official(read_pope(source, request.images, image_pattern=request.image_pattern), source, source)
 
 
 def _twin(ctx: TwinContext) -> TwinFiles:
@@ -242,7 +237,7 @@ BENCHMARK = Benchmark(
         "answers JSONL, or a folder with one per split",
     ),
     prompt=prompts.short_answer,
-    read=_read,
+    read=one_file_reader(NAME, read_pope),
     image_patterns=IMAGE_PATTERNS,
     pattern_fields=("image", "split", "question_id"),
     build_twin=_twin,

@@ -29,7 +29,7 @@ from impkit.eval import prompts
 from impkit.eval.benchmarks.base import (
     Benchmark,
     Official,
-    PromptRow,
+    Prompt,
     ReadRequest,
     ScoreInputs,
     TwinContext,
@@ -111,7 +111,7 @@ IMAGE_PATTERNS = ("{pid}/image.png",)
 
 def read_sqa(
     problems: PathLike, images: PathLike | None, *, pid_splits: PathLike | None = None, image_pattern: str | None = None
-) -> list[PromptRow]:
+) -> list[Prompt]:
     path = existing(problems, "ScienceQA problems.json")
     splits_path = existing(
         path.with_name("pid_splits.json") if pid_splits is None else pid_splits, "ScienceQA pid_splits"
@@ -137,7 +137,7 @@ def read_sqa(
         image = resolve(pid=pid, image=image_name, split=problem.get("split", "test")) if image_name else None
         prompt = prompts.scienceqa(question, [str(c) for c in choices], str(problem.get("hint") or ""))
         gold = None if answer is None else prompts.OPTION_LETTERS[answer]
-        rows.append(PromptRow(pid, image, prompt, str(problem.get("category") or ""), gold))
+        rows.append(Prompt(pid, image, prompt, gold, str(problem.get("category") or "")))
     return rows
 
 

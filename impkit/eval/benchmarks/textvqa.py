@@ -17,14 +17,19 @@ from typing import TYPE_CHECKING, Any
 from impkit.eval import prompts
 from impkit.eval.benchmarks.base import (
     Benchmark,
-    Official,
-    PromptRow,
-    ReadRequest,
+    Prompt,
     ScoreInputs,
     TwinContext,
     records_writer,
 )
-from impkit.eval.benchmarks.official import Images, absolute, integer_id, most_common, one_source, records, text
+from impkit.eval.benchmarks.official import (
+    Images,
+    integer_id,
+    most_common,
+    one_file_reader,
+    records,
+    text,
+)
 from impkit.eval.scoring.inputs import (
     PathLike,
     ScoringError,
@@ -76,9 +81,7 @@ NAME = "textvqa"
 IMAGE_PATTERNS = ("{image_id}.jpg",)
 
 
-def read_textvqa(
-    annotations: PathLike, images: PathLike | None, *, image_pattern: str | None = None
-) -> list[PromptRow]:
+def read_textvqa(annotations: PathLike, images: PathLike | None, *, image_pattern: str | None = None) -> list[Prompt]:
     from impkit.eval.twins.short_answer import vqa_question_type  # the twins' taxonomy, VQAv2's
 
     path = existing(annotations, "TextVQA file")
@@ -98,13 +101,8 @@ def read_textvqa(
         gold = most_common([str(a) for a in answers], normalize_answer)
         prompt = prompts.textvqa(question, [str(t) for t in tokens])
         image = resolve(image_id=image_id, question_id=int(qid))
-        rows.append(PromptRow(qid, image, prompt, vqa_question_type(question), gold))
+        rows.append(Prompt(qid, image, prompt, gold, vqa_question_type(question)))
     return rows
-
-
-def _read(request: ReadRequest) -> Official:
-    source = absolute(one_source(NAME, request.annotations, request.questions))
-    return Official(read_textvqa(source, request.images, image_pattern=request.image_pattern), source, source)
 
 
 def _twin(ctx: TwinContext) -> TwinFiles:
@@ -119,7 +117,7 @@ BENCHMARK = Benchmark(
     score=score_textvqa,
     score_inputs=ScoreInputs("TextVQA_0.5.1_val.json", "-", "[{question_id, answer}]"),
     prompt=prompts.textvqa,
-    read=_read,
+    read=one_file_reader(NAME, read_textvqa),
     image_patterns=IMAGE_PATTERNS,
     pattern_fields=("image_id", "question_id"),
     build_twin=_twin,

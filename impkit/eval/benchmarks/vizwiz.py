@@ -18,14 +18,12 @@ from typing import TYPE_CHECKING, Any
 from impkit.eval import prompts
 from impkit.eval.benchmarks.base import (
     Benchmark,
-    Official,
-    PromptRow,
-    ReadRequest,
+    Prompt,
     ScoreInputs,
     TwinContext,
     records_writer,
 )
-from impkit.eval.benchmarks.official import Images, absolute, most_common, one_source, text
+from impkit.eval.benchmarks.official import Images, most_common, one_file_reader, text
 from impkit.eval.scoring.inputs import (
     PathLike,
     ScoringError,
@@ -92,7 +90,7 @@ def _answer(answer: Any) -> str:
     return str(answer).replace("\n", " ").replace("\t", " ").strip()  # as the scorer reads them
 
 
-def read_vizwiz(annotations: PathLike, images: PathLike | None, *, image_pattern: str | None = None) -> list[PromptRow]:
+def read_vizwiz(annotations: PathLike, images: PathLike | None, *, image_pattern: str | None = None) -> list[Prompt]:
     path = existing(annotations, "VizWiz file")
     resolve = Images(NAME, IMAGE_PATTERNS, images, image_pattern, path)
     rows = []
@@ -105,13 +103,8 @@ def read_vizwiz(annotations: PathLike, images: PathLike | None, *, image_pattern
             raise ScoringError(f"{path}: {where} has 'answers' that is not a list")
         given = [_answer(field(a, "answer", path, f"{where}, answers[{j}]")) for j, a in enumerate(answers)]
         kind = str(record.get("answer_type") or "")
-        rows.append(PromptRow(image, resolve(image=image), prompts.vizwiz(question), kind, most_common(given)))
+        rows.append(Prompt(image, resolve(image=image), prompts.vizwiz(question), most_common(given), kind))
     return rows
-
-
-def _read(request: ReadRequest) -> Official:
-    source = absolute(one_source(NAME, request.annotations, request.questions))
-    return Official(read_vizwiz(source, request.images, image_pattern=request.image_pattern), source, source)
 
 
 def _twin(ctx: TwinContext) -> TwinFiles:
@@ -126,7 +119,7 @@ BENCHMARK = Benchmark(
     score=score_vizwiz,
     score_inputs=ScoreInputs("val.json", "-", "[{image, answer}]"),
     prompt=prompts.vizwiz,
-    read=_read,
+    read=one_file_reader(NAME, read_vizwiz),
     image_patterns=IMAGE_PATTERNS,
     pattern_fields=("image",),
     build_twin=_twin,

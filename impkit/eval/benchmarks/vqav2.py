@@ -19,7 +19,7 @@ from impkit.eval import prompts
 from impkit.eval.benchmarks.base import (
     Benchmark,
     Official,
-    PromptRow,
+    Prompt,
     ReadRequest,
     ScoreInputs,
     TwinContext,
@@ -113,7 +113,7 @@ def read_vqav2(
     *,
     annotations: PathLike | None = None,
     image_pattern: str | None = None,
-) -> list[PromptRow]:
+) -> list[Prompt]:
     """The questions file's rows; with the annotations file they carry the gold answer and question
     type (without it: no gold, type "")."""
     qpath = existing(questions, "VQAv2 questions file")
@@ -142,7 +142,7 @@ def read_vqav2(
             note = by_id[qid]
             gold = str(field(note, "multiple_choice_answer", annotations, f"annotation for question {qid}"))
             kind = str(note.get("question_type", ""))
-        rows.append(PromptRow(qid, resolve(**fields), prompts.short_answer(question), kind, gold))
+        rows.append(Prompt(qid, resolve(**fields), prompts.short_answer(question), gold, kind))
     return rows
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from impkit.config import ConfigError
 from impkit.data.synth import language as lang
 from impkit.data.synth.scene import POSITIONS, SHAPES, WORDS, Chart, Scene, SceneObject, Spec, TextImage
+from impkit.eval.benchmarks.base import Prompt
 from impkit.eval.judge import JudgeConfig
 from impkit.eval.scoring.vqa import NUMBER_WORDS as NORMALISED_NUMBERS
 from impkit.eval.scoring.vqa import normalize_answer
@@ -153,24 +154,6 @@ def twin_rng(seed: int, benchmark: str) -> random.Random:
 def pick(rng: random.Random, pool: Sequence[HeldoutImage], n: int) -> list[HeldoutImage]:
     """Up to ``n`` distinct images in a seeded order."""
     return rng.sample(list(pool), min(n, len(pool)))
-
-
-@dataclass
-class Prompt:
-    """One line of ``prompts.jsonl``: what the runner asks, and the answer that scores full marks.
-
-    ``type`` is the question's type in the benchmark's own taxonomy (VQAv2's question type, GQA's
-    detailed type, the POPE split, the MME subtask, the MMBench category, ...): the group within
-    which the majority-answer baseline answers every question alike."""
-
-    id: str
-    image: str | None
-    prompt: str
-    gold: str
-    type: str
-
-    def line(self, benchmark: str) -> dict[str, Any]:
-        return {"id": self.id, "image": self.image, "prompt": self.prompt, "type": self.type, "benchmark": benchmark}
 
 
 class Jsonl(list):
