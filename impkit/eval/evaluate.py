@@ -61,17 +61,16 @@ def check_benchmarks(benchmarks: Sequence[str]) -> None:
         raise EvaluationError(f"unknown benchmark(s) {unknown}; known: {list(known)}")
 
 
-# Paper Table 3's benchmark columns, in its order; other registered benchmarks follow in theirs.
-TABLE3_ORDER = ("vqav2", "gqa", "vizwiz", "sqa", "textvqa", "pope", "mme", "mmbench", "mmbench_cn", "mmvet")
 MAJORITY = "majority"
 ANSWERS_FILE = "raw_answers.jsonl"  # per run and benchmark: {"id", "answer"} lines, the answer strings as given
 
 
 def table3_columns() -> list[tuple[str, str]]:
-    """(benchmark, column heading) in the paper's Table 3 order, then any other registered benchmark."""
-    names = [name for name in TABLE3_ORDER if name in registry.names()]
-    names += [name for name in registry.names() if name not in TABLE3_ORDER]
-    return [(name, registry.get(name).label) for name in names]
+    """(benchmark, column heading) in the paper's Table 3 order, then the other benchmarks in the
+    registry's order."""
+    found = [registry.get(name) for name in registry.names()]
+    ordered = sorted(found, key=lambda b: (b.paper_column is None, b.paper_column or 0))
+    return [(b.name, b.label) for b in ordered]
 
 
 NO_MAJORITY = "open-ended answers: no majority baseline"

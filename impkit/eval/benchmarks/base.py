@@ -118,7 +118,7 @@ class Benchmark:
     ``reads_annotations``: False when the scorer finds the ground truth in the prediction files."""
 
     name: str
-    label: str  # the column heading in the paper's Table 3
+    label: str  # its column heading in the paper's Table 3 layout
     score: Scorer
     score_inputs: ScoreInputs
     prompt: Callable[..., str]
@@ -131,6 +131,7 @@ class Benchmark:
     submission: Callable[[Path, Mapping[str, str], Path], Any] | None = None
     judged: bool = False
     reads_annotations: bool = True
+    paper_column: int | None = None  # its place among the paper's Table 3 columns; None: after them
 
     @property
     def prediction_file(self) -> str:

@@ -115,6 +115,7 @@ def _twin(ctx: TwinContext) -> TwinFiles:
 BENCHMARK = Benchmark(
     name=NAME,
     label="GQA",
+    paper_column=1,
     score=score_gqa,
     score_inputs=ScoreInputs("testdev_balanced_questions.json", "-", "[{questionId, prediction}]"),
     prompt=prompts.short_answer,

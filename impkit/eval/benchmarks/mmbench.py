@@ -369,6 +369,7 @@ def write_submission(sheet: Path, answers: Mapping[str, str], folder: Path) -> P
 BENCHMARK = Benchmark(
     name=NAME,
     label="MMB",
+    paper_column=7,
     score=score_mmbench,
     score_inputs=ScoreInputs("dev TSV", "-", "submission sheet (.xlsx/.tsv/.csv) or JSONL {question_id, text}"),
     prompt=prompts.mmbench,

@@ -14,6 +14,7 @@ NAME = "mmbench_cn"
 BENCHMARK = Benchmark(
     name=NAME,
     label="MMB-CN",
+    paper_column=8,
     score=mmbench.score_mmbench_cn,
     score_inputs=ScoreInputs("CN dev TSV", "-", "as mmbench"),
     prompt=functools.partial(prompts.mmbench, language="cn"),

@@ -281,6 +281,7 @@ def write_results(given: Sequence[tuple[str, str]], out: Path, twin_dir: Path) -
 BENCHMARK = Benchmark(
     name=NAME,
     label="MME-P",
+    paper_column=6,
     score=score_mme,
     score_inputs=ScoreInputs("not used (or the same folder)", "-", "eval-tool folder of <subtask>.txt"),
     prompt=prompts.mme,

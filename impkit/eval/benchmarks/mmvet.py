@@ -142,6 +142,7 @@ def write_results(given: Sequence[tuple[str, str]], out: Path, twin_dir: Path) -
 BENCHMARK = Benchmark(
     name=NAME,
     label="MM-Vet",
+    paper_column=9,
     score=score_mmvet,
     score_inputs=ScoreInputs(
         "mm-vet.json", "-", '{"v1_0": answer, ...}; a number only with --judge-endpoint/--judge-model'

@@ -230,6 +230,7 @@ def write_answers(given: Sequence[tuple[str, str]], out: Path, twin_dir: Path) -
 BENCHMARK = Benchmark(
     name=NAME,
     label="POPE",
+    paper_column=5,
     score=score_pope,
     score_inputs=ScoreInputs(
         "folder of the 3 split question files (or one JSONL with category)",

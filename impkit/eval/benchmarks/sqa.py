@@ -159,6 +159,7 @@ def _twin(ctx: TwinContext) -> TwinFiles:
 BENCHMARK = Benchmark(
     name=NAME,
     label="SQA-IMG",
+    paper_column=3,
     score=score_sqa,
     score_inputs=ScoreInputs(
         "problems.json", "pid_splits.json (default: next to problems.json)", "JSONL {question_id, text}"

@@ -114,6 +114,7 @@ def _twin(ctx: TwinContext) -> TwinFiles:
 BENCHMARK = Benchmark(
     name=NAME,
     label="TextVQA",
+    paper_column=4,
     score=score_textvqa,
     score_inputs=ScoreInputs("TextVQA_0.5.1_val.json", "-", "[{question_id, answer}]"),
     prompt=prompts.textvqa,

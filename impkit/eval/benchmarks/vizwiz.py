@@ -116,6 +116,7 @@ def _twin(ctx: TwinContext) -> TwinFiles:
 BENCHMARK = Benchmark(
     name=NAME,
     label="VizWiz",
+    paper_column=2,
     score=score_vizwiz,
     score_inputs=ScoreInputs("val.json", "-", "[{image, answer}]"),
     prompt=prompts.vizwiz,

@@ -165,6 +165,7 @@ def _twin(ctx: TwinContext) -> TwinFiles:
 BENCHMARK = Benchmark(
     name=NAME,
     label="VQAv2",
+    paper_column=0,
     score=score_vqav2,
     score_inputs=ScoreInputs(
         "val annotations JSON", "val questions JSON (optional: restricts the set)", "[{question_id, answer}]"
