@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from pathlib import Path
 
 from impkit import __version__
@@ -171,21 +172,21 @@ def _cmd_timings(args: argparse.Namespace) -> None:
 def _score_epilog() -> str:
     from impkit.eval import benchmarks
 
-    rows = []
+    rows, notes = [], []
     for name in benchmarks.names():
         inputs = benchmarks.get(name).score_inputs
-        annotation_files, question_files, prediction_files = inputs.annotations, inputs.questions, inputs.predictions
-        rows.append(f"  {name:<11} --annotations {annotation_files}")
-        if question_files != "-":
-            rows.append(f"  {'':<11} --questions {question_files}")
-        rows.append(f"  {'':<11} --predictions {prediction_files}")
+        rows.append(f"  {name:<11} --annotations {inputs.annotations}")
+        if inputs.questions != "-":
+            rows.append(f"  {'':<11} --questions {inputs.questions}")
+        rows.append(f"  {'':<11} --predictions {inputs.predictions}")
+        if inputs.note:
+            notes.append(textwrap.fill(f"{name}: {inputs.note}", 100))
     return (
         "what each benchmark reads (official formats; --questions is an error where not listed):\n"
         + "\n".join(rows)
-        + "\n\nmme: ground truth and predictions are in the same eval-tool files, so --annotations is not\n"
-        "needed (if given it must be the --predictions folder). mmvet has no number without an LLM judge:\n"
-        "give --judge-endpoint and --judge-model (an OpenAI-compatible server, e.g. a local llama.cpp one).\n"
-        "Rates are x100 (percent); missing predictions count as wrong and are reported as 'missing'."
+        + "\n\n"
+        + "".join(note + "\n" for note in notes)
+        + "Rates are x100 (percent); missing predictions count as wrong and are reported as 'missing'."
     )
 
 
@@ -267,17 +268,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("benchmark", help="one of the benchmarks listed below")
     p.add_argument("--annotations", help="the official annotation file or folder (see below)")
-    p.add_argument("--questions", help="a second official file, for vqav2 and sqa only (see below)")
+    p.add_argument("--questions", help="a second official file, where listed below")
     p.add_argument("--predictions", required=True, help="the model's answers in the benchmark's result format")
     p.add_argument("--out", help="also write the metrics JSON here (atomically)")
     p.add_argument(
         "--judge-endpoint",
         metavar="URL",
-        help="mmvet only: base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1",
+        help="judged benchmarks (mmvet): base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1",
     )
-    p.add_argument("--judge-model", metavar="NAME", help="mmvet only: the judge model's name on that server")
+    p.add_argument("--judge-model", metavar="NAME", help="judged benchmarks: the judge model's name on that server")
     p.add_argument(
-        "--judge-api-key-env", metavar="VAR", help="mmvet only: environment variable holding the API key (if needed)"
+        "--judge-api-key-env",
+        metavar="VAR",
+        help="judged benchmarks: environment variable holding the API key (if needed)",
     )
     p.set_defaults(func=_cmd_score)
 

@@ -79,6 +79,7 @@ class ScoreInputs:
     annotations: str
     questions: str
     predictions: str
+    note: str = ""  # a line for the help's notes, e.g. a file the benchmark does not need
 
 
 @dataclass

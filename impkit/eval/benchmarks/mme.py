@@ -283,7 +283,13 @@ BENCHMARK = Benchmark(
     label="MME-P",
     paper_column=6,
     score=score_mme,
-    score_inputs=ScoreInputs("not used (or the same folder)", "-", "eval-tool folder of <subtask>.txt"),
+    score_inputs=ScoreInputs(
+        "not used (or the same folder)",
+        "-",
+        "eval-tool folder of <subtask>.txt",
+        note="ground truth and predictions are in the same eval-tool files, so --annotations is not needed "
+        "(if given it must be the --predictions folder).",
+    ),
     prompt=prompts.mme,
     read=_read,
     image_patterns=IMAGE_PATTERNS,

@@ -145,7 +145,11 @@ BENCHMARK = Benchmark(
     paper_column=9,
     score=score_mmvet,
     score_inputs=ScoreInputs(
-        "mm-vet.json", "-", '{"v1_0": answer, ...}; a number only with --judge-endpoint/--judge-model'
+        "mm-vet.json",
+        "-",
+        '{"v1_0": answer, ...}; a number only with --judge-endpoint/--judge-model',
+        note="no number without an LLM judge: give --judge-endpoint and --judge-model "
+        "(an OpenAI-compatible server, e.g. a local llama.cpp one).",
     ),
     prompt=prompts.mmvet,
     read=one_file_reader(NAME, read_mmvet),
