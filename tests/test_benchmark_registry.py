@@ -5,6 +5,7 @@ same code that serves the ten built-in ones, and the built-in twins do not chang
 from __future__ import annotations
 
 import json
+import string
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -153,3 +154,15 @@ def test_score_help_lists_a_registered_benchmark_and_errors_name_the_known_ones(
         registry.register(TOY_BENCHMARK)
     with pytest.raises(registry.UnknownBenchmarkError, match=rf"known benchmarks: \[.*'{TOY}'"):
         registry.get("toy")
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_each_benchmarks_official_image_naming_uses_only_the_fields_it_offers(name):
+    bench = registry.get(name)
+    used = {
+        field.split(":")[0].split("!")[0]
+        for pattern in bench.image_patterns
+        for _, field, _, _ in string.Formatter().parse(pattern)
+        if field
+    }
+    assert bench.image_patterns and used <= set(bench.pattern_fields)

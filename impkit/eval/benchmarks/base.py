@@ -114,7 +114,7 @@ class Benchmark:
     ``predictions`` describes the prediction file as ``"<file or folder>[/...]: <content>"``; the
     part before the first ``/`` or ``:`` is the name evaluation writes answers under.
     ``submission`` writes a benchmark server's upload form beside the answers: ``(annotations,
-    {prompt id: answer}, target)``. ``judged``: scored by an LLM judge (open-ended answers: asked
+    {prompt id: answer}, folder of the prediction file)``. ``judged``: scored by an LLM judge (open-ended answers: asked
     only with a judge, with the open-ended generation budget, and without a majority baseline).
     ``reads_annotations``: False when the scorer finds the ground truth in the prediction files."""
 
