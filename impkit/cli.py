@@ -7,6 +7,7 @@ import argparse
 import importlib
 import json
 import sys
+import textwrap
 from pathlib import Path
 
 from impkit import __version__, paths
@@ -35,8 +36,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     import dataclasses
 
     from impkit.config import EvalConfig, load_section
+    from impkit.eval.benchmarks import names
     from impkit.eval.evaluate import compact_metrics, evaluate_release
-    from impkit.eval.twins import BENCHMARKS
 
     cfg = load_section(EvalConfig, "eval", path=args.params)
     if args.batch_size is not None:
@@ -60,13 +61,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
             out,
             cfg,
             run_cfg,
-            benchmarks=args.benchmarks or BENCHMARKS,
+            benchmarks=args.benchmarks or names(),
         )
         print(json.dumps({level: compact_metrics(d) for level, d in levels.items()}, indent=2, ensure_ascii=False))
         print(f"predictions, metrics.json, details.json and table3.md per level in {out}/<level>")
         return
     details = evaluate_release(
-        release, Path(args.twins), Path(args.images), out, cfg, benchmarks=args.benchmarks or BENCHMARKS
+        release, Path(args.twins), Path(args.images), out, cfg, benchmarks=args.benchmarks or names()
     )
     if details is not None:  # the main process (see impkit.eval.parallel)
         print(json.dumps(compact_metrics(details), indent=2, ensure_ascii=False))
@@ -85,7 +86,7 @@ def _cmd_table3(args: argparse.Namespace) -> None:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> None:
-    from impkit.eval.readers import prepare
+    from impkit.eval.benchmarks.prepare import prepare
 
     entry = prepare(
         args.benchmark,
@@ -107,12 +108,15 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
 def _cmd_score(args: argparse.Namespace) -> None:
     import logging
 
-    from impkit.eval.scoring import SCORERS, ScoringError
+    from impkit.eval import benchmarks
+    from impkit.eval.scoring import ScoringError
     from impkit.io import write_json
 
     try:
         extra = {"judge": judge} if (judge := _judge_from_args(args)) is not None else {}
-        metrics = SCORERS[args.benchmark](args.annotations, args.predictions, questions=args.questions, **extra)
+        metrics = benchmarks.get(args.benchmark).score(
+            args.annotations, args.predictions, questions=args.questions, **extra
+        )
     except ScoringError as exc:  # bad input: the one-line message is the whole story
         logging.getLogger("impkit").error("%s", exc)
         sys.exit(1)
@@ -123,14 +127,18 @@ def _cmd_score(args: argparse.Namespace) -> None:
 
 def _judge_from_args(args: argparse.Namespace):
     """The MM-Vet judge the --judge-* flags describe, or None when none is given."""
+    from impkit.eval import benchmarks
     from impkit.eval.scoring import ScoringError
 
     flags = {"--judge-endpoint": args.judge_endpoint, "--judge-model": args.judge_model}
     given = [flag for flag, value in [*flags.items(), ("--judge-api-key-env", args.judge_api_key_env)] if value]
     if not given:
         return None
-    if args.benchmark != "mmvet":
-        raise ScoringError(f"{', '.join(given)}: only mmvet is graded by an LLM judge, not {args.benchmark}")
+    if not benchmarks.get(args.benchmark).judged:
+        judged = [name for name in benchmarks.names() if benchmarks.get(name).judged]
+        raise ScoringError(
+            f"{', '.join(given)}: only {', '.join(judged)} is graded by an LLM judge, not {args.benchmark}"
+        )
     if not all(flags.values()):
         raise ScoringError("--judge-endpoint and --judge-model go together: give both (or neither, for no score)")
     from impkit.config import JudgeConfig
@@ -180,21 +188,23 @@ def _cmd_timings(args: argparse.Namespace) -> None:
 
 
 def _score_epilog() -> str:
-    from impkit.eval.scoring.registry import INPUTS  # light: the scorers use the standard library only
+    from impkit.eval import benchmarks
 
-    rows = []
-    for name, (annotation_files, question_files, prediction_files) in INPUTS.items():
-        rows.append(f"  {name:<11} --annotations {annotation_files}")
-        if question_files != "-":
-            rows.append(f"  {'':<11} --questions {question_files}")
-        rows.append(f"  {'':<11} --predictions {prediction_files}")
+    rows, notes = [], []
+    for name in benchmarks.names():
+        inputs = benchmarks.get(name).score_inputs
+        rows.append(f"  {name:<11} --annotations {inputs.annotations}")
+        if inputs.questions != "-":
+            rows.append(f"  {'':<11} --questions {inputs.questions}")
+        rows.append(f"  {'':<11} --predictions {inputs.predictions}")
+        if inputs.note:
+            notes.append(textwrap.fill(f"{name}: {inputs.note}", 100))
     return (
         "what each benchmark reads (official formats; --questions is an error where not listed):\n"
         + "\n".join(rows)
-        + "\n\nmme: ground truth and predictions are in the same eval-tool files, so --annotations is not\n"
-        "needed (if given it must be the --predictions folder). mmvet has no number without an LLM judge:\n"
-        "give --judge-endpoint and --judge-model (an OpenAI-compatible server, e.g. a local llama.cpp one).\n"
-        "Rates are x100 (percent); missing predictions count as wrong and are reported as 'missing'."
+        + "\n\n"
+        + "".join(note + "\n" for note in notes)
+        + "Rates are x100 (percent); missing predictions count as wrong and are reported as 'missing'."
     )
 
 
@@ -228,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="output folder (default: reports/eval/<release name>, as the evaluate stage; with --gguf "
         "reports/eval-gguf/<release name>)",
     )
-    p.add_argument("--benchmarks", nargs="+", metavar="NAME", help="a subset of the ten (default: all)")
+    p.add_argument("--benchmarks", nargs="+", metavar="NAME", help="a subset of the benchmarks (default: all)")
     p.add_argument("--batch-size", type=int, help="override eval.batch_size")
     p.add_argument("--no-blind", action="store_true", help="skip the blank-image baseline")
     p.add_argument(
@@ -252,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read a benchmark's official files into <out>/<benchmark>/prompts.jsonl (and gold.jsonl when "
         "the files have answers) and merge its entry into <out>/twins.json; every referenced image must exist.",
     )
-    p.add_argument("benchmark", help="vqav2, gqa, vizwiz, textvqa, sqa, pope, mme, mmbench, mmbench_cn or mmvet")
+    p.add_argument("benchmark", help="one of the benchmarks `impkit score --help` lists")
     p.add_argument("--out", required=True, help="the folder to prepare (pass it to `impkit evaluate --twins`)")
     p.add_argument("--images", help="the benchmark's image folder (not needed for MMBench's base64 images)")
     p.add_argument("--annotations", help="the official file or folder `impkit score` reads (sqa: problems.json)")
@@ -271,17 +281,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("benchmark", help="one of the benchmarks listed below")
     p.add_argument("--annotations", help="the official annotation file or folder (see below)")
-    p.add_argument("--questions", help="a second official file, for vqav2 and sqa only (see below)")
+    p.add_argument("--questions", help="a second official file, where listed below")
     p.add_argument("--predictions", required=True, help="the model's answers in the benchmark's result format")
     p.add_argument("--out", help="also write the metrics JSON here (atomically)")
     p.add_argument(
         "--judge-endpoint",
         metavar="URL",
-        help="mmvet only: base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1",
+        help="judged benchmarks (mmvet): base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1",
     )
-    p.add_argument("--judge-model", metavar="NAME", help="mmvet only: the judge model's name on that server")
+    p.add_argument("--judge-model", metavar="NAME", help="judged benchmarks: the judge model's name on that server")
     p.add_argument(
-        "--judge-api-key-env", metavar="VAR", help="mmvet only: environment variable holding the API key (if needed)"
+        "--judge-api-key-env",
+        metavar="VAR",
+        help="judged benchmarks: environment variable holding the API key (if needed)",
     )
     p.set_defaults(func=_cmd_score)
 

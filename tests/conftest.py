@@ -176,9 +176,9 @@ def eval_world(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def eval_twins(eval_world, tmp_path_factory) -> Path:
-    """The ten twins of ``eval_world`` at ``TWIN_SIZES``."""
+    """Every built-in benchmark's twin of ``eval_world`` at ``TWIN_SIZES``."""
     from impkit.config import TwinSizes
-    from impkit.eval.twins import generate_twins
+    from impkit.eval.twins.generate import generate_twins
 
     out = tmp_path_factory.mktemp("twins") / "twins"
     generate_twins(eval_world, out, seed=1, sizes=TwinSizes(**TWIN_SIZES))

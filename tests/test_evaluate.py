@@ -22,6 +22,8 @@ from sections import section_with
 
 from impkit.cli import main as cli
 from impkit.config import ConfigError, EvalConfig, TwinSizes
+from impkit.eval import benchmarks as registry
+from impkit.eval.benchmarks.mmvet import NOT_SCORED
 from impkit.eval.evaluate import (
     MAJORITY,
     NO_ANNOTATIONS,
@@ -35,9 +37,9 @@ from impkit.eval.evaluate import (
 )
 from impkit.eval.parallel import shard_bounds
 from impkit.eval.runners import Question, Runner
-from impkit.eval.scoring.mmvet import NOT_SCORED
-from impkit.eval.twins import BENCHMARKS
 from impkit.release import write_release
+
+BENCHMARKS = registry.names()
 
 SIZES = TwinSizes(**TWIN_SIZES)
 FULL_MARKS = {"mme": 2000.0}  # perception: 10 subtasks x 200

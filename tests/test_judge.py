@@ -14,9 +14,9 @@ import pytest
 
 from impkit import cli
 from impkit.config import ConfigError, JudgeConfig
+from impkit.eval.benchmarks.mmvet import score_mmvet
 from impkit.eval.judge import judge_from_params, make_judge, parse_mark
 from impkit.eval.scoring import ScoringError
-from impkit.eval.scoring.mmvet import score_mmvet
 
 
 def _case(prompt: str) -> tuple[str, str, str]:

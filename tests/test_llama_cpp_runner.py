@@ -15,12 +15,15 @@ from test_gguf_export import THREADS, make_release
 
 from impkit.cli import main as cli
 from impkit.config import EvalConfig, GGUFEvalConfig, ParityConfig
+from impkit.eval import benchmarks as registry
 from impkit.eval.evaluate import ANSWERS_FILE, evaluate
 from impkit.eval.gguf_levels import compare_levels, evaluate_levels
 from impkit.eval.parity import check, logit_parity, pick_prompts
 from impkit.eval.runners import LlamaCppRunner, TorchRunner, questions_from_prompts
-from impkit.eval.twins import BENCHMARKS, read_prompts
+from impkit.eval.twins import read_prompts
 from impkit.export import export_and_quantize
+
+BENCHMARKS = registry.names()
 
 pytest.importorskip("llama_cpp.mtmd_cpp")
 

@@ -20,20 +20,19 @@ from PIL import Image
 
 from impkit.cli import main as cli
 from impkit.config import TwinSizes
+from impkit.eval import benchmarks as registry
 from impkit.eval import prompts
+from impkit.eval.benchmarks import write_predictions
+from impkit.eval.benchmarks.mmbench import read_mmbench
+from impkit.eval.benchmarks.mme import PERCEPTION, read_mme
+from impkit.eval.benchmarks.prepare import prepare
+from impkit.eval.benchmarks.vqav2 import read_vqav2
 from impkit.eval.evaluate import MAJORITY, NO_ANNOTATIONS, NO_GOLD, evaluate
-from impkit.eval.readers import (
-    DEFAULT_IMAGE_PATTERNS,
-    READERS,
-    prepare,
-    read_mmbench,
-    read_mme,
-    read_vqav2,
-)
 from impkit.eval.runners import Question, Runner
-from impkit.eval.scoring import SCORERS, ScoringError
-from impkit.eval.scoring.mme import PERCEPTION
-from impkit.eval.twins import BENCHMARKS, PREDICTION_FILES, read_prompts, write_predictions
+from impkit.eval.scoring import ScoringError
+from impkit.eval.twins import read_prompts
+
+BENCHMARKS = registry.names()
 
 SIZES = TwinSizes(**TWIN_SIZES)
 # Where the twins' official files keep each benchmark's image reference, as patterns onto the
@@ -132,15 +131,19 @@ def test_the_twins_official_files_read_back_into_the_twins_prompts_and_gold(
         assert gold == twin_gold
     # whatever the gold answer, the scorer gives it full marks on the official files
     answers = {g["id"]: g["answer"] for g in gold}
-    predictions = write_predictions(benchmark, out / benchmark, answers, tmp_path / PREDICTION_FILES[benchmark])
+    predictions = write_predictions(
+        benchmark, out / benchmark, answers, tmp_path / registry.get(benchmark).prediction_file
+    )
     entry = entries[benchmark]
     if benchmark == "mmvet":
-        assert SCORERS["mmvet"](entry["annotations"], predictions)["missing"] == 0  # no number without a judge
+        assert (
+            registry.get("mmvet").score(entry["annotations"], predictions)["missing"] == 0
+        )  # no number without a judge
     elif benchmark == "mme":
-        metrics = SCORERS["mme"](None, predictions)
+        metrics = registry.get("mme").score(None, predictions)
         assert metrics["perception"] + metrics["cognition"] == FULL_MARKS["mme"]
     else:
-        metrics = SCORERS[benchmark](entry["annotations"], predictions, questions=entry["questions"])
+        metrics = registry.get(benchmark).score(entry["annotations"], predictions, questions=entry["questions"])
         assert metrics["headline"]["value"] == pytest.approx(100.0)
 
 
@@ -310,8 +313,8 @@ def test_default_image_names_follow_the_official_files(tmp_path):
     (row,) = read_vqav2(questions, images)
     assert Path(row.image) == images.absolute() / "COCO_test2015_000000000123.jpg"
     assert (row.id, row.prompt, row.type, row.gold) == ("123000", prompts.short_answer("What is it?"), "", None)
-    assert DEFAULT_IMAGE_PATTERNS["gqa"] == ("{imageId}.jpg",) and DEFAULT_IMAGE_PATTERNS["sqa"] == ("{pid}/image.png",)
-    assert set(READERS) == set(BENCHMARKS) == set(DEFAULT_IMAGE_PATTERNS)
+    assert registry.get("gqa").image_patterns == ("{imageId}.jpg",)
+    assert registry.get("sqa").image_patterns == ("{pid}/image.png",)
     # without a data_subtype the default pattern cannot be filled: the error says why
     bare = write_json(tmp_path / "bare.json", {"questions": [{"image_id": 1, "question": "Q?", "question_id": 1}]})
     with pytest.raises(ScoringError, match=r"bare\.json.*\{split\}.*data_subtype"):

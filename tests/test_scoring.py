@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 
 from impkit import cli
-from impkit.eval.scoring import SCORERS, ScoringError, UnknownBenchmarkError, normalize_answer, soft_accuracy
-from impkit.eval.scoring.gqa import clean_prediction
-from impkit.eval.scoring.mmbench import extract_option
-from impkit.eval.scoring.mme import COGNITION, PERCEPTION, mme_answer
-from impkit.eval.scoring.pope import pope_answer
-from impkit.eval.scoring.registry import INPUTS
-from impkit.eval.scoring.scienceqa import extract_letter
+from impkit.eval import benchmarks as registry
+from impkit.eval.benchmarks import UnknownBenchmarkError
+from impkit.eval.benchmarks.gqa import clean_prediction
+from impkit.eval.benchmarks.mmbench import extract_option
+from impkit.eval.benchmarks.mme import COGNITION, PERCEPTION, mme_answer
+from impkit.eval.benchmarks.pope import pope_answer
+from impkit.eval.benchmarks.sqa import extract_letter
+from impkit.eval.scoring import ScoringError, normalize_answer, soft_accuracy
 from impkit.eval.scoring.vqa import CONTRACTIONS, _punctuation
 
 # ---------------------------------------------------------------- file helpers
@@ -142,7 +143,7 @@ def vqav2_files(tmp: Path):
 
 def test_vqav2_soft_accuracy_per_type_and_missing(tmp_path):
     ann, questions, results = vqav2_files(tmp_path)
-    m = SCORERS["vqav2"](ann, results, questions=questions)
+    m = registry.get("vqav2").score(ann, results, questions=questions)
     assert m["headline"] == {"name": "soft_accuracy", "value": pytest.approx(100 * (1 + 0.9 + 0) / 3)}
     assert m["per_answer_type"] == {"number": pytest.approx(90.0), "other": 0.0, "yes/no": 100.0}
     assert m["missing"] == 1 and m["n"] == 3
@@ -152,7 +153,7 @@ def test_vqav2_refuses_predictions_for_unknown_ids(tmp_path):
     ann, _, _ = vqav2_files(tmp_path)
     results = write_json(tmp_path / "bad.json", [{"question_id": 77, "answer": "yes"}])
     with pytest.raises(ScoringError, match=r"bad\.json.*not in the annotations: 77"):
-        SCORERS["vqav2"](ann, results)
+        registry.get("vqav2").score(ann, results)
 
 
 def test_vizwiz_normalises_the_prediction_only(tmp_path):
@@ -178,7 +179,7 @@ def test_vizwiz_normalises_the_prediction_only(tmp_path):
     res = write_json(
         tmp_path / "res.json", [{"image": "a.jpg", "answer": "Unanswerable."}, {"image": "b.jpg", "answer": "the cat"}]
     )
-    m = SCORERS["vizwiz"](ann, res)
+    m = registry.get("vizwiz").score(ann, res)
     # "the cat" -> "cat" on the prediction side only, so it no longer matches the raw human "the cat"
     assert m["headline"]["value"] == 50.0
     assert m["per_answer_type"] == {"other": 0.0, "unanswerable": 100.0}
@@ -202,7 +203,7 @@ def test_textvqa_normalises_both_sides(tmp_path):
     res = write_json(
         tmp_path / "res.json", [{"question_id": 10, "answer": "coca cola"}, {"question_id": 11, "answer": "times"}]
     )
-    m = SCORERS["textvqa"](ann, res)
+    m = registry.get("textvqa").score(ann, res)
     assert m["headline"]["value"] == pytest.approx(100 * (1.0 + 0.9) / 2) and m["missing"] == 0
 
 
@@ -239,7 +240,7 @@ def gqa_files(tmp: Path):
 
 def test_gqa_trailing_period_and_balanced_filter(tmp_path):
     ann, preds = gqa_files(tmp_path)
-    m = SCORERS["gqa"](ann, preds)
+    m = registry.get("gqa").score(ann, preds)
     assert m["headline"]["value"] == pytest.approx(200 / 3) and m["n"] == 3
     assert m["per_structural_type"] == {"query": 50.0, "verify": 100.0}
 
@@ -302,7 +303,7 @@ def sqa_files(tmp: Path):
 
 def test_sqa_scores_image_items_of_the_test_split(tmp_path):
     problems, splits, answers = sqa_files(tmp_path)
-    m = SCORERS["sqa"](problems, answers)  # pid_splits.json found next to problems.json
+    m = registry.get("sqa").score(problems, answers)  # pid_splits.json found next to problems.json
     assert m["headline"] == {"name": "img_accuracy", "value": 50.0}
     assert (m["failed"], m["missing"], m["n"]) == (1, 1, 4)
 
@@ -346,7 +347,7 @@ def pope_files(tmp: Path):
 
 def test_pope_metrics_per_split_and_mean_f1(tmp_path):
     qdir, adir = pope_files(tmp_path)
-    m = SCORERS["pope"](qdir, adir)
+    m = registry.get("pope").score(qdir, adir)
     assert m["splits"]["random"] == {
         "accuracy": 50.0,
         "precision": 50.0,
@@ -363,7 +364,7 @@ def test_pope_metrics_per_split_and_mean_f1(tmp_path):
 def test_pope_missing_answer_counts_as_the_wrong_one(tmp_path):
     qdir, adir = pope_files(tmp_path)
     write_jsonl(adir / "popular.jsonl", [{"question_id": 1, "text": "Yes"}, {"question_id": 3, "text": "No"}])
-    popular = SCORERS["pope"](qdir, adir)["splits"]["popular"]
+    popular = registry.get("pope").score(qdir, adir)["splits"]["popular"]
     # q2 (yes) missing -> false negative, q4 (no) missing -> false positive
     assert (popular["missing"], popular["accuracy"], popular["recall"], popular["precision"]) == (2, 50.0, 50.0, 50.0)
     assert popular["yes_ratio"] == 25.0
@@ -373,9 +374,9 @@ def test_pope_one_answers_file_needs_unambiguous_ids(tmp_path):
     qdir, _ = pope_files(tmp_path)
     answers = write_jsonl(tmp_path / "all.jsonl", [{"question_id": 1, "text": "Yes"}])
     with pytest.raises(ScoringError, match="several POPE splits"):
-        SCORERS["pope"](qdir, answers)
+        registry.get("pope").score(qdir, answers)
     routed = write_jsonl(tmp_path / "routed.jsonl", [{"question_id": 1, "text": "Yes", "category": "random"}])
-    assert SCORERS["pope"](qdir, routed)["missing"] == 11
+    assert registry.get("pope").score(qdir, routed)["missing"] == 11
 
 
 # ---------------------------------------------------------------- MME
@@ -413,7 +414,7 @@ def mme_folder(tmp: Path, subtasks=PERCEPTION + COGNITION) -> Path:
 
 
 def test_mme_acc_plus_and_sums(tmp_path):
-    m = SCORERS["mme"](None, mme_folder(tmp_path))
+    m = registry.get("mme").score(None, mme_folder(tmp_path))
     existence = m["subtasks"]["existence"]
     assert (existence["acc"], existence["acc_plus"], existence["score"]) == (75.0, 50.0, 125.0)
     assert m["headline"] == {"name": "perception", "value": 125.0 + 9 * 200.0}
@@ -421,17 +422,17 @@ def test_mme_acc_plus_and_sums(tmp_path):
 
 
 def test_mme_without_cognition_files_reports_no_cognition_sum(tmp_path):
-    m = SCORERS["mme"](None, mme_folder(tmp_path, PERCEPTION))
+    m = registry.get("mme").score(None, mme_folder(tmp_path, PERCEPTION))
     assert m["cognition"] is None and m["missing_cognition_subtasks"] == list(COGNITION)
 
 
 def test_mme_refuses_unknown_or_missing_subtask_files(tmp_path):
     folder = mme_folder(tmp_path, PERCEPTION[1:])
     with pytest.raises(ScoringError, match=r"missing: \['existence.txt'\]"):
-        SCORERS["mme"](None, folder)
+        registry.get("mme").score(None, folder)
     (folder / "existance.txt").write_text("1.jpg\tq\tyes\tyes\n")
     with pytest.raises(ScoringError, match="unknown MME subtask file"):
-        SCORERS["mme"](None, folder)
+        registry.get("mme").score(None, folder)
 
 
 # ---------------------------------------------------------------- MMBench
@@ -492,7 +493,7 @@ def mmbench_files(tmp: Path, wrong: set[int] = frozenset({1_000_001})):
 
 def test_mmbench_circular_question_counts_only_if_every_rotation_is_right(tmp_path):
     sheet, answers, _ = mmbench_files(tmp_path)
-    m = SCORERS["mmbench"](sheet, answers)
+    m = registry.get("mmbench").score(sheet, answers)
     assert m["headline"] == {"name": "circular_accuracy", "value": 50.0}
     assert m["vanilla_accuracy"] == 100.0 and m["per_category"] == {"animal": 0.0, "color": 100.0}
     assert (m["unresolved"], m["rows"], m["n"]) == (1, 7, 2)
@@ -501,7 +502,7 @@ def test_mmbench_circular_question_counts_only_if_every_rotation_is_right(tmp_pa
 def test_mmbench_submission_sheet_with_prediction_column(tmp_path):
     sheet, _, rows = mmbench_files(tmp_path)
     submission = [{**r, "prediction": f"The answer is {r['answer']}" if r["index"] != 0 else ""} for r in rows]
-    m = SCORERS["mmbench_cn"](sheet, write_tsv(tmp_path / "submission.tsv", submission))
+    m = registry.get("mmbench_cn").score(sheet, write_tsv(tmp_path / "submission.tsv", submission))
     assert m["benchmark"] == "mmbench_cn" and m["missing"] == 1 and m["headline"]["value"] == 50.0
 
 
@@ -515,7 +516,7 @@ def test_mmbench_xlsx_without_openpyxl_is_a_clear_error(tmp_path):
     sheet, _, _ = mmbench_files(tmp_path)
     (tmp_path / "sub.xlsx").write_bytes(b"PK")
     with pytest.raises(ScoringError, match=r"sub\.xlsx.*needs openpyxl"):
-        SCORERS["mmbench"](sheet, tmp_path / "sub.xlsx")
+        registry.get("mmbench").score(sheet, tmp_path / "sub.xlsx")
 
 
 # ---------------------------------------------------------------- MM-Vet
@@ -531,7 +532,7 @@ def mmvet_files(tmp: Path):
 
 def test_mmvet_is_not_scored_without_a_judge(tmp_path):
     ann, preds = mmvet_files(tmp_path)
-    m = SCORERS["mmvet"](ann, preds)
+    m = registry.get("mmvet").score(ann, preds)
     assert m["scored"] is False and m["reason"] == "not scored: no judge" and m["headline"]["value"] is None
 
 
@@ -543,40 +544,41 @@ def test_mmvet_with_a_judge(tmp_path):
         calls.append((question, answer, prediction))
         return 1.0 if normalize_answer(prediction) == normalize_answer(answer) else 0.2
 
-    m = SCORERS["mmvet"](ann, preds, judge=judge)
+    m = registry.get("mmvet").score(ann, preds, judge=judge)
     assert m["scored"] is True and m["headline"]["value"] == pytest.approx(60.0)
     assert m["per_capability"] == {"math": pytest.approx(20.0), "ocr": pytest.approx(20.0), "rec": 100.0}
     assert ("What?", "a cat", "A cat.") in calls
     with pytest.raises(ScoringError, match="expected a number in"):
-        SCORERS["mmvet"](ann, preds, judge=lambda q, a, p: 7)
+        registry.get("mmvet").score(ann, preds, judge=lambda q, a, p: 7)
 
 
 # ---------------------------------------------------------------- registry and errors
 
 
 def test_registry_has_exact_keys_and_names_them_on_a_miss():
-    assert set(SCORERS) == {"vqav2", "gqa", "vizwiz", "textvqa", "sqa", "pope", "mme", "mmbench", "mmbench_cn", "mmvet"}
-    assert set(INPUTS) == set(SCORERS)  # the --help table describes every scorer
+    names = {"vqav2", "gqa", "vizwiz", "textvqa", "sqa", "pope", "mme", "mmbench", "mmbench_cn", "mmvet"}
+    assert set(registry.names()) == names
+    assert all(registry.get(name).name == name for name in names)
     with pytest.raises(UnknownBenchmarkError, match=r"unknown benchmark 'vqa'; known benchmarks: \['gqa'"):
-        SCORERS["vqa"]
+        registry.get("vqa")
 
 
 def test_input_errors_name_the_file_and_the_problem(tmp_path):
     ann, _ = gqa_files(tmp_path)
     with pytest.raises(FileNotFoundError, match="GQA predictions not found: .*nope.json"):
-        SCORERS["gqa"](ann, tmp_path / "nope.json")
+        registry.get("gqa").score(ann, tmp_path / "nope.json")
     dup = write_json(
         tmp_path / "dup.json", [{"questionId": "q1", "prediction": "a"}, {"questionId": "q1", "prediction": "b"}]
     )
     with pytest.raises(ScoringError, match="more than one prediction for id"):
-        SCORERS["gqa"](ann, dup)
+        registry.get("gqa").score(ann, dup)
     nofield = write_json(tmp_path / "nofield.json", [{"questionId": "q1", "answer": "yes"}])
     with pytest.raises(ScoringError, match="record 1 of GQA predictions has no 'prediction' field"):
-        SCORERS["gqa"](ann, nofield)
+        registry.get("gqa").score(ann, nofield)
     with pytest.raises(ScoringError, match="must hold a JSON object, found list"):
-        SCORERS["gqa"](write_json(tmp_path / "list.json", []), dup)
+        registry.get("gqa").score(write_json(tmp_path / "list.json", []), dup)
     with pytest.raises(ScoringError, match="does not use a questions file"):
-        SCORERS["gqa"](ann, dup, questions=ann)
+        registry.get("gqa").score(ann, dup, questions=ann)
 
 
 # ---------------------------------------------------------------- `impkit score` end to end
@@ -644,7 +646,7 @@ def cli_case(name: str, tmp: Path) -> tuple[list[str], float | None, int]:
     raise AssertionError(name)
 
 
-@pytest.mark.parametrize("benchmark", sorted(SCORERS))
+@pytest.mark.parametrize("benchmark", sorted(registry.names()))
 def test_cli_scores_official_files_and_writes_the_metrics(benchmark, tmp_path, capsys):
     args, headline, n = cli_case(benchmark, tmp_path)
     out = tmp_path / "reports" / "metrics.json"

@@ -8,7 +8,7 @@ import zipfile
 
 import pandas as pd
 
-from impkit.eval.submission import FIXED_ZIP_TIME, write_mmbench_sheet
+from impkit.eval.benchmarks.mmbench import FIXED_ZIP_TIME, write_mmbench_sheet
 
 
 def test_the_sheet_does_not_depend_on_the_time_of_writing(tmp_path):

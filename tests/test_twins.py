@@ -19,12 +19,17 @@ from impkit.config import TwinSizes, WorldConfig, WorldSizes
 from impkit.data.synth import generate_world
 from impkit.data.synth import language as lang
 from impkit.data.synth.scene import COLOURS, SHAPES
+from impkit.eval import benchmarks as registry
 from impkit.eval import heldout, prompts
-from impkit.eval.scoring import SCORERS, normalize_answer
-from impkit.eval.scoring.mmbench import CIRCULAR_STRIDE
-from impkit.eval.scoring.mme import COGNITION, PERCEPTION
-from impkit.eval.scoring.mmvet import score_mmvet
-from impkit.eval.twins import BENCHMARKS, generate_twins, read_prompts, write_predictions
+from impkit.eval.benchmarks import write_predictions
+from impkit.eval.benchmarks.mmbench import CIRCULAR_STRIDE
+from impkit.eval.benchmarks.mme import COGNITION, PERCEPTION
+from impkit.eval.benchmarks.mmvet import score_mmvet
+from impkit.eval.scoring import normalize_answer
+from impkit.eval.twins import read_prompts
+from impkit.eval.twins.generate import generate_twins
+
+BENCHMARKS = registry.names()
 
 SIZES = TwinSizes(vqav2=40, gqa=40, vizwiz=30, textvqa=20, sqa=30, pope_images=8, mme_images=2, mmbench=24, mmvet=8)
 WORLD = WorldSizes(
@@ -108,7 +113,7 @@ def test_resizing_one_twin_leaves_the_others_unchanged(heldout_dir, twins, tmp_p
 def test_manifest_and_prompt_files_cover_every_benchmark(heldout_dir, twins):
     out, manifest = twins
     assert load_json(out / "twins.json") == manifest
-    assert tuple(manifest["benchmarks"]) == BENCHMARKS == tuple(SCORERS)
+    assert tuple(manifest["benchmarks"]) == BENCHMARKS
     images = set(scenes_by_image(heldout_dir))
     for benchmark, entry in manifest["benchmarks"].items():
         rows = read_prompts(out / benchmark)
@@ -221,7 +226,7 @@ def test_each_twin_scores_full_marks_when_right_and_zero_when_wrong(benchmark, t
     entry = manifest["benchmarks"][benchmark]
     annotations = None if benchmark == "mme" else out / entry["annotations"]
     questions = out / entry["questions"] if entry["questions"] else None
-    scorer = SCORERS[benchmark]
+    scorer = registry.get(benchmark).score
     if benchmark == "mmvet":  # needs a judge: exact match stands in for one here
 
         def scorer(a, p, questions=None):
@@ -237,7 +242,9 @@ def test_each_twin_scores_full_marks_when_right_and_zero_when_wrong(benchmark, t
     if benchmark == "mme":
         assert right["cognition"] == pytest.approx(800.0)
     if benchmark == "mmvet":
-        assert SCORERS["mmvet"](annotations, tmp_path / "right" / "results.json")["headline"]["value"] is None
+        assert (
+            registry.get("mmvet").score(annotations, tmp_path / "right" / "results.json")["headline"]["value"] is None
+        )
 
 
 @pytest.mark.parametrize("benchmark", BENCHMARKS)
@@ -252,7 +259,7 @@ def test_runner_answers_equal_to_gold_write_predictions_the_scorer_gives_full_ma
     if benchmark == "mmvet":
         result = score_mmvet(annotations, predictions, judge=lambda q, g, p: float(g == p))
     else:
-        result = SCORERS[benchmark](annotations, predictions, questions=questions)
+        result = registry.get(benchmark).score(annotations, predictions, questions=questions)
     assert result["headline"]["value"] == pytest.approx(FULL_MARKS.get(benchmark, 100.0))
     # one answer short: counted missing, not an error
     scored = list(gold)
@@ -265,7 +272,7 @@ def test_runner_answers_equal_to_gold_write_predictions_the_scorer_gives_full_ma
         benchmark, out / benchmark, {k: v for k, v in gold.items() if k != first}, tmp_path / ("p2" + target.suffix)
     )
     if benchmark != "mmvet":
-        assert SCORERS[benchmark](annotations, partial, questions=questions)["missing"] == 1
+        assert registry.get(benchmark).score(annotations, partial, questions=questions)["missing"] == 1
     with pytest.raises(ValueError, match="does not have"):
         write_predictions(benchmark, out / benchmark, {"no-such-id": "x"}, tmp_path / "p3")
 
@@ -522,7 +529,7 @@ def test_impkit_twins_reads_its_sizes_from_params_and_scores_full_marks_with_gol
     gold = {row["id"]: row["answer"] for row in map(json.loads, (out / "gqa" / "gold.jsonl").read_text().splitlines())}
     predictions = write_predictions("gqa", out / "gqa", gold, tmp_path / "gqa-predictions")
     entry = load_json(out / "twins.json")["benchmarks"]["gqa"]
-    assert SCORERS["gqa"](out / entry["annotations"], predictions)["headline"]["value"] == 100.0
+    assert registry.get("gqa").score(out / entry["annotations"], predictions)["headline"]["value"] == 100.0
 
 
 def test_impkit_twins_without_an_eval_section_is_a_clear_error(heldout_dir, tmp_path):

@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from impkit import paper
-from impkit.registry.card import TABLE3
+from impkit.registry.card import table3
 
 LEVEL_SYMBOLS = {"F16": "circle", "Q8_0": "square", "Q4_K_M": "diamond"}
 PAPER_COLOUR = "#7f7f7f"
@@ -50,7 +50,7 @@ def _scatter(records: Sequence[Mapping[str, Any]], x_of, x_title: str, paper_x) 
     paper's points where it reports them."""
     fig = go.Figure()
     visible_sets = []
-    for b_index, (benchmark, label, _) in enumerate(TABLE3):
+    for b_index, (benchmark, label) in enumerate(table3()):
         names = []
         for record in records:
             points = sorted(
@@ -153,17 +153,17 @@ def _fmt(value: Any) -> str:
 
 def _table3(record: Mapping[str, Any]) -> str:
     torch = record["benchmarks"].get("torch") or {}
-    rows = [[record["id"], "PyTorch", *(_fmt(_first(torch.get(b))) for b, _, _ in TABLE3)]]
+    rows = [[record["id"], "PyTorch", *(_fmt(_first(torch.get(b))) for b, _ in table3())]]
     for level, headlines in (record["benchmarks"].get("gguf") or {}).items():
-        rows.append([record["id"], f"GGUF {level}", *(_fmt((headlines or {}).get(b)) for b, _, _ in TABLE3)])
+        rows.append([record["id"], f"GGUF {level}", *(_fmt((headlines or {}).get(b)) for b, _ in table3())])
     majority = record["benchmarks"].get("majority") or {}
-    rows.append(["baseline", "majority answer per type", *(_fmt(_first(majority.get(b))) for b, _, _ in TABLE3)])
-    return _table(["Model", "Run", *(label for _, label, _ in TABLE3)], rows)
+    rows.append(["baseline", "majority answer per type", *(_fmt(_first(majority.get(b))) for b, _ in table3())])
+    return _table(["Model", "Run", *(label for _, label in table3())], rows)
 
 
 def _paper_table3() -> str:
-    rows = [[model, *(_fmt(headlines.get(b)) for b, _, _ in TABLE3)] for model, headlines in paper.TABLE3.items()]
-    return _table(["Model", *(label for _, label, _ in TABLE3)], rows)
+    rows = [[model, *(_fmt(headlines.get(b)) for b, _ in table3())] for model, headlines in paper.TABLE3.items()]
+    return _table(["Model", *(label for _, label in table3())], rows)
 
 
 def _first(result: Any) -> float | None:

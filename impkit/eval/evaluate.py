@@ -1,4 +1,4 @@
-"""Evaluate one release on the ten benchmarks: answer every twin's prompts, write the answers in the
+"""Evaluate one release on the benchmarks: answer every twin's prompts, write the answers in the
 benchmark's official result format, score them with ``impkit score``'s scorers, and put two
 baselines beside the model:
 
@@ -37,13 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from impkit.errors import ImpkitError
+from impkit.eval import benchmarks as registry
+from impkit.eval.benchmarks.mmvet import NOT_SCORED
+from impkit.eval.judge import Judge
 from impkit.eval.parallel import answer_all, is_main_process, wait_for_everyone
 from impkit.eval.runners import Runner, questions_from_prompts
-from impkit.eval.scoring import SCORERS
-from impkit.eval.scoring.mmvet import NOT_SCORED, Judge, score_mmvet
-from impkit.eval.submission import SHEET as MMBENCH_SHEET
-from impkit.eval.submission import write_mmbench_sheet
-from impkit.eval.twins import BENCHMARKS, MANIFEST, PREDICTION_FILES, read_prompts, write_predictions
+from impkit.eval.twins import MANIFEST, read_prompts
 from impkit.io import atomic_path, dumps_line, write_json
 from impkit.release import Release
 
@@ -56,27 +55,16 @@ class EvaluationError(ImpkitError, ValueError):
 
 def check_benchmarks(benchmarks: Sequence[str]) -> None:
     """Benchmark names checked before any model loads."""
-    unknown = [b for b in benchmarks if b not in BENCHMARKS]
+    known = registry.names()
+    unknown = [b for b in benchmarks if b not in known]
     if unknown:
-        raise EvaluationError(f"unknown benchmark(s) {unknown}; known: {list(BENCHMARKS)}")
+        raise EvaluationError(f"unknown benchmark(s) {unknown}; known: {list(known)}")
 
 
-# Paper Table 3's benchmark columns, in its order, with its abbreviations.
-TABLE3_COLUMNS = (
-    ("vqav2", "VQAv2"),
-    ("gqa", "GQA"),
-    ("vizwiz", "VizWiz"),
-    ("sqa", "SQA-IMG"),
-    ("textvqa", "TextVQA"),
-    ("pope", "POPE"),
-    ("mme", "MME-P"),
-    ("mmbench", "MMB"),
-    ("mmbench_cn", "MMB-CN"),
-    ("mmvet", "MM-Vet"),
-)
 MAJORITY = "majority"
 ANSWERS_FILE = "raw_answers.jsonl"  # per run and benchmark: {"id", "answer"} lines, the answer strings as given
-OPEN_ENDED = ("mmvet",)
+
+
 NO_MAJORITY = "open-ended answers: no majority baseline"
 NO_GOLD = "no answers in the files: no majority baseline"
 NO_ANNOTATIONS = "not scored: no annotations (the answer file is the submission)"
@@ -95,11 +83,12 @@ def score(
 ) -> dict[str, Any]:
     """Score a prediction file (or folder) exactly as ``impkit score`` does."""
     twins_dir = Path(twins_dir)
-    annotations = None if benchmark == "mme" else twins_dir / entry["annotations"]
+    bench = registry.get(benchmark)
+    annotations = twins_dir / entry["annotations"] if bench.reads_annotations else None
     questions = twins_dir / entry["questions"] if entry.get("questions") else None
-    if benchmark == "mmvet":
-        return score_mmvet(annotations, predictions, questions, judge=judge)
-    return SCORERS[benchmark](annotations, predictions, questions=questions)
+    if bench.judged:
+        return bench.score(annotations, predictions, questions, judge=judge)
+    return bench.score(annotations, predictions, questions=questions)
 
 
 def majority_answers(rows: Sequence[Mapping[str, Any]], gold: Mapping[str, str]) -> dict[str, str]:
@@ -123,7 +112,7 @@ def evaluate(
     out_dir: Path,
     *,
     run: str,
-    benchmarks: Sequence[str] = BENCHMARKS,
+    benchmarks: Sequence[str] | None = None,
     blind: bool = True,
     judge: Judge | None = None,
     open_runner: Runner | None = None,
@@ -134,25 +123,28 @@ def evaluate(
 
     ``open_runner`` answers MM-Vet's open-ended questions (a longer generation budget); it defaults
     to ``runner``. Under ``accelerate launch`` every process must call this with the same arguments.
+    ``benchmarks``: default every registered one.
     """
+    benchmarks = registry.names() if benchmarks is None else benchmarks
     check_benchmarks(benchmarks)
     twins_dir, out_dir = Path(twins_dir), Path(out_dir)
     manifest = load_twins(twins_dir)
     answers: dict[str, dict[str, dict[str, str]]] = {}  # benchmark -> run name -> {prompt id: answer}
     seconds: dict[str, float] = {}
     for benchmark in benchmarks:
+        judged = registry.get(benchmark).judged
         rows = read_prompts(twins_dir / benchmark)
         gold_file = manifest["benchmarks"][benchmark].get("gold")
-        # MM-Vet's answers are open-ended: a majority answer is meaningless there (and costs judge
-        # calls); a test split without answers has none to count.
+        # Judged answers are open-ended (MM-Vet): a majority answer is meaningless there (and costs
+        # judge calls); a test split without answers has none to count.
         answers[benchmark] = {}
-        if gold_file and benchmark not in OPEN_ENDED:
+        if gold_file and not judged:
             gold = {row["id"]: row["answer"] for row in _read_jsonl(twins_dir / gold_file)}
             answers[benchmark][MAJORITY] = majority_answers(rows, gold)
-        if benchmark == "mmvet" and judge is None:
-            log.info("mmvet: %s (set eval.judge in params.yaml); not asked", NOT_SCORED)
+        if judged and judge is None:
+            log.info("%s: %s (set eval.judge in params.yaml); not asked", benchmark, NOT_SCORED)
             continue
-        asker = open_runner if benchmark == "mmvet" and open_runner is not None else runner
+        asker = open_runner if judged and open_runner is not None else runner
         questions = questions_from_prompts(rows)
         start = time.perf_counter()
         conditions = [(run, False)] + ([(f"{run}-blind", True)] if blind else [])
@@ -204,25 +196,26 @@ def _write_and_score(
     if blind:
         scored[f"{run}-blind"] = {}
     for benchmark, by_run in answers.items():
+        bench = registry.get(benchmark)
         entry = manifest["benchmarks"][benchmark]
         for name in scored:
             if name not in by_run:  # MM-Vet without a judge, a majority without answers: nothing to score
                 if name == MAJORITY:
-                    reason = NO_MAJORITY if benchmark in OPEN_ENDED else NO_GOLD
+                    reason = NO_MAJORITY if bench.judged else NO_GOLD
                 else:
                     reason = NOT_SCORED
                 scored[name][benchmark] = _unscored(benchmark, reason)
                 continue
-            target = out / name / benchmark / PREDICTION_FILES[benchmark]
+            target = out / name / benchmark / bench.prediction_file
             target.parent.mkdir(parents=True, exist_ok=True)
             # the raw answers by question id, whatever the official format: what backends are compared on
             (target.parent / ANSWERS_FILE).write_text(
                 "".join(dumps_line({"id": qid, "answer": text}) for qid, text in by_run[name].items()), encoding="utf-8"
             )
-            written = write_predictions(benchmark, twins_dir / benchmark, by_run[name], target)
-            if benchmark in ("mmbench", "mmbench_cn") and entry.get("annotations"):  # the server's upload form
-                write_mmbench_sheet(twins_dir / entry["annotations"], by_run[name], target.with_name(MMBENCH_SHEET))
-            if entry.get("annotations") is None and benchmark != "mme":  # a test split: submit the file
+            written = registry.write_predictions(benchmark, twins_dir / benchmark, by_run[name], target)
+            if bench.submission is not None and entry.get("annotations"):  # the server's upload form
+                bench.submission(twins_dir / entry["annotations"], by_run[name], target.parent)
+            if entry.get("annotations") is None and bench.reads_annotations:  # a test split: submit the file
                 scored[name][benchmark] = _unscored(benchmark, NO_ANNOTATIONS, predictions=str(target.relative_to(out)))
             else:
                 scored[name][benchmark] = score(benchmark, twins_dir, entry, written, judge=judge)
@@ -271,7 +264,8 @@ def table3(all_details: Sequence[Mapping[str, Any]]) -> str:
     and majority-answer baselines beneath it. Headline metrics as the paper reports them: VQA soft
     accuracy, GQA/SQA-IMG accuracy, POPE mean F1 of the three splits, MME perception score (max
     2000), MMBench circular accuracy, MM-Vet judge mean."""
-    header = ["Method", "LLM", "Visual Enc@Res.", "Run"] + [label for _, label in TABLE3_COLUMNS]
+    columns = registry.table3_columns()
+    header = ["Method", "LLM", "Visual Enc@Res.", "Run"] + [label for _, label in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     unscored = set()
     for details in all_details:
@@ -284,7 +278,7 @@ def table3(all_details: Sequence[Mapping[str, Any]]) -> str:
             if scores is None:
                 continue
             cells = []
-            for benchmark, column in TABLE3_COLUMNS:
+            for benchmark, column in columns:
                 metrics = scores.get(benchmark)
                 if metrics is not None and metrics.get("scored") is False:
                     unscored.add((column, metrics.get("reason", NOT_SCORED)))
@@ -317,7 +311,7 @@ def evaluate_release(
     cfg: Any,
     *,
     run: str = "torch",
-    benchmarks: Sequence[str] = BENCHMARKS,
+    benchmarks: Sequence[str] | None = None,
 ) -> dict[str, Any] | None:
     """``evaluate`` with the batched PyTorch runner over a release folder, as ``cfg`` (the `eval`
     section, ``EvalConfig``) says: batch size, image cache, generation budgets, blind baseline, MM-Vet judge."""
@@ -325,6 +319,7 @@ def evaluate_release(
     from impkit.eval.parallel import device
     from impkit.eval.runners import TorchRunner
 
+    benchmarks = registry.names() if benchmarks is None else benchmarks
     check_benchmarks(benchmarks)
     runner = TorchRunner.from_release(
         release,

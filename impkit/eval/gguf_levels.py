@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from impkit.config import GGUFEvalConfig
+from impkit.eval import benchmarks as registry
 from impkit.eval.evaluate import ANSWERS_FILE, check_benchmarks, evaluate
-from impkit.eval.twins import BENCHMARKS
 from impkit.release import Release
 
 log = logging.getLogger(__name__)
@@ -44,11 +44,12 @@ def evaluate_levels(
     cfg: Any,
     run_cfg: GGUFEvalConfig,
     *,
-    benchmarks: Sequence[str] = BENCHMARKS,
+    benchmarks: Sequence[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """``evaluate`` once per level (no blind baseline: that is the model's, not the file's), up to
     ``run_cfg.workers`` levels at once in separate processes. Each level's folder is written
     atomically by its own process, so the levels cannot mix."""
+    benchmarks = registry.names() if benchmarks is None else benchmarks
     check_benchmarks(benchmarks)
     jobs = [
         (

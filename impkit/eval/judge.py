@@ -1,7 +1,7 @@
 """An LLM judge for MM-Vet served by any OpenAI-compatible chat-completions endpoint.
 
 MM-Vet's official number is a GPT-4 grader's 0-1 correctness mark per answer (see
-``impkit/eval/scoring/mmvet.py``). ``make_judge`` builds the ``Judge`` that scorer takes, backed by
+``impkit/eval/benchmarks/mmvet.py``). ``make_judge`` builds the ``Judge`` that scorer takes, backed by
 a server speaking the OpenAI chat-completions protocol: OpenAI itself, vLLM, or a local llama.cpp
 server (``http://127.0.0.1:8080/v1``). Marks from another model than MM-Vet's GPT-4 grader are not
 paper-comparable; report which model judged.
@@ -23,13 +23,15 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from impkit.config import MAX_JUDGE_TEMPERATURE as MAX_TEMPERATURE
 from impkit.config import JudgeConfig, from_dict
 from impkit.eval.scoring.inputs import ScoringError
-from impkit.eval.scoring.mmvet import Judge
+
+# judge(question, gold answer, prediction) -> a mark in [0, 1]: what the MM-Vet scorer calls per answer
+Judge = Callable[[str, str, str], float]
 
 MAX_TOKENS = 16  # the reply is one number; a little room for a model that adds a word or two
 RETRY_TEMPERATURE_STEP = 0.5  # each retry samples a little more freely, so a stuck reply can change

@@ -10,19 +10,12 @@ from typing import Any
 
 import yaml
 
-# the paper's Table 3 columns: (benchmark, label, metric name in the model-index)
-TABLE3 = (
-    ("vqav2", "VQAv2", "soft_accuracy"),
-    ("gqa", "GQA", "accuracy"),
-    ("vizwiz", "VizWiz", "soft_accuracy"),
-    ("sqa", "SQA-IMG", "accuracy"),
-    ("textvqa", "TextVQA", "soft_accuracy"),
-    ("pope", "POPE", "mean_f1"),
-    ("mme", "MME-P", "perception"),
-    ("mmbench", "MMB", "circular_accuracy"),
-    ("mmbench_cn", "MMB-CN", "circular_accuracy"),
-    ("mmvet", "MM-Vet", "judge_mean"),
-)
+
+def table3() -> list[tuple[str, str]]:
+    """(benchmark, column heading) in the paper's Table 3 order (impkit.eval.benchmarks)."""
+    from impkit.eval.benchmarks import table3_columns
+
+    return table3_columns()
 
 
 def _headline(result: Any) -> float | None:
@@ -38,10 +31,12 @@ def _cell(value: float | None) -> str:
 
 def _front_matter(record: Mapping[str, Any]) -> str:
     results = []
-    for benchmark, label, metric in TABLE3:
-        value = _headline((record["benchmarks"].get("torch") or {}).get(benchmark))
+    torch = record["benchmarks"].get("torch") or {}
+    for benchmark, label in table3():
+        value = _headline(torch.get(benchmark))
         if value is None:
             continue
+        metric = next(k for k in torch[benchmark] if k not in ("n", "blind"))
         results.append(
             {
                 "task": {"type": "visual-question-answering"},
@@ -60,22 +55,23 @@ def _front_matter(record: Mapping[str, Any]) -> str:
 
 
 def _table3(record: Mapping[str, Any]) -> list[str]:
-    header = ["Run", *(label for _, label, _ in TABLE3)]
+    columns = table3()
+    header = ["Run", *(label for _, label in columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     torch = record["benchmarks"].get("torch") or {}
-    rows = [("PyTorch", {b: _headline(torch.get(b)) for b, _, _ in TABLE3})]
+    rows = [("PyTorch", {b: _headline(torch.get(b)) for b, _ in columns})]
     rows.append(
         (
             "PyTorch, blank images",
-            {b: (torch.get(b) or {}).get("blind") if isinstance(torch.get(b), Mapping) else None for b, _, _ in TABLE3},
+            {b: (torch.get(b) or {}).get("blind") if isinstance(torch.get(b), Mapping) else None for b, _ in columns},
         )
     )
     majority = record["benchmarks"].get("majority") or {}
-    rows.append(("majority answer per type", {b: _headline(majority.get(b)) for b, _, _ in TABLE3}))
+    rows.append(("majority answer per type", {b: _headline(majority.get(b)) for b, _ in columns}))
     for level, figures in (record["benchmarks"].get("gguf") or {}).items():
-        rows.append((f"GGUF {level} (llama.cpp)", {b: (figures or {}).get(b) for b, _, _ in TABLE3}))
+        rows.append((f"GGUF {level} (llama.cpp)", {b: (figures or {}).get(b) for b, _ in columns}))
     for name, cells in rows:
-        lines.append("| " + " | ".join([name, *(_cell(cells[b]) for b, _, _ in TABLE3)]) + " |")
+        lines.append("| " + " | ".join([name, *(_cell(cells[b]) for b, _ in columns)]) + " |")
     return lines
 
 

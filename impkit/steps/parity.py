@@ -24,15 +24,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> None:
     from impkit.config import ParityConfig, load_section
+    from impkit.eval import benchmarks
     from impkit.eval.parity import check, logit_parity, pick_prompts
     from impkit.eval.runners import LlamaCppRunner, TorchRunner
-    from impkit.eval.twins import BENCHMARKS, read_prompts
+    from impkit.eval.twins import read_prompts
     from impkit.io import write_json
 
     cfg = load_section(ParityConfig, "parity", path=args.params)
     release, gguf_dir, out = paths.release(args.preset), paths.gguf(args.preset), paths.parity_report(args.preset)
     twins = paths.TWINS
-    rows = {b: read_prompts(twins / b) for b in BENCHMARKS if (twins / b / "prompts.jsonl").is_file()}
+    rows = {b: read_prompts(twins / b) for b in benchmarks.names() if (twins / b / "prompts.jsonl").is_file()}
     questions = pick_prompts(rows, cfg.prompts)
     torch_runner = TorchRunner.from_release(release, image_root=paths.HELDOUT_IMAGES, device="cpu")
     gguf_runner = LlamaCppRunner.from_export(

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> None:
     from impkit.config import EvalConfig, load_section
-    from impkit.eval.twins import generate_twins
+    from impkit.eval.twins.generate import generate_twins
 
     cfg = load_section(EvalConfig, "eval", path=args.params)
     out = Path(args.out)

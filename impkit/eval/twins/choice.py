@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from impkit.data.synth import language as lang
 from impkit.data.synth.scene import COLOURS, POSITIONS, SHAPES, SIZES, WORDS, Chart, Scene, TextImage
 from impkit.eval import prompts
-from impkit.eval.scoring.mmbench import CIRCULAR_STRIDE
+from impkit.eval.benchmarks.mmbench import CIRCULAR_STRIDE
 from impkit.eval.twins.common import Heldout, HeldoutImage, Prompt, Table, TwinFiles, pick
 
 # --------------------------------------------------------------------------- ScienceQA

@@ -3,7 +3,9 @@ simulated human answers of the VQA-style benchmarks, and the rows a twin hands t
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import random
 from collections.abc import Sequence
@@ -13,8 +15,12 @@ from typing import Any
 
 from impkit.data.synth import language as lang
 from impkit.data.synth.scene import POSITIONS, SHAPES, WORDS, Chart, Scene, SceneObject, Spec, TextImage
+from impkit.eval.benchmarks.base import Prompt
 from impkit.eval.scoring.vqa import NUMBER_WORDS as NORMALISED_NUMBERS
 from impkit.eval.scoring.vqa import normalize_answer
+from impkit.io import dumps_line
+
+MANIFEST = "twins.json"
 
 
 @dataclass(frozen=True)
@@ -105,24 +111,6 @@ def pick(rng: random.Random, pool: Sequence[HeldoutImage], n: int) -> list[Heldo
     return rng.sample(list(pool), min(n, len(pool)))
 
 
-@dataclass
-class Prompt:
-    """One line of ``prompts.jsonl``: what the runner asks, and the answer that scores full marks.
-
-    ``type`` is the question's type in the benchmark's own taxonomy (VQAv2's question type, GQA's
-    detailed type, the POPE split, the MME subtask, the MMBench category, ...): the group within
-    which the majority-answer baseline answers every question alike."""
-
-    id: str
-    image: str | None
-    prompt: str
-    gold: str
-    type: str
-
-    def line(self, benchmark: str) -> dict[str, Any]:
-        return {"id": self.id, "image": self.image, "prompt": self.prompt, "type": self.type, "benchmark": benchmark}
-
-
 class Jsonl(list):
     """Rows written one JSON object per line (POPE's question files are JSON Lines named .json)."""
 
@@ -145,6 +133,31 @@ class TwinFiles:
     annotations: str = ""  # relative to the twin's folder
     questions: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+
+
+def dump(path: Path, value: Any) -> None:
+    """One twin file: raw text as it is, ``Jsonl`` one object per line, ``Table`` as a TSV with a
+    header, anything else as indented JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, Jsonl):
+        text = "".join(dumps_line(row) for row in value)
+    elif isinstance(value, Table):
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=value.columns, delimiter="\t", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(value.rows)
+        text = buffer.getvalue()
+    else:
+        text = json.dumps(value, indent=2, ensure_ascii=False) + "\n"
+    path.write_text(text, encoding="utf-8")
+
+
+def read_prompts(twin_dir: Path) -> list[dict[str, Any]]:
+    """A twin's ``prompts.jsonl`` rows."""
+    text = (Path(twin_dir) / "prompts.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 # --------------------------------------------------------------------------- answer types

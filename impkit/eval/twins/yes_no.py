@@ -22,8 +22,8 @@ from impkit.data.synth.scene import (
     TextImage,
 )
 from impkit.eval import prompts
-from impkit.eval.scoring.mme import COGNITION, PERCEPTION
-from impkit.eval.scoring.pope import SPLITS
+from impkit.eval.benchmarks.mme import COGNITION, PERCEPTION
+from impkit.eval.benchmarks.pope import SPLITS
 from impkit.eval.twins.common import Heldout, HeldoutImage, Jsonl, Prompt, TwinFiles, pick
 
 # --------------------------------------------------------------------------- POPE

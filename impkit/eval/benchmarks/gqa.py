@@ -4,16 +4,29 @@ The prediction is lowercased and its trailing periods stripped, as LLaVA-1.5's G
 before the official GQA ``eval.py`` compares it with the gold answer ("Yes." -> "yes"). Leaving the
 period on is one of the known reasons GQA numbers fail to reproduce. Only questions with
 ``isBalanced`` count, as in the official script; predictions for the others are accepted and ignored.
+
+Official file: ``{qid: {imageId, question, answer, isBalanced, types: {detailed}}}`` (test files
+have no answers); the question type is GQA's detailed type.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from impkit.eval import prompts
+from impkit.eval.benchmarks.base import (
+    Benchmark,
+    Prompt,
+    ScoreInputs,
+    TwinContext,
+    records_writer,
+)
+from impkit.eval.benchmarks.official import Images, one_file_reader, text
 from impkit.eval.scoring.inputs import (
     PathLike,
     ScoringError,
+    existing,
     field,
     index_predictions,
     percent,
@@ -69,3 +82,47 @@ def score_gqa(annotations: PathLike | None, predictions: PathLike, questions: Pa
         per_structural_type={t: percent(sum(v), len(v)) for t, v in sorted(by_structural.items())},
         missing=missing,
     )
+
+
+if TYPE_CHECKING:
+    from impkit.eval.twins.common import TwinFiles
+
+NAME = "gqa"
+IMAGE_PATTERNS = ("{imageId}.jpg",)
+
+
+def read_gqa(questions: PathLike, images: PathLike | None, *, image_pattern: str | None = None) -> list[Prompt]:
+    path = existing(questions, "GQA questions file")
+    resolve = Images(NAME, IMAGE_PATTERNS, images, image_pattern, path)
+    rows = []
+    for qid, record in read_json(path, "GQA questions", dict).items():
+        where = f"question {qid}"
+        image_id = field(record, "imageId", path, where)
+        question = text(field(record, "question", path, where), path, where, "question")
+        types = record.get("types")
+        kind = str(types.get("detailed", "")) if isinstance(types, dict) else ""
+        gold = None if record.get("answer") is None else str(record["answer"])
+        rows.append(Prompt(str(qid), resolve(imageId=image_id, qid=qid), prompts.short_answer(question), gold, kind))
+    return rows
+
+
+def _twin(ctx: TwinContext) -> TwinFiles:
+    from impkit.eval.twins import short_answer
+
+    return short_answer.gqa(ctx.heldout, ctx.rng(NAME), ctx.sizes.gqa)
+
+
+BENCHMARK = Benchmark(
+    name=NAME,
+    label="GQA",
+    paper_column=1,
+    score=score_gqa,
+    score_inputs=ScoreInputs("testdev_balanced_questions.json", "-", "[{questionId, prediction}]"),
+    prompt=prompts.short_answer,
+    read=one_file_reader(NAME, read_gqa),
+    image_patterns=IMAGE_PATTERNS,
+    pattern_fields=("imageId", "qid"),
+    build_twin=_twin,
+    predictions="predictions.json: [{questionId, prediction}]",
+    write_predictions=records_writer("questionId", "prediction"),
+)

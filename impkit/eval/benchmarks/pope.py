@@ -17,13 +17,20 @@ Predictions: one answers file (JSON Lines ``{question_id, text}``), or a folder 
 per split named with the split. In one answers file each answer goes to the split its
 ``category`` names or, without one, to the only split holding its ``question_id``; the official
 split files each number their questions from 1, so with them use one answers file per split.
+
+Official files: ``coco_pope_{adversarial,popular,random}.json``, JSON Lines of ``{question_id,
+image, text, label}``. Prompt ids are ``<split>/<question_id>``; the question type is the split.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from impkit.eval import prompts
+from impkit.eval.benchmarks.base import Benchmark, Prompt, ScoreInputs, TwinContext
+from impkit.eval.benchmarks.official import Images, integer_id, one_file_reader, text
 from impkit.eval.scoring.inputs import (
     PathLike,
     ScoringError,
@@ -31,10 +38,12 @@ from impkit.eval.scoring.inputs import (
     field,
     id_key,
     index_predictions,
+    read_jsonl,
     read_records,
     reject_unused,
     result,
 )
+from impkit.io import atomic_path
 
 SPLITS = ("adversarial", "popular", "random")
 _NO_WORDS = frozenset({"No", "not", "no"})
@@ -47,7 +56,7 @@ def pope_answer(text: str) -> str:
     return "no" if any(word in _NO_WORDS for word in words) else "yes"
 
 
-def _split_files(folder: Path, what: str) -> dict[str, Path]:
+def split_files(folder: Path, what: str) -> dict[str, Path]:
     files = [p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in (".json", ".jsonl")]
     found = {}
     for split in SPLITS:
@@ -64,7 +73,7 @@ def _load_labels(annotations: PathLike | None) -> dict[str, dict[str, str]]:
     path = existing(annotations, "POPE questions", folder=None)
     labels: dict[str, dict[str, str]] = {split: {} for split in SPLITS}
     if path.is_dir():
-        sources = [(split, file) for split, file in _split_files(path, "POPE question").items()]
+        sources = [(split, file) for split, file in split_files(path, "POPE question").items()]
     else:
         sources = [(None, path)]
     for split, file in sources:
@@ -94,7 +103,7 @@ def _load_answers(predictions: PathLike, labels: dict[str, dict[str, str]]) -> d
             split: index_predictions(
                 read_records(file, "POPE answers"), "question_id", "text", labels[split], file, "POPE answers"
             )
-            for split, file in _split_files(path, "POPE answers").items()
+            for split, file in split_files(path, "POPE answers").items()
         }
     grouped: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
     for i, record in enumerate(read_records(path, "POPE answers"), start=1):
@@ -163,3 +172,76 @@ def score_pope(
         splits=splits,
         missing=sum(m["missing"] for m in splits.values()),
     )
+
+
+if TYPE_CHECKING:
+    from impkit.eval.twins.common import TwinFiles
+
+NAME = "pope"
+IMAGE_PATTERNS = ("{image}",)
+
+
+def read_pope(folder: PathLike, images: PathLike | None, *, image_pattern: str | None = None) -> list[Prompt]:
+    root = existing(folder, "POPE questions folder", folder=True)
+    files = split_files(root, "POPE question")  # the scorer's own way of finding the three files
+    rows = []
+    for split in SPLITS:
+        path = files[split]
+        resolve = Images(NAME, IMAGE_PATTERNS, images, image_pattern, path)
+        seen = set()
+        for i, record in enumerate(read_jsonl(path, "POPE questions"), start=1):
+            where = f"line {i}"
+            qid = integer_id(id_key(field(record, "question_id", path, where), path, where), path, where)
+            if qid in seen:
+                raise ScoringError(f"{path}: question_id {qid} appears twice")
+            seen.add(qid)
+            image = id_key(field(record, "image", path, where), path, where)
+            question = text(field(record, "text", path, where), path, where, "text")
+            label = record.get("label")
+            gold = None if label is None else str(label).strip().lower()
+            if gold not in (None, "yes", "no"):
+                raise ScoringError(f"{path}: {where} has label {label!r}; expected yes or no")
+            image_path = resolve(image=image, split=split, question_id=int(qid))
+            rows.append(Prompt(f"{split}/{qid}", image_path, prompts.short_answer(question), gold, split))
+    return rows
+
+
+def _twin(ctx: TwinContext) -> TwinFiles:
+    from impkit.eval.twins import yes_no
+
+    return yes_no.pope(ctx.heldout, ctx.rng(NAME), ctx.sizes.pope_images)
+
+
+def write_answers(given: Sequence[tuple[str, str]], out: Path, twin_dir: Path) -> None:
+    """A folder with one answers file per split, ``<split>.jsonl`` of ``{question_id, text}``."""
+    from impkit.eval.twins.common import Jsonl, dump
+
+    with atomic_path(out) as folder:
+        folder.mkdir()
+        for split in SPLITS:
+            rows = [
+                {"question_id": int(qid.split("/", 1)[1]), "text": answer}
+                for qid, answer in given
+                if qid.split("/", 1)[0] == split
+            ]
+            dump(folder / f"{split}.jsonl", Jsonl(rows))
+
+
+BENCHMARK = Benchmark(
+    name=NAME,
+    label="POPE",
+    paper_column=5,
+    score=score_pope,
+    score_inputs=ScoreInputs(
+        "folder of the 3 split question files (or one JSONL with category)",
+        "-",
+        "answers JSONL, or a folder with one per split",
+    ),
+    prompt=prompts.short_answer,
+    read=one_file_reader(NAME, read_pope),
+    image_patterns=IMAGE_PATTERNS,
+    pattern_fields=("image", "split", "question_id"),
+    build_twin=_twin,
+    predictions="answers/ folder: <split>.jsonl of {question_id, text}",
+    write_predictions=write_answers,
+)

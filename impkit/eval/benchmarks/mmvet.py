@@ -8,6 +8,9 @@ unanswered question scores 0 (counted in ``missing``).
 
 Predictions: LLaVA-1.5's MM-Vet file, a JSON object ``{"v1_0": "answer", ...}``, or records
 ``{question_id, text}`` as a JSON list or JSON Lines.
+
+Official file: ``mm-vet.json`` ``{"v1_0": {imagename, capability: [...], question, answer}}``; the
+question type is the capabilities joined with "+". Questions are asked as they are.
 """
 
 from __future__ import annotations
@@ -15,9 +18,20 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from impkit.eval import prompts
+from impkit.eval.benchmarks.base import (
+    Benchmark,
+    Prompt,
+    ScoreInputs,
+    TwinContext,
+    write_value,
+)
+from impkit.eval.benchmarks.official import Images, one_file_reader, text
+from impkit.eval.judge import Judge
 from impkit.eval.scoring.inputs import (
     PathLike,
     ScoringError,
@@ -31,7 +45,6 @@ from impkit.eval.scoring.inputs import (
     result,
 )
 
-Judge = Callable[[str, str, str], float]
 NOT_SCORED = "not scored: no judge"
 
 
@@ -91,3 +104,59 @@ def score_mmvet(
         per_capability={c: percent(sum(v), len(v)) for c, v in sorted(by_capability.items())},
         missing=missing,
     )
+
+
+if TYPE_CHECKING:
+    from impkit.eval.twins.common import TwinFiles
+
+NAME = "mmvet"
+IMAGE_PATTERNS = ("{imagename}",)
+
+
+def read_mmvet(annotations: PathLike, images: PathLike | None, *, image_pattern: str | None = None) -> list[Prompt]:
+    path = existing(annotations, "MM-Vet file")
+    resolve = Images(NAME, IMAGE_PATTERNS, images, image_pattern, path)
+    rows = []
+    for qid, item in read_json(path, "MM-Vet questions", dict).items():
+        where = f"question {qid}"
+        question = text(field(item, "question", path, where), path, where, "question")
+        image = resolve(imagename=field(item, "imagename", path, where), id=qid)
+        capability = item.get("capability") or []
+        kind = "+".join(map(str, capability)) if isinstance(capability, list) else str(capability)
+        gold = None if item.get("answer") is None else str(item["answer"])
+        rows.append(Prompt(str(qid), image, prompts.mmvet(question), gold, kind))
+    return rows
+
+
+def _twin(ctx: TwinContext) -> TwinFiles:
+    from impkit.eval.twins import open_ended
+
+    return open_ended.mmvet(ctx.heldout, ctx.rng(NAME), ctx.sizes.mmvet)
+
+
+def write_results(given: Sequence[tuple[str, str]], out: Path, twin_dir: Path) -> None:
+    """LLaVA-1.5's MM-Vet file: one JSON object of question id -> answer."""
+    write_value(out, dict(given))
+
+
+BENCHMARK = Benchmark(
+    name=NAME,
+    label="MM-Vet",
+    paper_column=9,
+    score=score_mmvet,
+    score_inputs=ScoreInputs(
+        "mm-vet.json",
+        "-",
+        '{"v1_0": answer, ...}; a number only with --judge-endpoint/--judge-model',
+        note="no number without an LLM judge: give --judge-endpoint and --judge-model "
+        "(an OpenAI-compatible server, e.g. a local llama.cpp one).",
+    ),
+    prompt=prompts.mmvet,
+    read=one_file_reader(NAME, read_mmvet),
+    image_patterns=IMAGE_PATTERNS,
+    pattern_fields=("imagename", "id"),
+    build_twin=_twin,
+    predictions='results.json: {"v1_0": answer, ...}',
+    write_predictions=write_results,
+    judged=True,
+)
