@@ -55,19 +55,31 @@ class StageRun:
     tail: list[str] = field(default_factory=list)  # the last lines of its output
 
 
-def repro_stage(workspace: Path, stage: str, on_line: Callable[[str], None], *, tail: int = 40) -> StageRun:
-    """``dvc repro --single-item <stage>`` in ``workspace``: DVC decides whether it is stale. Every
-    output line goes to ``on_line`` as it is printed."""
-    command = [str(Path(sys.executable).with_name("dvc")), "repro", "--single-item", stage]
+def stream_command(workspace: Path, dvc_args: Sequence[str], on_line: Callable[[str], None], *, tail: int = 40):
+    """``dvc <dvc_args>`` in ``workspace``; every output line goes to ``on_line`` as it is printed.
+    Returns (exit code, the last ``tail`` lines)."""
+    command = [str(Path(sys.executable).with_name("dvc")), *dvc_args]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    started, last, ran = time.monotonic(), deque(maxlen=tail), False
+    last: deque[str] = deque(maxlen=tail)
     with subprocess.Popen(
         command, cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env
     ) as proc:
         assert proc.stdout is not None
         for raw in proc.stdout:
             line = raw.rstrip("\n")
-            ran = ran or line.startswith("Running stage")
             last.append(line)
             on_line(line)
-    return StageRun(stage, proc.returncode, round(time.monotonic() - started, 1), ran, list(last))
+    return proc.returncode, list(last)
+
+
+def repro_stage(workspace: Path, stage: str, on_line: Callable[[str], None]) -> StageRun:
+    """``dvc repro --single-item <stage>`` in ``workspace``: DVC decides whether it is stale."""
+    started, ran = time.monotonic(), []
+
+    def watch(line: str) -> None:
+        if line.startswith("Running stage"):  # DVC's words when it found the stage stale
+            ran.append(line)
+        on_line(line)
+
+    code, last = stream_command(workspace, ["repro", "--single-item", stage], watch)
+    return StageRun(stage, code, round(time.monotonic() - started, 1), bool(ran), last)

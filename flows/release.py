@@ -16,7 +16,8 @@ python -m flows.release --targets release@nano-3b
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -89,28 +90,41 @@ def _publish_releases(workspace: Path, ran: list[dict]) -> None:
         create_link_artifact(key="release-dashboard", link=dashboard.resolve().as_uri(), link_text="release dashboard")
 
 
-@flow(name="impkit-release", log_prints=True)
-def release_flow(workspace: str = ".", targets: Sequence[str] = (), wait_if_running: bool = False) -> list[dict]:
-    """Run the DVC pipeline of ``workspace`` (or only ``targets`` and what they need), stage by stage."""
-    logger = get_run_logger()
-    root = Path(workspace).resolve()
-    lock = FileLock(str(root / LOCK))
+@contextmanager
+def workspace_lock(root: Path, wait: bool) -> Iterator[None]:
+    """One build of a workspace at a time: a second one waits (``wait``) or is refused at once."""
     (root / LOCK).parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(root / LOCK))
     try:
-        lock.acquire(timeout=-1 if wait_if_running else 0)
+        lock.acquire(timeout=-1 if wait else 0)
     except Timeout:
         raise BuildRunning(
             f"a build of {root} is already running (lock {LOCK}); this one is refused. Wait for it to end, "
             "or run with wait_if_running=true to queue behind it"
         ) from None
     try:
-        pipeline = read_pipeline(root, targets)
-        logger.info("%d stage(s), in this order: %s", len(pipeline.order), ", ".join(pipeline.order))
-        ran = [dvc_stage(str(root), stage) for stage in pipeline.order]
-        _publish_releases(root, ran)
-        return ran
+        yield
     finally:
         lock.release()
+
+
+def build(root: Path, targets: Sequence[str] = ()) -> list[dict]:
+    """Every stage of the pipeline (or ``targets`` and what they need) as a task, in DVC's order;
+    then the releases published. The caller holds the workspace lock."""
+    logger = get_run_logger()
+    pipeline = read_pipeline(root, targets)
+    logger.info("%d stage(s), in this order: %s", len(pipeline.order), ", ".join(pipeline.order))
+    ran = [dvc_stage(str(root), stage) for stage in pipeline.order]
+    _publish_releases(root, ran)
+    return ran
+
+
+@flow(name="impkit-release", log_prints=True)
+def release_flow(workspace: str = ".", targets: Sequence[str] = (), wait_if_running: bool = False) -> list[dict]:
+    """Run the DVC pipeline of ``workspace`` (or only ``targets`` and what they need), stage by stage."""
+    root = Path(workspace).resolve()
+    with workspace_lock(root, wait_if_running):
+        return build(root, targets)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,6 +24,7 @@ SECTIONS = {
     "eval_gguf": config.GGUFEvalConfig,
     "latency": config.LatencyConfig,
     "release": config.ReleaseConfig,
+    "flows": config.FlowsConfig,
     **{f"train.recipes.{name}": config.TrainRecipe for name in PARAMS["train"]["recipes"]},
     **{f"model.presets.{name}": config.PresetConfig for name in PARAMS["model"]["presets"]},
 }
