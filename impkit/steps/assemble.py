@@ -5,6 +5,7 @@ reports/data_quality and the record counts to reports/data_metrics.json."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from impkit import paths
 from impkit.steps import add_params_argument
@@ -16,6 +17,11 @@ OMP_WAIT_POLICY = None  # never loads torch or llama.cpp
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_params_argument(parser)
+    parser.add_argument(
+        "--out",
+        help="a scratch folder for assembled/, quarantine/, cache/, data_quality/ and data_metrics.json, "
+        "to try a data recipe without touching the pipeline's outputs (default: the stage's places)",
+    )
 
 
 def main(args: argparse.Namespace) -> None:
@@ -26,11 +32,14 @@ def main(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     raw = section(params, "data")  # the recipe as written, recorded beside the data it made
     cfg = load_section(DataConfig, "data", params)
-    layout = AssemblyPaths(
-        out_dir=paths.ASSEMBLED,
-        quarantine_dir=paths.QUARANTINE,
-        image_cache=paths.IMAGE_CHECK_CACHE,
-        docs_dir=paths.DATA_QUALITY,
-    )
+    if args.out:
+        out = Path(args.out)
+        layout = AssemblyPaths(
+            out / "assembled", out / "quarantine", out / "cache" / "image_checks.sqlite", out / "data_quality"
+        )
+        metrics = out / "data_metrics.json"
+    else:
+        layout = AssemblyPaths(paths.ASSEMBLED, paths.QUARANTINE, paths.IMAGE_CHECK_CACHE, paths.DATA_QUALITY)
+        metrics = paths.DATA_METRICS
     manifest = assemble(cfg, layout, recipe=raw)
-    write_json(paths.DATA_METRICS, manifest_metrics(manifest))
+    write_json(metrics, manifest_metrics(manifest))
