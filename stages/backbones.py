@@ -7,8 +7,8 @@ from pathlib import Path
 from impkit.config import BackbonesConfig, ConfigError, PresetConfig, TrainSettings, from_dict, load_params, section
 from impkit.stage import run_stage
 from impkit.timings import note
+from impkit.train.backbones.build import build_backbones
 from impkit.train.launch import cpu_processes_to_start
-from impkit.train.pipeline import build_backbones
 
 OUT = Path("models/backbones")
 
