@@ -19,8 +19,9 @@ import test_train_dataset as fixtures  # noqa: E402  (the tiny tokenizer, record
 
 from impkit.config import ConfigError, StageTraining  # noqa: E402
 from impkit.stage import run_stage as run_entry_point  # noqa: E402
-from impkit.train.dataset import DataCollator, ModalityLengthGroupedSampler  # noqa: E402
+from impkit.train.dataset import DataCollator  # noqa: E402
 from impkit.train.launch import is_main_process  # noqa: E402
+from impkit.train.sampler import ModalityLengthGroupedSampler  # noqa: E402
 from impkit.train.trainer import fit_stage  # noqa: E402
 
 
