@@ -15,7 +15,14 @@ from transformers import SiglipVisionModel
 from impkit.data.synth.scene import COLOURS, SHAPES
 from impkit.train.backbones.inputs import PathLike, as_scenes
 from impkit.train.backbones.loop import run_summary
-from impkit.train.backbones.vision import save_vision_tower, tower_config, tower_images, tower_record, train_tower
+from impkit.train.backbones.vision import (
+    TowerImages,
+    save_vision_tower,
+    tower_config,
+    tower_images,
+    tower_record,
+    train_tower,
+)
 
 EVAL_IMAGES = 256  # held-back images for the before-vs-after accuracy (never trained on)
 # Scenes: "<colour> <shape>" of the main object, i.e. the first large object in reading order (row,
@@ -74,6 +81,14 @@ class _Classifier(torch.nn.Module):
         return self.classifier(features.pooler_output)
 
 
+def _held_back_accuracy(model: _Classifier, images: TowerImages, labels: torch.Tensor, size: int) -> float | None:
+    """Accuracy on the held-back images at ``size`` (None: none held back)."""
+    if not images.n_eval:
+        return None
+    rows = images.eval_idx
+    return _accuracy(model.tower, model.classifier, images.pixels(size, rows), labels[rows], images.interpolate(size))
+
+
 def pretrain_classifier_vision_tower(
     scenes: Sequence[dict[str, Any]] | PathLike,
     image_root: PathLike,
@@ -119,16 +134,7 @@ def pretrain_classifier_vision_tower(
     torch.manual_seed(seed)
     model = _Classifier(SiglipVisionModel(vision_config), len(index))
 
-    def accuracy(size: int) -> float | None:
-        pixels = images.pixels(size, images.eval_idx)
-        eval_labels = labels[images.eval_idx]
-        return (
-            _accuracy(model.tower, model.classifier, pixels, eval_labels, images.interpolate(size))
-            if images.n_eval
-            else None
-        )
-
-    acc_before = accuracy(images.sizes[0])
+    acc_before = _held_back_accuracy(model, images, labels, images.sizes[0])
 
     def loss(rows: torch.Tensor, pixels: torch.Tensor, interpolate: bool) -> torch.Tensor:
         return F.cross_entropy(model(pixels, interpolate_pos_encoding=interpolate), labels[rows])
@@ -146,7 +152,7 @@ def pretrain_classifier_vision_tower(
         progress=progress,
         precision=precision,
     )
-    acc_after = {size: accuracy(size) for size in images.sizes}
+    acc_after = {size: _held_back_accuracy(model, images, labels, size) for size in images.sizes}
     n_params = save_vision_tower(model.tower, vision_arch, out_dir)
     n_train = len(images.train_idx)
     counts = torch.bincount(labels[images.train_idx], minlength=len(index))

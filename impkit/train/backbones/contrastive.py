@@ -19,7 +19,14 @@ from transformers import PreTrainedTokenizerBase, SiglipConfig, SiglipModel, Sig
 from impkit.config import ConfigError
 from impkit.train.backbones.inputs import PathLike, as_pairs
 from impkit.train.backbones.loop import run_summary
-from impkit.train.backbones.vision import save_vision_tower, tower_config, tower_images, tower_record, train_tower
+from impkit.train.backbones.vision import (
+    TowerImages,
+    save_vision_tower,
+    tower_config,
+    tower_images,
+    tower_record,
+    train_tower,
+)
 
 # SiglipTextModel pools the *last position* whatever it holds (no use of the attention mask), so
 # captions are padded to one fixed length as SigLIP trains them: the pooled slot is always position
@@ -88,6 +95,22 @@ def _retrieval_top1(
         caps = captions[start:end]
         hits += [caps[j] == caps[i] for i, j in enumerate(best)]
     return float(np.mean(hits))
+
+
+def _held_back_top1(
+    model: SiglipModel,
+    images: TowerImages,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    captions: Sequence[str],
+    size: int,
+) -> float | None:
+    """Image -> text top-1 of the held-back pairs with their images at ``size`` (None: none held back)."""
+    if not images.n_eval:
+        return None
+    rows = images.eval_idx
+    held_back = [captions[i] for i in rows.tolist()]
+    return _retrieval_top1(model, images.pixels(size, rows), ids[rows], mask[rows], held_back, images.interpolate(size))
 
 
 def _siglip_model(
@@ -178,19 +201,7 @@ def pretrain_vision_tower(
         tokenizer, vision_config, text_arch, text_max_length=text_max_length, batch_size=batch_size, seed=seed
     )
 
-    eval_idx = images.eval_idx
-    eval_caps = [captions[i] for i in eval_idx.tolist()]
-
-    def top1(size: int) -> float | None:
-        pixels = images.pixels(size, eval_idx)
-        interpolate = images.interpolate(size)
-        return (
-            _retrieval_top1(model, pixels, ids[eval_idx], mask[eval_idx], eval_caps, interpolate)
-            if images.n_eval
-            else None
-        )
-
-    top1_before = top1(images.sizes[0])
+    top1_before = _held_back_top1(model, images, ids, mask, captions, images.sizes[0])
 
     def loss(rows: torch.Tensor, pixels: torch.Tensor, interpolate: bool) -> torch.Tensor:
         out = model(
@@ -215,7 +226,7 @@ def pretrain_vision_tower(
         progress=progress,
         precision=precision,
     )
-    top1_after = {size: top1(size) for size in images.sizes}
+    top1_after = {size: _held_back_top1(model, images, ids, mask, captions, size) for size in images.sizes}
     n_params = save_vision_tower(model.vision_model, vision_arch, out_dir)
     n_train = len(images.train_idx)
     return {
