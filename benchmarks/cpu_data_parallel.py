@@ -46,7 +46,8 @@ def worker(preset_name: str, records: int, out: Path, batch: tuple[int, int] | N
     the recipe's); the first process writes its training seconds."""
     import torch
 
-    from impkit.train.dataset import DataCollator, ModalityLengthGroupedSampler
+    from impkit.train.dataset import DataCollator
+    from impkit.train.sampler import ModalityLengthGroupedSampler
     from impkit.train.trainer import fit_stage
 
     preset, recipe = preset_and_recipe(preset_name)

@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 
 from benchmarks.train_throughput import preset_and_recipe, stage2_records
-from impkit.train.dataset import DataCollator, ModalityLengthGroupedSampler, chunked
+from impkit.train.dataset import DataCollator
+from impkit.train.sampler import ModalityLengthGroupedSampler, chunked
 
 
 def _epoch(data, collate, batches: list[list[int]]) -> tuple[float, list[dict[str, torch.Tensor]]]:

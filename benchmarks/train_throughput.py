@@ -45,8 +45,9 @@ from impkit.model.image_processing import ImageProcessor
 from impkit.model.presets import build_model, llava_config, num_image_tokens
 from impkit.model.shared_prefix import with_shared_prefix
 from impkit.model.tokenizer import IMAGE_TOKEN, family_tokenizer, train_bpe
-from impkit.train.dataset import DataCollator, ModalityLengthGroupedSampler, SupervisedDataset, chunked, padding_waste
+from impkit.train.dataset import DataCollator, SupervisedDataset
 from impkit.train.parts import prepare_stage2
+from impkit.train.sampler import ModalityLengthGroupedSampler, chunked, padding_waste
 from impkit.train.step_speedups import replace_lora_dropout, step_speedups
 from impkit.train.trainer import fit_stage, resolve_stage
 

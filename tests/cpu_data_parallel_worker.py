@@ -20,8 +20,9 @@ from sections import section_with  # noqa: E402
 
 from impkit.config import ConfigError, StageTraining  # noqa: E402
 from impkit.stage import run_stage as run_entry_point  # noqa: E402
-from impkit.train.dataset import DataCollator, ModalityLengthGroupedSampler  # noqa: E402
+from impkit.train.dataset import DataCollator  # noqa: E402
 from impkit.train.launch import is_main_process  # noqa: E402
+from impkit.train.sampler import ModalityLengthGroupedSampler  # noqa: E402
 from impkit.train.trainer import fit_stage  # noqa: E402
 
 

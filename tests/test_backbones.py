@@ -25,19 +25,12 @@ from impkit.config import ConfigError, WorldConfig, WorldSizes
 from impkit.data.synth import generate_world
 from impkit.data.templates import get_template
 from impkit.model.tokenizer import IMAGE_TOKEN, family_tokenizer, train_bpe
-from impkit.train.backbones import (
-    CLASS_LABELS,
-    _in_turn,
-    pretrain_causal_lm,
-    pretrain_classifier_vision_tower,
-    pretrain_vision_tower,
-    random_vision_tower,
-    read_corpus,
-    read_scenes,
-    read_vision_pairs,
-    scene_label,
-)
-from impkit.train.pipeline import _template_texts
+from impkit.train.backbones.classification import CLASS_LABELS, pretrain_classifier_vision_tower, scene_label
+from impkit.train.backbones.contrastive import pretrain_vision_tower
+from impkit.train.backbones.inputs import read_corpus, read_scenes, read_vision_pairs
+from impkit.train.backbones.lm import pretrain_causal_lm
+from impkit.train.backbones.tokenizer import template_texts
+from impkit.train.backbones.vision import in_turn, random_vision_tower
 from impkit.train.side_by_side import run_side_by_side
 from impkit.train.starting_model import resize_position_embeddings
 
@@ -390,7 +383,6 @@ def test_phi2_lm_head_bias_stays_zero_so_llava_loses_nothing(tmp_path):
     from transformers import AutoModelForCausalLM
 
     from impkit.model.tokenizer import family_tokenizer, train_bpe
-    from impkit.train.backbones import pretrain_causal_lm
 
     tok = family_tokenizer(train_bpe(["a red circle and a blue square."] * 40, 300), "phi2")
     arch = {
@@ -449,7 +441,7 @@ def test_multi_resolution_tower_trains_at_each_size_and_loads_as_a_twin_resizes_
 
 def test_each_step_sees_the_next_size_in_turn():
     batches = iter([torch.tensor([i]) for i in range(5)])
-    assert [size for size, _ in _in_turn([32, 24], batches)] == [32, 24, 32, 24, 32]
+    assert [size for size, _ in in_turn([32, 24], batches)] == [32, 24, 32, 24, 32]
 
 
 def test_multi_resolution_sizes_must_be_lower_multiples_of_the_patch(world, base_bpe, tmp_path):
@@ -551,7 +543,7 @@ def test_the_tokenizer_learns_the_chat_templates_fixed_text(world):
     """The system prompt and role markers are spelled in about a token per word, as a real tokenizer
     spells them, not letter by letter: they are in the tokenizer's training text."""
     corpus = read_corpus(world / "backbone" / "lm_corpus.txt")
-    without, with_templates = train_bpe(corpus, 2048), train_bpe(corpus + _template_texts(), 2048)
+    without, with_templates = train_bpe(corpus, 2048), train_bpe(corpus + template_texts(), 2048)
     for family in ("phi2", "qwen2", "phi3"):
         template = get_template(family)
         head = template.system_block() + template.user_prefix

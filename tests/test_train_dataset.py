@@ -17,13 +17,8 @@ import torch
 from impkit.data.templates import IGNORE_INDEX, TemplateError, get_template
 from impkit.model.image_processing import ImageProcessor
 from impkit.model.tokenizer import IMAGE_TOKEN, family_tokenizer, train_bpe
-from impkit.train.dataset import (
-    DataCollator,
-    ModalityLengthGroupedSampler,
-    SupervisedDataset,
-    chunked,
-    padding_waste,
-)
+from impkit.train.dataset import DataCollator, SupervisedDataset
+from impkit.train.sampler import ModalityLengthGroupedSampler, chunked, padding_waste
 
 N_IMAGE = 16  # 32 px images, 8 px patches
 IMAGE_SIZE = 32

@@ -280,6 +280,84 @@ def size_report(sizes: Mapping[str, Mapping[str, int]], table4_gb: Mapping[str, 
     return out
 
 
+def _check_disk(name: str, plan: PaperSizePlan, levels: Sequence[str], out_dir: Path) -> None:
+    """Fail before writing anything when the files would not fit under ``out_dir``."""
+    need, free = disk_need(plan, levels), shutil.disk_usage(out_dir).free
+    log.info(
+        "%s: %.2f G LLM + %.2f G vision parameters; needs up to %.1f GiB of disk, %.1f GiB free",
+        name,
+        plan.n_params("llm") / 1e9,
+        plan.n_params("mmproj") / 1e9,
+        need / GIB,
+        free / GIB,
+    )
+    if need > free:
+        raise ExportError(
+            f"{name}: writing needs about {need / GIB:.1f} GiB under {out_dir}, only {free / GIB:.1f} GiB free"
+        )
+
+
+def _write_f16(
+    name: str, plan: PaperSizePlan, work: Path, seed: int, seconds: dict[str, float]
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """The f16 mmproj and LLM files of random weights under ``work``, and what their writers report."""
+    facts: dict[str, Any] = {}
+    total = 2 * sum(int(np.prod(plan.shapes[hf])) for hf in (*plan.plan.mmproj, *plan.plan.llm))
+    with progress(total=total, unit="B", unit_scale=True, desc=f"{name}: random weights (f16)") as bar:
+        state = RandomWeights(plan.shapes, work / "weights", seed=seed, bar=bar)
+        f16: dict[str, dict[str, Any]] = {}
+        for part, arch_name, fill in (("mmproj", "clip", _fill_mmproj), ("llm", plan.arch.name, _fill_llm)):
+            t = time.perf_counter()
+            name = llm_filename("F16") if part == "llm" else mmproj_filename("F16")
+            f16[part] = write_gguf(
+                work / name,
+                arch_name,
+                lambda w, fill=fill, part=part: facts.__setitem__(part, fill(w, plan, state)),
+            )
+            state.release(list(plan.plan.llm if part == "llm" else plan.plan.mmproj))
+            shutil.rmtree(work / "weights", ignore_errors=True)  # scratch weights are in the file now
+            (work / "weights").mkdir()
+            seconds[f"write_{part}_f16"] = round(time.perf_counter() - t, 1)
+            log.info(
+                "%s: wrote %s (%.2f GiB) in %.0f s",
+                name,
+                name,
+                f16[part]["bytes"] / GIB,
+                seconds[f"write_{part}_f16"],
+            )
+    return f16, facts
+
+
+def _final_files(
+    name: str,
+    f16: dict[str, dict[str, Any]],
+    out_dir: Path,
+    levels: Sequence[str],
+    mmproj_level: str,
+    threads: int | None,
+    seconds: dict[str, float],
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """The LLM at every level and the mmproj at its level in ``out_dir``: quantized from the f16
+    files, or the f16 files themselves moved there."""
+    llm: dict[str, dict[str, Any]] = {}
+    for level in [lv for lv in levels if lv != "F16"]:
+        t = time.perf_counter()
+        llm[level] = quantize(f16["llm"]["path"], out_dir / llm_filename(level), level, threads=threads)
+        seconds[f"quantize_{level}"] = round(time.perf_counter() - t, 1)
+        log.info("%s: %s %.2f GiB in %.0f s", name, level, llm[level]["bytes"] / GIB, seconds[f"quantize_{level}"])
+    if "F16" in levels:
+        os.replace(f16["llm"]["path"], out_dir / llm_filename("F16"))
+        llm["F16"] = {**summary(out_dir / llm_filename("F16")), "level": "F16"}
+    if mmproj_level == "F16":
+        os.replace(f16["mmproj"]["path"], out_dir / mmproj_filename("F16"))
+        mmproj = {**summary(out_dir / mmproj_filename("F16")), "level": "F16"}
+    else:
+        t = time.perf_counter()
+        mmproj = quantize(f16["mmproj"]["path"], out_dir / mmproj_filename(mmproj_level), mmproj_level, threads=threads)
+        seconds[f"quantize_mmproj_{mmproj_level}"] = round(time.perf_counter() - t, 1)
+    return llm, mmproj
+
+
 def write_paper_size(
     name: str,
     profile: PaperProfile,
@@ -305,64 +383,11 @@ def write_paper_size(
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     plan = plan_paper_size(name, profile, presets, llm_layers=llm_layers, vision_layers=vision_layers)
-    need, free = disk_need(plan, levels), shutil.disk_usage(out_dir).free
-    log.info(
-        "%s: %.2f G LLM + %.2f G vision parameters; needs up to %.1f GiB of disk, %.1f GiB free",
-        name,
-        plan.n_params("llm") / 1e9,
-        plan.n_params("mmproj") / 1e9,
-        need / GIB,
-        free / GIB,
-    )
-    if need > free:
-        raise ExportError(
-            f"{name}: writing needs about {need / GIB:.1f} GiB under {out_dir}, only {free / GIB:.1f} GiB free"
-        )
+    _check_disk(name, plan, levels, out_dir)
     seconds: dict[str, float] = {}
-    facts: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix=".paper-size-", dir=out_dir) as work:
-        work = Path(work)
-        total = 2 * sum(int(np.prod(plan.shapes[hf])) for hf in (*plan.plan.mmproj, *plan.plan.llm))
-        with progress(total=total, unit="B", unit_scale=True, desc=f"{name}: random weights (f16)") as bar:
-            state = RandomWeights(plan.shapes, work / "weights", seed=seed, bar=bar)
-            f16: dict[str, dict[str, Any]] = {}
-            for part, arch_name, fill in (("mmproj", "clip", _fill_mmproj), ("llm", plan.arch.name, _fill_llm)):
-                t = time.perf_counter()
-                file_name = llm_filename("F16") if part == "llm" else mmproj_filename("F16")
-                f16[part] = write_gguf(
-                    work / file_name,
-                    arch_name,
-                    lambda w, fill=fill, part=part: facts.__setitem__(part, fill(w, plan, state)),
-                )
-                state.release(list(plan.plan.llm if part == "llm" else plan.plan.mmproj))
-                shutil.rmtree(work / "weights", ignore_errors=True)  # scratch weights are in the file now
-                (work / "weights").mkdir()
-                seconds[f"write_{part}_f16"] = round(time.perf_counter() - t, 1)
-                log.info(
-                    "%s: wrote %s (%.2f GiB) in %.0f s",
-                    name,
-                    file_name,
-                    f16[part]["bytes"] / GIB,
-                    seconds[f"write_{part}_f16"],
-                )
-        llm: dict[str, dict[str, Any]] = {}
-        for level in [lv for lv in levels if lv != "F16"]:
-            t = time.perf_counter()
-            llm[level] = quantize(f16["llm"]["path"], out_dir / llm_filename(level), level, threads=threads)
-            seconds[f"quantize_{level}"] = round(time.perf_counter() - t, 1)
-            log.info("%s: %s %.2f GiB in %.0f s", name, level, llm[level]["bytes"] / GIB, seconds[f"quantize_{level}"])
-        if "F16" in levels:
-            os.replace(f16["llm"]["path"], out_dir / llm_filename("F16"))
-            llm["F16"] = {**summary(out_dir / llm_filename("F16")), "level": "F16"}
-        if mmproj_level == "F16":
-            os.replace(f16["mmproj"]["path"], out_dir / mmproj_filename("F16"))
-            mmproj = {**summary(out_dir / mmproj_filename("F16")), "level": "F16"}
-        else:
-            t = time.perf_counter()
-            mmproj = quantize(
-                f16["mmproj"]["path"], out_dir / mmproj_filename(mmproj_level), mmproj_level, threads=threads
-            )
-            seconds[f"quantize_mmproj_{mmproj_level}"] = round(time.perf_counter() - t, 1)
+        f16, facts = _write_f16(name, plan, Path(work), seed, seconds)
+        llm, mmproj = _final_files(name, f16, out_dir, levels, mmproj_level, threads, seconds)
     sizes = {
         lv: {"llm": llm[lv]["bytes"], "mmproj": mmproj["bytes"], "total": llm[lv]["bytes"] + mmproj["bytes"]}
         for lv in levels

@@ -29,8 +29,8 @@ def main(args: argparse.Namespace) -> None:
         section,
     )
     from impkit.timings import note
+    from impkit.train.backbones.build import build_backbones
     from impkit.train.launch import cpu_processes_to_start
-    from impkit.train.pipeline import build_backbones
 
     params = load_params(args.params)
     cfg = load_section(BackbonesConfig, "backbones", params)

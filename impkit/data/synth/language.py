@@ -3,6 +3,12 @@
 Everything here is a template over a scene spec, so each statement is true of the rendered
 image by construction. Questions only name objects through phrases that pick out exactly one
 object of the scene (``refer``), which keeps every short answer unambiguous.
+
+The module is long on purpose: it is the world's one vocabulary, word tables
+(glosses, prompts, what shapes and colours suggest) and the sentence templates that use them, and
+the benchmark twins (``impkit.eval.twins``) word their questions with the same functions, so a
+twin's question and a training question come from one place. Most of its length is those tables
+and templates, which a split would scatter over modules importing each other's words.
 """
 
 from __future__ import annotations
@@ -440,121 +446,135 @@ def text_question(rng: random.Random, spec: TextImage) -> QA:
     return QA(question, word, f"The image shows the word '{word}'.", "text", WORDS)
 
 
+CHART_VALUES = tuple(str(v) for v in range(1, 10))  # the values a chart's bars and points take
+
+
 def _unique_extreme(chart: Chart, best: int) -> str | None:
     hits = [label for label, value in zip(chart.labels, chart.values, strict=True) if value == best]
     return hits[0] if len(hits) == 1 else None
 
 
-def chart_question(rng: random.Random, chart: Chart) -> QA:
+def _bar_questions(rng: random.Random, chart: Chart, label: str) -> list[QA]:
+    """What a bar chart can be asked: ``label``'s value, the extremes, a comparison, the count."""
     labels, values = chart.labels, chart.values
     top, bottom = max(values), min(values)
-    values_domain = tuple(str(v) for v in range(1, 10))
     label_domain = labels
     candidates: list[QA] = []
-    label = rng.choice(labels)
     value = chart.value_of(label)
-    if chart.chart_type == "bar":
+    candidates.append(
+        QA(
+            f"What is the value of bar {label}?",
+            str(value),
+            f"Bar {label} has a value of {value}.",
+            "chart",
+            CHART_VALUES,
+        )
+    )
+    if (tallest := _unique_extreme(chart, top)) is not None:
+        candidates.append(
+            QA("Which bar is the tallest?", tallest, f"Bar {tallest} is the tallest.", "chart", label_domain)
+        )
+    if (shortest := _unique_extreme(chart, bottom)) is not None:
+        candidates.append(
+            QA("Which bar is the shortest?", shortest, f"Bar {shortest} is the shortest.", "chart", label_domain)
+        )
+    a, b = rng.sample(labels, 2)
+    if chart.value_of(a) != chart.value_of(b):
+        taller = a if chart.value_of(a) > chart.value_of(b) else b
+        candidates.append(QA(f"Which bar is taller, {a} or {b}?", taller, f"Bar {taller} is taller.", "chart", (a, b)))
+    candidates.append(
+        QA(
+            "What is the highest value in the bar chart?",
+            str(top),
+            f"The highest value in the bar chart is {top}.",
+            "chart",
+            CHART_VALUES,
+        )
+    )
+    candidates.append(
+        QA(
+            "How many bars are there?",
+            str(len(labels)),
+            f"There are {NUMBER_WORDS[len(labels)]} bars.",
+            "chart",
+            ("2", "3", "4", "5"),
+        )
+    )
+    return candidates
+
+
+def _line_questions(rng: random.Random, chart: Chart, label: str) -> list[QA]:
+    """What a line chart can be asked: the extremes, the value at ``label``, a trend, the count."""
+    labels, values = chart.labels, chart.values
+    top, bottom = max(values), min(values)
+    label_domain = labels
+    candidates: list[QA] = []
+    value = chart.value_of(label)
+    candidates.append(
+        QA(
+            "What is the highest value in the line chart?",
+            str(top),
+            f"The highest value in the line chart is {top}.",
+            "chart",
+            CHART_VALUES,
+        )
+    )
+    candidates.append(
+        QA(
+            "What is the lowest value in the line chart?",
+            str(bottom),
+            f"The lowest value in the line chart is {bottom}.",
+            "chart",
+            CHART_VALUES,
+        )
+    )
+    candidates.append(
+        QA(
+            f"What is the value at point {label}?",
+            str(value),
+            f"The value at point {label} is {value}.",
+            "chart",
+            CHART_VALUES,
+        )
+    )
+    if (peak := _unique_extreme(chart, top)) is not None:
         candidates.append(
             QA(
-                f"What is the value of bar {label}?",
-                str(value),
-                f"Bar {label} has a value of {value}.",
+                "At which point does the line reach its highest value?",
+                peak,
+                f"The line is highest at point {peak}.",
                 "chart",
-                values_domain,
+                label_domain,
             )
         )
-        if (tallest := _unique_extreme(chart, top)) is not None:
-            candidates.append(
-                QA("Which bar is the tallest?", tallest, f"Bar {tallest} is the tallest.", "chart", label_domain)
-            )
-        if (shortest := _unique_extreme(chart, bottom)) is not None:
-            candidates.append(
-                QA("Which bar is the shortest?", shortest, f"Bar {shortest} is the shortest.", "chart", label_domain)
-            )
-        a, b = rng.sample(labels, 2)
-        if chart.value_of(a) != chart.value_of(b):
-            taller = a if chart.value_of(a) > chart.value_of(b) else b
-            candidates.append(
-                QA(f"Which bar is taller, {a} or {b}?", taller, f"Bar {taller} is taller.", "chart", (a, b))
-            )
+    i = rng.randrange(len(labels) - 1)
+    if values[i] != values[i + 1]:
+        direction = "up" if values[i + 1] > values[i] else "down"
         candidates.append(
             QA(
-                "What is the highest value in the bar chart?",
-                str(top),
-                f"The highest value in the bar chart is {top}.",
+                f"Does the line go up or down from point {labels[i]} to point {labels[i + 1]}?",
+                direction,
+                f"The line goes {direction} from point {labels[i]} to point {labels[i + 1]}.",
                 "chart",
-                values_domain,
+                ("up", "down"),
             )
         )
-        candidates.append(
-            QA(
-                "How many bars are there?",
-                str(len(labels)),
-                f"There are {NUMBER_WORDS[len(labels)]} bars.",
-                "chart",
-                ("2", "3", "4", "5"),
-            )
+    candidates.append(
+        QA(
+            "How many points are there in the line chart?",
+            str(len(labels)),
+            f"There are {NUMBER_WORDS[len(labels)]} points.",
+            "chart",
+            ("3", "4", "5", "6"),
         )
-    else:
-        candidates.append(
-            QA(
-                "What is the highest value in the line chart?",
-                str(top),
-                f"The highest value in the line chart is {top}.",
-                "chart",
-                values_domain,
-            )
-        )
-        candidates.append(
-            QA(
-                "What is the lowest value in the line chart?",
-                str(bottom),
-                f"The lowest value in the line chart is {bottom}.",
-                "chart",
-                values_domain,
-            )
-        )
-        candidates.append(
-            QA(
-                f"What is the value at point {label}?",
-                str(value),
-                f"The value at point {label} is {value}.",
-                "chart",
-                values_domain,
-            )
-        )
-        if (peak := _unique_extreme(chart, top)) is not None:
-            candidates.append(
-                QA(
-                    "At which point does the line reach its highest value?",
-                    peak,
-                    f"The line is highest at point {peak}.",
-                    "chart",
-                    label_domain,
-                )
-            )
-        i = rng.randrange(len(labels) - 1)
-        if values[i] != values[i + 1]:
-            direction = "up" if values[i + 1] > values[i] else "down"
-            candidates.append(
-                QA(
-                    f"Does the line go up or down from point {labels[i]} to point {labels[i + 1]}?",
-                    direction,
-                    f"The line goes {direction} from point {labels[i]} to point {labels[i + 1]}.",
-                    "chart",
-                    ("up", "down"),
-                )
-            )
-        candidates.append(
-            QA(
-                "How many points are there in the line chart?",
-                str(len(labels)),
-                f"There are {NUMBER_WORDS[len(labels)]} points.",
-                "chart",
-                ("3", "4", "5", "6"),
-            )
-        )
-    return rng.choice(candidates)
+    )
+    return candidates
+
+
+def chart_question(rng: random.Random, chart: Chart) -> QA:
+    label = rng.choice(chart.labels)
+    questions = _bar_questions if chart.chart_type == "bar" else _line_questions
+    return rng.choice(questions(rng, chart, label))
 
 
 def image_question(rng: random.Random, spec: Spec) -> QA:

@@ -155,7 +155,11 @@ class _Context:
 Family = Callable[[_Context, random.Random, int], list[dict[str, Any]]]
 
 
-def _per_image(make: Callable[[random.Random, int], tuple[Spec, list[tuple[str, str]]]], family: str) -> Family:
+# draws one image's spec and its dialogue turns: (rng, index in the family) -> (spec, turns)
+Maker = Callable[[random.Random, int], tuple[Spec, list[tuple[str, str]]]]
+
+
+def _per_image(make: Maker, family: str) -> Family:
     """A family of one fresh image per record; ``make`` returns the spec and the dialogue turns."""
 
     def generate(ctx: _Context, rng: random.Random, n: int) -> list[dict[str, Any]]:
@@ -177,7 +181,9 @@ def _balanced_flags(rng: random.Random, n: int) -> list[bool]:
     return flags
 
 
-def _families(seed: int, image_size: int, sizes: Any) -> dict[str, Family]:
+def _per_image_makers(seed: int, image_size: int, sizes: Any) -> dict[str, Maker]:
+    """The families of one new image per record: each maker draws the image's spec and its turns."""
+
     def captions(rng: random.Random, i: int):
         spec = sample_any(rng, image_size, (0.7, 0.15, 0.15))
         return spec, [(rng.choice(lang.CAPTION_PROMPTS), lang.caption(rng, spec))]
@@ -229,50 +235,7 @@ def _families(seed: int, image_size: int, sizes: Any) -> dict[str, Family]:
             turns.append((qa.question, qa.sentence))
         return spec, turns
 
-    def text_reading(ctx: _Context, rng: random.Random, n: int) -> list[dict[str, Any]]:
-        records = []
-        for i in range(n):
-            spec = sample_text_image(rng)
-            name = f"text_reading-{i:06d}"
-            rel = ctx.store.add(spec, name)
-            ctx.text_images.append((rel, spec))
-            qa = lang.text_question(rng, spec)
-            records.append(image_record(name, rel, [(qa.question + lang.SHORT_ANSWER, qa.answer)]))
-            ctx.tick()
-        return records
-
-    def textcaps(ctx: _Context, rng: random.Random, n: int) -> list[dict[str, Any]]:
-        # Captions of the text_reading images themselves (TextCaps captions TextVQA's images), so
-        # dropping this family leaves those images to text_reading alone.
-        pool = ctx.text_images
-        records = []
-        for i in range(n):
-            name = f"textcaps-{i:06d}"
-            if pool:
-                rel, spec = pool[(i * len(pool)) // n] if n <= len(pool) else pool[i % len(pool)]
-            else:  # no text_reading family: the captions need text images of their own
-                spec = sample_text_image(rng)
-                rel = ctx.store.add(spec, name)
-            turns = [(rng.choice(lang.CAPTION_PROMPTS), lang.caption(rng, spec))]
-            records.append(image_record(name, rel, turns))
-            ctx.tick()
-        return records
-
-    def text_only(ctx: _Context, rng: random.Random, n: int) -> list[dict[str, Any]]:
-        # Resample exact repeats: identical text-only records would only be dropped again by the
-        # content deduplication of the data assembly.
-        records, seen = [], set()
-        for i in range(n):
-            for _ in range(20):
-                turns = [lang.text_only_exchange(rng) for _ in range(1 if rng.random() < 0.8 else 2)]
-                if tuple(turns) not in seen:
-                    break
-            seen.add(tuple(turns))
-            records.append(text_record(f"text_only-{i:06d}", turns))
-            ctx.tick()
-        return records
-
-    per_image = {
+    return {
         "captions": captions,
         "vqa": vqa,
         "existence": existence,
@@ -282,8 +245,58 @@ def _families(seed: int, image_size: int, sizes: Any) -> dict[str, Family]:
         "detailed": detailed,
         "allava": allava,
     }
+
+
+def _text_reading(ctx: _Context, rng: random.Random, n: int) -> list[dict[str, Any]]:
+    records = []
+    for i in range(n):
+        spec = sample_text_image(rng)
+        name = f"text_reading-{i:06d}"
+        rel = ctx.store.add(spec, name)
+        ctx.text_images.append((rel, spec))
+        qa = lang.text_question(rng, spec)
+        records.append(image_record(name, rel, [(qa.question + lang.SHORT_ANSWER, qa.answer)]))
+        ctx.tick()
+    return records
+
+
+def _textcaps(ctx: _Context, rng: random.Random, n: int) -> list[dict[str, Any]]:
+    # Captions of the text_reading images themselves (TextCaps captions TextVQA's images), so
+    # dropping this family leaves those images to text_reading alone.
+    pool = ctx.text_images
+    records = []
+    for i in range(n):
+        name = f"textcaps-{i:06d}"
+        if pool:
+            rel, spec = pool[(i * len(pool)) // n] if n <= len(pool) else pool[i % len(pool)]
+        else:  # no text_reading family: the captions need text images of their own
+            spec = sample_text_image(rng)
+            rel = ctx.store.add(spec, name)
+        turns = [(rng.choice(lang.CAPTION_PROMPTS), lang.caption(rng, spec))]
+        records.append(image_record(name, rel, turns))
+        ctx.tick()
+    return records
+
+
+def _text_only(ctx: _Context, rng: random.Random, n: int) -> list[dict[str, Any]]:
+    # Resample exact repeats: identical text-only records would only be dropped again by the
+    # content deduplication of the data assembly.
+    records, seen = [], set()
+    for i in range(n):
+        for _ in range(20):
+            turns = [lang.text_only_exchange(rng) for _ in range(1 if rng.random() < 0.8 else 2)]
+            if tuple(turns) not in seen:
+                break
+        seen.add(tuple(turns))
+        records.append(text_record(f"text_only-{i:06d}", turns))
+        ctx.tick()
+    return records
+
+
+def _families(seed: int, image_size: int, sizes: Any) -> dict[str, Family]:
+    per_image = _per_image_makers(seed, image_size, sizes)
     families: dict[str, Family] = {name: _per_image(make, name) for name, make in per_image.items()}
-    families.update(text_reading=text_reading, textcaps=textcaps, text_only=text_only)
+    families.update(text_reading=_text_reading, textcaps=_textcaps, text_only=_text_only)
     return families
 
 
