@@ -26,7 +26,7 @@ export CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_
 # apt needs root: sudo when not running as root
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup repro test lint
+.PHONY: setup repro test lint ui
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
@@ -45,6 +45,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 repro: setup
 	$(BIN)/dvc repro
+
+# the Prefect server and deployments and the Evidently UI; Ctrl-C stops them all
+ui: setup
+	$(BIN)/python -m flows.ui
 
 test: setup
 	$(BIN)/python -m pytest

@@ -122,3 +122,4 @@ def registry(preset: str) -> Path:
 
 
 DASHBOARD = Path("dashboards/index.html")  # the static release dashboard
+EVIDENTLY = Path("dashboards/evidently")  # the Evidently workspace (a project per family, a run per release)

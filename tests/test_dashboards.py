@@ -55,3 +55,27 @@ def test_the_dashboard_renders_every_release_and_the_papers_points_in_chromium(t
         keep_screenshot(page, "release-dashboard")
         assert page.errors == []
         assert all(url.startswith(("file:", "data:", "about:")) for url in requests), requests
+
+
+def test_the_evidently_workspace_is_rebuilt_whole_without_duplicates(tmp_path):
+    from evidently.ui.workspace import Workspace
+
+    from impkit.dashboards.evidently_workspace import build_workspace, project_id, release_columns
+
+    records = _records(tmp_path)
+    for record in records:
+        record["family"] = "phi2"
+    folder = tmp_path / "evidently"
+    assert build_workspace(records, folder) == {"phi2": 2}
+    first = Workspace(str(folder)).get_dashboard(project_id("phi2"))
+    assert build_workspace(records, folder) == {"phi2": 2}  # again: the same runs and panels, not twice as many
+    workspace = Workspace(str(folder))
+    dashboard = workspace.get_dashboard(project_id("phi2"))
+    assert len(workspace.list_runs(project_id("phi2"))) == 2
+    assert [p.id for p in dashboard.panels] == [p.id for p in first.panels] and len(dashboard.panels) == len(
+        {p.id for p in dashboard.panels}
+    )
+    assert [t.title for t in dashboard.tabs] == ["Benchmarks", "Size", "Latency", "Data"]
+    columns = release_columns(records[1])
+    assert columns["sqa.Q4_K_M"] == 42.0 and columns["size_mb.Q8_0"] == 10.0
+    assert columns["t_total_s.cpu-llamacpp/F16"] == 0.0565 and columns["data.finetune.gate_passed"] == 1.0

@@ -1,12 +1,16 @@
-"""Step `dashboards`: the static release dashboard dashboards/index.html over every release in the
-registry (impkit.dashboards.static): accuracy against size and latency per release and level beside
-the paper's reported points, the level to ship per device profile, Table 3 and Table 4 layouts and
-the data's quality gates. One self-contained file: it opens from disk with no network."""
+"""Step `dashboards`: the release dashboards over every release in the registry:
+
+- dashboards/index.html (impkit.dashboards.static): accuracy against size and latency per release
+  and level beside the paper's reported points, the level to ship per device profile, Table 3 and
+  Table 4 layouts and the data's quality gates; one self-contained file that opens from disk;
+- dashboards/evidently (impkit.dashboards.evidently_workspace): the Evidently workspace, a project
+  per family and a run per release, served by `evidently ui` (`make ui`)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from impkit import paths
 
@@ -17,9 +21,13 @@ OMP_WAIT_POLICY = None  # never loads torch or llama.cpp
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=str(paths.DASHBOARD), help=f"the page to write (default {paths.DASHBOARD})")
+    parser.add_argument(
+        "--evidently", default=str(paths.EVIDENTLY), help=f"the Evidently workspace (default {paths.EVIDENTLY})"
+    )
 
 
 def main(args: argparse.Namespace) -> None:
+    from impkit.dashboards.evidently_workspace import build_workspace
     from impkit.dashboards.static import render
     from impkit.io import atomic_open
     from impkit.registry import Registry
@@ -27,4 +35,9 @@ def main(args: argparse.Namespace) -> None:
     records = Registry(paths.REGISTRY).records()
     with atomic_open(args.out, "w", encoding="utf-8") as f:
         f.write(render(records))
-    logging.getLogger("impkit").info("%d release(s) on %s", len(records), args.out)
+    runs = build_workspace(records, Path(args.evidently))
+    log = logging.getLogger("impkit")
+    log.info("%d release(s) on %s", len(records), args.out)
+    log.info(
+        "Evidently workspace %s: %s", args.evidently, ", ".join(f"{f} {n} run(s)" for f, n in runs.items()) or "empty"
+    )
