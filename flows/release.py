@@ -25,7 +25,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.dvc_dag import StageRun, read_pipeline, repro_stage
+from flows.dvc_dag import StageRun, read_pipeline, repro_stage, stream_command
 
 LOCK = Path(".dvc/tmp/impkit-build.lock")
 
@@ -48,6 +48,26 @@ def dvc_stage(workspace: str, stage: str) -> dict:
         raise StageFailed(f"stage {stage} failed with exit code {run.returncode} after {run.seconds} s")
     logger.info("%s: %s in %.1f s", stage, "ran" if run.ran else "up to date", run.seconds)
     return {"stage": stage, "ran": run.ran, "seconds": run.seconds}
+
+
+def default_remote(root: Path) -> str | None:
+    """The workspace's default DVC remote (`.dvc/config`), or None."""
+    import subprocess
+    import sys
+
+    dvc = str(Path(sys.executable).with_name("dvc"))
+    found = subprocess.run([dvc, "remote", "default"], cwd=root, capture_output=True, text=True)
+    name = found.stdout.strip()
+    return name if found.returncode == 0 and name and "No default remote" not in name else None
+
+
+@task(name="dvc-push", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)  # storage can fail and come back
+def dvc_push(workspace: str) -> None:
+    """Push the build's cached outputs (releases, GGUF files, reports) to the default remote."""
+    logger = get_run_logger()
+    code, tail = stream_command(Path(workspace), ["push"], logger.info)
+    if code != 0:
+        raise RuntimeError(f"dvc push failed (exit code {code}): {tail[-1] if tail else ''}")
 
 
 def _publish_failure(run: StageRun) -> None:
@@ -116,6 +136,8 @@ def build(root: Path, targets: Sequence[str] = ()) -> list[dict]:
     logger.info("%d stage(s), in this order: %s", len(pipeline.order), ", ".join(pipeline.order))
     ran = [dvc_stage(str(root), stage) for stage in pipeline.order]
     _publish_releases(root, ran)
+    if any(r["ran"] for r in ran) and default_remote(root):
+        dvc_push(str(root))  # the team's machines pull the new releases instead of rebuilding them
     return ran
 
 

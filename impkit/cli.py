@@ -151,7 +151,8 @@ def _cmd_releases(args: argparse.Namespace) -> None:
     from impkit.registry import Registry
 
     registry = Registry(Path(args.registry))
-    if args.action == "list":
+    action = args.action
+    if action == "list":
         current, stages = registry.current(), registry.stages()
         print("| release | preset | created | held-out (lead) | size Q4_K_M (MB) | stage | current |")
         print("|---|---|---|---|---|---|---|")
@@ -163,22 +164,57 @@ def _cmd_releases(args: argparse.Namespace) -> None:
                 f"| {record['id']} | {record['preset']} | {record['created']} | "
                 f"{held['with_image']:.1f} ({held['lead']:+.1f}) | {size} | {', '.join(stages.get(record['id'], []))} | {mark} |"
             )
-    elif args.action == "show":
+    elif action == "show":
         record = registry.get(args.ids[0])
         card = registry.record_path(record).with_suffix(".md")
         print(card.read_text(encoding="utf-8") if card.is_file() and not args.json else json.dumps(record, indent=2))
-    elif args.action == "diff":
+    elif action == "diff":
         from impkit.registry.diff import diff_table
 
         if len(args.ids) != 2:
             raise RegistryError("diff takes two release ids")
         a, b = (registry.get(i) for i in args.ids)
         print(diff_table(a, b, changed_only=args.changed), end="")
-    elif args.action == "promote":
+    elif action == "pull":
+        if len(args.ids) != 1:
+            raise RegistryError("pull takes one release id")
+        record = registry.get(args.ids[0])
+        out = _pull_release(record, Path(args.out) if args.out else Path("pulled") / record["id"])
+        print(f"{record['id']}: its release folder and GGUF files are in {out} (fetched from the DVC remote)")
+    elif action == "promote":
         if len(args.ids) != 1 or not args.stage:
             raise RegistryError("promote takes one release id and --stage")
         event = registry.promote(args.ids[0], args.stage)
         print(f"{event['id']} promoted to {event['stage']} ({registry.root / 'promotions.jsonl'})")
+
+
+def _pull_release(record: dict, out: Path) -> Path:
+    """Fetch a release's folder and GGUF files from the DVC remote by the hashes its record keeps:
+    a .dvc file per folder under ``out``, then `dvc pull` of those (any revision, no rebuild)."""
+    import subprocess
+
+    import yaml
+
+    from impkit.io import atomic_open
+
+    locked = (record.get("files") or {}).get("dvc") or {}
+    folders = {"release": record["files"]["release"]["folder"], "gguf": record["files"]["gguf"]["folder"]}
+    missing = [folder for folder in folders.values() if folder not in locked]
+    if missing:
+        raise RegistryError(f"{record['id']}: the record has no DVC hash for {missing} (built before hashes were kept)")
+    out.mkdir(parents=True, exist_ok=True)
+    targets = []
+    for name, folder in folders.items():
+        entry = {"hash": "md5", **locked[folder], "path": name}
+        with atomic_open(out / f"{name}.dvc", "w", encoding="utf-8") as f:
+            yaml.safe_dump({"outs": [entry]}, f, sort_keys=False)
+        targets.append(str(out / f"{name}.dvc"))
+    dvc = str(Path(sys.executable).with_name("dvc"))
+    done = subprocess.run([dvc, "pull", *targets], capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = (done.stderr or done.stdout).strip().splitlines()
+        raise RegistryError(f"dvc pull of {record['id']} failed: {reason[-1] if reason else done.returncode}")
+    return out
 
 
 def _cmd_timings(args: argparse.Namespace) -> None:
@@ -303,8 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Every build of a preset is recorded as a release (dvc.yaml's release@<preset>); records "
         "accumulate over builds. Ids may be shortened to an unambiguous prefix.",
     )
-    p.add_argument("action", choices=["list", "show", "diff", "promote"])
-    p.add_argument("ids", nargs="*", metavar="ID", help="show: one release id; diff: two; promote: one")
+    p.add_argument("action", choices=["list", "show", "diff", "promote", "pull"])
+    p.add_argument("ids", nargs="*", metavar="ID", help="show, promote, pull: one release id; diff: two")
+    p.add_argument("--out", help="pull: the folder to fetch into (default pulled/<id>)")
     p.add_argument("--preset", help="list: only this preset's releases")
     p.add_argument("--stage", choices=STAGES, help="promote: the stage to promote to")
     p.add_argument("--json", action="store_true", help="show: the record as JSON instead of the model card")

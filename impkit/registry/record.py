@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,23 @@ def git_revision(root: Path = Path(".")) -> dict[str, Any] | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return {"revision": rev.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+
+
+def locked_outputs(lock_file: Path, wanted: Sequence[Path]) -> dict[str, dict[str, Any]]:
+    """The hashes DVC recorded in ``lock_file`` for the outputs ``wanted`` (path -> md5, size,
+    nfiles), as their stages wrote them. `impkit releases pull` fetches a release by them from the DVC
+    remote, whatever the git revision. Outputs not (yet) in the lock file are left out."""
+    if not lock_file.is_file():
+        return {}
+    import yaml
+
+    found = {}
+    wanted_paths = {str(p) for p in wanted}
+    for stage in (yaml.safe_load(lock_file.read_text(encoding="utf-8")) or {}).get("stages", {}).values():
+        for out in stage.get("outs", []):
+            if out.get("path") in wanted_paths and "md5" in out:
+                found[out["path"]] = {k: out[k] for k in ("md5", "size", "nfiles") if k in out}
+    return found
 
 
 def _data_summary(manifest: Mapping[str, Any]) -> dict[str, Any]:
@@ -109,6 +126,7 @@ def build_record(
     backbones_manifest: Mapping[str, Any] | None,
     paper_size: Mapping[str, Mapping[str, Any]],
     tolerance_points: float,
+    dvc_outputs: Mapping[str, Mapping[str, Any]] | None = None,
     created: datetime | None = None,
     git: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -149,6 +167,7 @@ def build_record(
         "files": {
             "release": {"folder": str(release_dir), "files": release_files},
             "gguf": {"folder": str(gguf_dir), "files": folder_files(gguf_dir) if gguf_dir.is_dir() else {}},
+            "dvc": dict(dvc_outputs or {}),  # the folders' hashes in DVC's cache and remote
         },
     }
     record["recommendation"] = recommend(record, tolerance_points)

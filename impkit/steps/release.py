@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from pathlib import Path
 
 from impkit import paths
 from impkit.steps import add_params_argument, add_preset_argument
 from impkit.steps.headline import report_paths
+
+DVC_LOCK = Path("dvc.lock")  # what DVC recorded of each stage's outputs, at the workspace's root
 
 NAME = "release"
 HELP = "record the preset's build as a release in the registry (registry/<preset>)"
@@ -32,7 +35,7 @@ def main(args: argparse.Namespace) -> None:
     from impkit.config import ReleaseConfig, load_params, load_section
     from impkit.registry import Registry, build_record
     from impkit.registry.card import model_card
-    from impkit.registry.record import git_revision
+    from impkit.registry.record import git_revision, locked_outputs
 
     params = load_params(args.params)
     settings = load_section(ReleaseConfig, "release", params)
@@ -50,6 +53,7 @@ def main(args: argparse.Namespace) -> None:
         backbones_manifest=_read(backbones) if backbones.is_file() else None,
         paper_size=paper_size,
         tolerance_points=settings.recommend.tolerance_points,
+        dvc_outputs=locked_outputs(DVC_LOCK, [paths.release(args.preset), paths.gguf(args.preset)]),
         git=git_revision(),
     )
     registry = Registry(paths.REGISTRY)
