@@ -186,6 +186,9 @@ def _cmd_releases(args: argparse.Namespace) -> None:
             raise RegistryError("promote takes one release id and --stage")
         event = registry.promote(args.ids[0], args.stage)
         print(f"{event['id']} promoted to {event['stage']} ({registry.root / 'promotions.jsonl'})")
+        from impkit.registry.gto import register_and_assign
+
+        print(register_and_assign(Path("."), registry.get(event["id"]), event["stage"]))
 
 
 def _pull_release(record: dict, out: Path) -> Path:

@@ -109,3 +109,39 @@ def test_a_release_pushed_to_the_remote_is_pulled_into_a_fresh_clone_and_evaluat
         text=True,
     )
     assert failed.returncode == 1 and "dvc pull of" in failed.stderr and "Traceback" not in failed.stderr
+
+
+def test_a_promotion_is_tagged_in_gto_only_at_a_commit_that_holds_the_release(tiny, tmp_path, monkeypatch):
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    for name, value in (("NAME", "t"), ("EMAIL", "t@t")):  # git tags need an author
+        monkeypatch.setenv(f"GIT_AUTHOR_{name}", value)
+        monkeypatch.setenv(f"GIT_COMMITTER_{name}", value)
+    _run(["git", "init", "-q"], workspace)
+    _run([DVC, "init", "-q"], workspace)
+    preset, tokenizer, model = tiny
+    write_release(model, tokenizer, preset, workspace / "staged" / "release", {"preset": "p"})
+    (workspace / "staged" / "llm-F16.gguf").write_bytes(b"GGUF stand-in")
+    (workspace / "releases").mkdir()
+    artifacts = "\nartifacts:\n  p:\n    path: releases/p\n    type: model\n"
+    (workspace / "dvc.yaml").write_text(STAGE + artifacts)
+    _run([DVC, "repro", "-q"], workspace)
+    record = _record(tmp_path / "r")
+    record["preset"] = "p"
+    record["files"] = {
+        "release": {"folder": "releases/p", "files": {}},
+        "gguf": {"folder": "models/gguf/p", "files": {}},
+        "dvc": locked_outputs(workspace / "dvc.lock", [Path("releases/p"), Path("models/gguf/p")]),
+    }
+    Registry(workspace / "registry").add(record)
+    monkeypatch.chdir(workspace)
+    from impkit.cli import main
+
+    main(["releases", "promote", record["id"], "--stage", "staging"])  # the build is not committed yet
+    assert _run(["git", "tag", "-l"], workspace).stdout == ""
+    assert Registry(workspace / "registry").stages() == {record["id"]: ["staging"]}  # the registry has it anyway
+    _run([*GIT, "add", "-A"], workspace)
+    _run([*GIT, "commit", "-qm", "the build"], workspace)
+    main(["releases", "promote", record["id"], "--stage", "prod"])
+    main(["releases", "promote", record["id"][:5], "--stage", "staging"])  # the same version, another stage
+    assert sorted(_run(["git", "tag", "-l"], workspace).stdout.split()) == ["p#prod#1", "p#staging#2", "p@v1.0.0"]
