@@ -179,7 +179,7 @@ def _cmd_releases(args: argparse.Namespace) -> None:
         if len(args.ids) != 1:
             raise RegistryError("pull takes one release id")
         record = registry.get(args.ids[0])
-        out = _pull_release(record, Path(args.out) if args.out else Path("pulled") / record["id"])
+        out = _pull_release(record, Path(args.out) if args.out else paths.PULLED / record["id"])
         print(f"{record['id']}: its release folder and GGUF files are in {out} (fetched from the DVC remote)")
     elif action == "promote":
         if len(args.ids) != 1 or not args.stage:

@@ -113,6 +113,8 @@ def headline(preset: str) -> Path:
 
 # -- the registry ------------------------------------------------------------------------------------
 
+DVC_LOCK = Path("dvc.lock")  # what DVC recorded of each stage's deps and outputs (a release keeps its hashes)
+PULLED = Path("pulled")  # releases fetched by id from the DVC remote (impkit releases pull)
 REGISTRY = Path("registry")  # release records and model cards that accumulate over builds (impkit.registry)
 
 
@@ -122,4 +124,6 @@ def registry(preset: str) -> Path:
 
 
 DASHBOARD = Path("dashboards/index.html")  # the static release dashboard
+DRIFT_REPORTS = Path("dashboards/drift")  # each release's training data against the previous release's
+TRADEOFFS = Path("reports/tradeoffs.json")  # the current releases' levels, for dvc plots
 EVIDENTLY = Path("dashboards/evidently")  # the Evidently workspace (a project per family, a run per release)

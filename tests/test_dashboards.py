@@ -79,3 +79,56 @@ def test_the_evidently_workspace_is_rebuilt_whole_without_duplicates(tmp_path):
     columns = release_columns(records[1])
     assert columns["sqa.Q4_K_M"] == 42.0 and columns["size_mb.Q8_0"] == 10.0
     assert columns["t_total_s.cpu-llamacpp/F16"] == 0.0565 and columns["data.finetune.gate_passed"] == 1.0
+
+
+def test_each_release_gets_a_drift_report_of_its_training_data_against_the_previous_one(tmp_path):
+    import json
+
+    from impkit.dashboards.drift import write_drift_reports
+    from impkit.registry import Registry
+
+    def training_data(name: str, answer: str, n: int):
+        path = tmp_path / f"{name}.jsonl"
+        rows = [
+            {
+                "id": f"{name}{i}",
+                "source": "syn_vqa" if i % 3 else "syn_mc",
+                "image": "a.png",
+                "conversations": [
+                    {"from": "human", "value": "<image>\nWhat colour?"},
+                    {"from": "gpt", "value": answer * (1 + i % 4)},
+                ],
+            }
+            for i in range(n)
+        ]
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return path
+
+    registry = Registry(tmp_path / "registry")
+    first, second = _records(tmp_path)
+    registry.add(first, training_data=training_data("a", "red", 60))
+    registry.add(second, training_data=training_data("b", "a much longer answer", 60))
+    profile = registry.data_profile_path(second)
+    assert profile.read_bytes()[:2] == b"\x1f\x8b"  # gzip, written with a fixed time: the same data, the same bytes
+    written = write_drift_reports(registry.records(), registry, tmp_path / "drift")
+    assert written == [second["id"]]  # the first release has nothing to drift from
+    report = (tmp_path / "drift" / f"{second['id']}.html").read_text()
+    assert "answer_chars" in report and "question_chars" in report
+    page = render(registry.records(), drift={second["id"]: f"drift/{second['id']}.html"})
+    assert f"href='drift/{second['id']}.html'" in page
+
+
+def test_the_tradeoff_table_has_a_row_per_release_and_level():
+    import tempfile
+    from pathlib import Path
+
+    from impkit.dashboards.tradeoffs import tradeoff_rows
+
+    (record, _) = _records(Path(tempfile.mkdtemp()))
+    rows = tradeoff_rows([record])
+    assert [(r["level"], r["size_mb"], r["sqa"]) for r in rows] == [
+        ("F16", 14.0, 30.0),
+        ("Q4_K_M", 8.0, 32.0),
+        ("Q8_0", 10.0, 31.0),
+    ]
+    assert rows[0]["t_total_s_cpu_llamacpp"] == 0.0565 and "t_total_s_cpu_llamacpp" not in rows[1]

@@ -271,8 +271,12 @@ h2 { margin-top: 2rem; } .note { color: #555; font-size: 0.9rem; max-width: 60re
 """
 
 
-def render(records: Sequence[Mapping[str, Any]], *, generated: datetime | None = None) -> str:
-    """The dashboard over ``records`` (oldest first), as one HTML document."""
+def render(
+    records: Sequence[Mapping[str, Any]], *, generated: datetime | None = None, drift: Mapping[str, str] | None = None
+) -> str:
+    """The dashboard over ``records`` (oldest first), as one HTML document; ``drift`` maps a release id
+    to its data-drift report (a path relative to the page)."""
+    drift = drift or {}
     when = (generated or datetime.now(UTC)).isoformat(timespec="seconds")
     size_fig = _scatter(records, _size_x, "GGUF files' size (MB, log scale)", _paper_size_x)
     latency_fig = _scatter(records, _latency_x, "T_total (s, log scale)", _paper_latency_x)
@@ -284,7 +288,13 @@ def render(records: Sequence[Mapping[str, Any]], *, generated: datetime | None =
     for record in reversed(records):
         sections.append(
             f"<h3 id='{html.escape(record['id'])}'>{html.escape(record['id'])}</h3>"
-            f"<p class='note'>{html.escape(record['preset'])}, built {html.escape(record['created'])}</p>"
+            f"<p class='note'>{html.escape(record['preset'])}, built {html.escape(record['created'])}"
+            + (
+                f" · <a href='{html.escape(drift[record['id']])}'>its training data against the previous release's</a>"
+                if record["id"] in drift
+                else ""
+            )
+            + "</p>"
             "<h4>Table 3 layout (on the synthetic twins of the benchmarks)</h4>"
             + _table3(record)
             + "<h4>Table 4 layout (on this build's machine)</h4>"

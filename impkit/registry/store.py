@@ -5,6 +5,7 @@ team shares it through git like ``dvc.lock``)::
 
     registry/<preset>/<id>.json        one record per release (impkit.registry.record)
     registry/<preset>/<id>.md          its model card
+    registry/<preset>/<id>.data.csv.gz its training data, record by record (impkit.registry.data_profile)
     registry/promotions.jsonl          who promoted what to which stage, when (append-only)
 
 A rebuild never erases a record: a release id already present keeps its record (its creation time
@@ -38,11 +39,19 @@ class Registry:
     def record_path(self, record: dict[str, Any]) -> Path:
         return self.root / record["preset"] / f"{record['id']}.json"
 
-    def add(self, record: dict[str, Any], card: str | None = None) -> bool:
-        """Keep ``record`` (and its model card); False when its id is already registered."""
+    def data_profile_path(self, record: dict[str, Any]) -> Path:
+        return self.record_path(record).with_suffix(".data.csv.gz")
+
+    def add(self, record: dict[str, Any], card: str | None = None, training_data: Path | None = None) -> bool:
+        """Keep ``record`` (with its model card and the profile of its ``training_data`` JSONL); False
+        when its id is already registered."""
         path = self.record_path(record)
         if path.is_file():
             return False
+        if training_data is not None:
+            from impkit.registry.data_profile import write_profile
+
+            write_profile(training_data, self.data_profile_path(record))
         if card is not None:
             with atomic_open(path.with_suffix(".md"), "w", encoding="utf-8") as f:
                 f.write(card)

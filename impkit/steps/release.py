@@ -9,13 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from pathlib import Path
 
 from impkit import paths
 from impkit.steps import add_params_argument, add_preset_argument
 from impkit.steps.headline import report_paths
-
-DVC_LOCK = Path("dvc.lock")  # what DVC recorded of each stage's outputs, at the workspace's root
 
 NAME = "release"
 HELP = "record the preset's build as a release in the registry (registry/<preset>)"
@@ -53,11 +50,11 @@ def main(args: argparse.Namespace) -> None:
         backbones_manifest=_read(backbones) if backbones.is_file() else None,
         paper_size=paper_size,
         tolerance_points=settings.recommend.tolerance_points,
-        dvc_outputs=locked_outputs(DVC_LOCK, [paths.release(args.preset), paths.gguf(args.preset)]),
+        dvc_outputs=locked_outputs(paths.DVC_LOCK, [paths.release(args.preset), paths.gguf(args.preset)]),
         git=git_revision(),
     )
     registry = Registry(paths.REGISTRY)
-    added = registry.add(record, card=model_card(record))
+    added = registry.add(record, card=model_card(record), training_data=paths.ASSEMBLED / "finetune.jsonl")
     log = logging.getLogger("impkit")
     if added:
         log.info("%s: new release %s (%s)", args.preset, record["id"], registry.record_path(record))
