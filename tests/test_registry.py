@@ -140,6 +140,7 @@ def test_the_model_card_follows_hugging_face_conventions(tmp_path):
     ):
         assert section in body
     assert "| PyTorch | 53.2 |" in body and "| cpu-llamacpp/F16 | 13.7 | 0.0027 |" in body
+    assert "| finetune | passed | syn_vqa | 12 | 10 | 1 | bad: 1 |" in body  # the gate per source, with reasons
 
 
 def test_impkit_releases_lists_shows_diffs_and_promotes(tmp_path, capsys):

@@ -122,6 +122,13 @@ def model_card(record: Mapping[str, Any]) -> str:
     heldout = record["headline"]["heldout"]
     data = record.get("data", {})
     mix = ", ".join(f"{name}: {m['kept']} records kept of {m['in']} (gate {m['gate']})" for name, m in data.items())
+    sources = ["| mixture | gate | source | in | kept | quarantined | reasons |", "|---|---|---|---|---|---|---|"]
+    for name, m in data.items():
+        for source, counts in m.get("sources", {}).items():
+            reasons = ", ".join(f"{k}: {v}" for k, v in (counts.get("reasons") or {}).items()) or "–"
+            sources.append(
+                f"| {name} | {m['gate']} | {source} | {counts['in']} | {counts['kept']} | {counts['quarantined']} | {reasons} |"
+            )
     training = record.get("training", {})
     git = record.get("git") or {}
     body = [
@@ -142,6 +149,7 @@ def model_card(record: Mapping[str, Any]) -> str:
         "",
         mix or "(no data manifest)",
         "",
+        *(sources + [""] if len(sources) > 2 else []),
         f"Training: {training.get('steps', '?')} stage-2 steps in {training.get('precision', '?')}, final loss "
         f"{training.get('train_loss', '?')}. Held-out check: {heldout['with_image']:.1f} % with the question's image, "
         f"{heldout['lead']:+.1f} points over a blank or another image.",
