@@ -12,24 +12,11 @@ from pathlib import Path
 
 from impkit import __version__, paths
 from impkit.registry.store import STAGES, RegistryError
+from impkit.steps import STEPS
 
 # every step of impkit.steps but `evaluate`, which the richer `impkit evaluate` below covers with the
 # same function and defaults
-CLI_STEPS = (
-    "world",
-    "assemble",
-    "backbones",
-    "train",
-    "twins",
-    "export",
-    "parity",
-    "evaluate_gguf",
-    "latency",
-    "latency_paper",
-    "headline",
-    "release",
-    "dashboards",
-)
+CLI_STEPS = tuple(name for name in STEPS if name != "evaluate")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
