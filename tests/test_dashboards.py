@@ -52,6 +52,8 @@ def test_the_dashboard_renders_every_release_and_the_papers_points_in_chromium(t
         assert page.locator("#accuracy-vs-size .scatterlayer .point").count() == 6 + 6
         assert "paper: Imp-3B@196 (reported)" in page.locator("#accuracy-vs-size .legend").text_content()
         assert page.locator("table").count() >= 1 + 3 * len(records)
+        # the data's gate per source with the quarantine reasons, readable offline (the Data Docs are not)
+        assert "bad: 1" in page.locator("table", has_text="Quarantined").first.inner_text()
         keep_screenshot(page, "release-dashboard")
         assert page.errors == []
         assert all(url.startswith(("file:", "data:", "about:")) for url in requests), requests
