@@ -46,12 +46,13 @@ class Registry:
         """Keep ``record`` (with its model card and the profile of its ``training_data`` JSONL); False
         when its id is already registered."""
         path = self.record_path(record)
-        if path.is_file():
-            return False
-        if training_data is not None:
+        profile = self.data_profile_path(record)
+        if training_data is not None and not profile.is_file():  # a record kept from before profiles were
             from impkit.registry.data_profile import write_profile
 
-            write_profile(training_data, self.data_profile_path(record))
+            write_profile(training_data, profile)
+        if path.is_file():
+            return False
         if card is not None:
             with atomic_open(path.with_suffix(".md"), "w", encoding="utf-8") as f:
                 f.write(card)
