@@ -123,9 +123,10 @@ def micro_repo(tmp_path_factory) -> Path:
         out = subprocess.run(["git", "ls-files", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout
         return [line for line in out.split("\n") if line]
 
-    # tracked files plus new source files; never pipeline outputs a local run left in the work tree
+    # tracked files plus new source files; never pipeline outputs a local run left in the work tree, nor
+    # the releases the registry holds (the micro build records its own)
     outputs = ("data/", "models/", "releases/", "reports/", "registry/")
-    listed = git_files("--cached") + [
+    listed = [f for f in git_files("--cached") if not f.startswith("registry/")] + [
         f for f in git_files("--others", "--exclude-standard") if not f.startswith(outputs)
     ]
     for rel in filter(None, listed):

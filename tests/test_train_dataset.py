@@ -202,7 +202,12 @@ def test_pickles_without_the_file_handle_and_loads_in_workers(dataset):
     dataset[0]  # opens the file
     clone = pickle.loads(pickle.dumps(dataset))
     assert clone._fd is None and torch.equal(clone[1]["input_ids"], dataset[1]["input_ids"])
-    loader = torch.utils.data.DataLoader(dataset, batch_size=3, collate_fn=DataCollator(0), num_workers=2)
+    # spawned workers: each gets the dataset only by pickling it (what this test is about), and none
+    # inherits what other tests left in this process (a forked worker of a process that ran Prefect's
+    # test server exits with code 1 when Prefect's exit hooks run in it)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=3, collate_fn=DataCollator(0), num_workers=2, multiprocessing_context="spawn"
+    )
     serial = torch.utils.data.DataLoader(dataset, batch_size=3, collate_fn=DataCollator(0))
     for a, b in zip(loader, serial, strict=True):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
