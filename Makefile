@@ -55,5 +55,5 @@ test: setup
 	$(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/ruff check impkit stages tests benchmarks
-	$(BIN)/ruff format --check impkit stages tests benchmarks
+	$(BIN)/ruff check impkit stages flows tests benchmarks
+	$(BIN)/ruff format --check impkit stages flows tests benchmarks

@@ -48,7 +48,7 @@ def test_an_evaluation_module_that_imports_training_breaks_the_contract(tmp_path
 def test_the_code_is_formatted_and_linted():
     """One formatter (ruff format, pyproject.toml's settings) and no per-line opt-outs of it."""
     ruff = str(Path(sys.executable).with_name("ruff"))
-    folders = ["impkit", "stages", "tests", "benchmarks"]
+    folders = ["impkit", "stages", "flows", "tests", "benchmarks"]
     for command in ([ruff, "format", "--check", *folders], [ruff, "check", *folders]):
         result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
