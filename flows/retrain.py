@@ -28,7 +28,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.dvc_dag import stream_command
 from flows.release import build, workspace_lock
-from impkit.registry.recommend import _points
+from impkit.registry.recommend import headline_points
 
 HEADLINES = re.compile(r"^reports/headline/(?P<preset>[^/]+)\.json$")
 
@@ -45,7 +45,11 @@ def gate(candidate: Mapping[str, Mapping[str, float]], current: Mapping[str, Map
     for preset, benchmarks in sorted(current.items()):
         for benchmark, before in sorted(benchmarks.items()):
             after = candidate.get(preset, {}).get(benchmark)
-            drop = None if after is None else round(_points(benchmark, before) - _points(benchmark, after), 2)
+            drop = (
+                None
+                if after is None
+                else round(headline_points(benchmark, before) - headline_points(benchmark, after), 2)
+            )
             ok = drop is not None and drop <= max_drop
             passed &= ok
             rows.append(

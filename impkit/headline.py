@@ -48,16 +48,29 @@ def heldout_figures(train: Mapping[str, Any], source: str) -> dict[str, float]:
     return {"with_image": _percent(with_image), "lead": _percent(with_image - without)}
 
 
+NOT_HEADLINES = ("n", "blind")  # beside a benchmark's headline in a result: its count and blind baseline
+
+
+def headline_value(result: Any) -> float | None:
+    """The one headline figure of a benchmark's result (``{"soft_accuracy": 53.2, "n": 200, "blind":
+    42.1}`` -> 53.2); None when the result holds no single number (unscored, or not a result)."""
+    if not isinstance(result, Mapping):
+        return None
+    values = [v for k, v in result.items() if k not in NOT_HEADLINES]
+    ok = len(values) == 1 and isinstance(values[0], int | float) and not isinstance(values[0], bool)
+    return values[0] if ok else None
+
+
 def benchmark_figures(evaluation: Mapping[str, Any], source: str) -> dict[str, float]:
     """The PyTorch release's headline per benchmark; a benchmark the build could not score is left out."""
     figures = {}
     for name, result in _get(evaluation, "torch", source=source).items():
         if not isinstance(result, Mapping):  # e.g. MM-Vet without a judge: the report says why
             continue
-        headline = [value for key, value in result.items() if key not in ("n", "blind")]
-        if len(headline) != 1:
+        value = headline_value(result)
+        if value is None:
             raise ReportError(f"{source}: benchmark '{name}' has no single headline metric: {sorted(result)}")
-        figures[name] = headline[0]
+        figures[name] = value
     return figures
 
 

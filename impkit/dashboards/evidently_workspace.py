@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from impkit.headline import headline_value
 from impkit.io import atomic_path
 
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "impkit/evidently")
@@ -41,19 +42,12 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def _headline(result: Any) -> float | None:
-    if not isinstance(result, Mapping):
-        return _number(result)
-    values = [v for k, v in result.items() if k not in ("n", "blind")]
-    return _number(values[0]) if len(values) == 1 else None
-
-
 def release_columns(record: Mapping[str, Any]) -> dict[str, float]:
     """The figures of one release as named numbers (one column each in its run)."""
     columns: dict[str, float | None] = {}
     benchmarks = record.get("benchmarks") or {}
     for name, result in (benchmarks.get("torch") or {}).items():
-        columns[f"{name}.torch"] = _headline(result)
+        columns[f"{name}.torch"] = _number(headline_value(result))
     for level, headlines in (benchmarks.get("gguf") or {}).items():
         for name, value in (headlines or {}).items():
             columns[f"{name}.{level}"] = _number(value)

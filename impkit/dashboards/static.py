@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from impkit import paper
+from impkit.headline import headline_value
 from impkit.registry.card import table3
 
 LEVEL_SYMBOLS = {"F16": "circle", "Q8_0": "square", "Q4_K_M": "diamond"}
@@ -153,24 +154,17 @@ def _fmt(value: Any) -> str:
 
 def _table3(record: Mapping[str, Any]) -> str:
     torch = record["benchmarks"].get("torch") or {}
-    rows = [[record["id"], "PyTorch", *(_fmt(_first(torch.get(b))) for b, _ in table3())]]
+    rows = [[record["id"], "PyTorch", *(_fmt(headline_value(torch.get(b))) for b, _ in table3())]]
     for level, headlines in (record["benchmarks"].get("gguf") or {}).items():
         rows.append([record["id"], f"GGUF {level}", *(_fmt((headlines or {}).get(b)) for b, _ in table3())])
     majority = record["benchmarks"].get("majority") or {}
-    rows.append(["baseline", "majority answer per type", *(_fmt(_first(majority.get(b))) for b, _ in table3())])
+    rows.append(["baseline", "majority answer per type", *(_fmt(headline_value(majority.get(b))) for b, _ in table3())])
     return _table(["Model", "Run", *(label for _, label in table3())], rows)
 
 
 def _paper_table3() -> str:
     rows = [[model, *(_fmt(headlines.get(b)) for b, _ in table3())] for model, headlines in paper.TABLE3.items()]
     return _table(["Model", *(label for _, label in table3())], rows)
-
-
-def _first(result: Any) -> float | None:
-    if not isinstance(result, Mapping):
-        return None
-    values = [v for k, v in result.items() if k not in ("n", "blind")]
-    return values[0] if len(values) == 1 else None
 
 
 def _table4(record: Mapping[str, Any]) -> str:

@@ -10,19 +10,14 @@ from typing import Any
 
 import yaml
 
+from impkit.headline import NOT_HEADLINES, headline_value
+
 
 def table3() -> list[tuple[str, str]]:
     """(benchmark, column heading) in the paper's Table 3 order (impkit.eval.benchmarks)."""
     from impkit.eval.benchmarks import table3_columns
 
     return table3_columns()
-
-
-def _headline(result: Any) -> float | None:
-    if not isinstance(result, Mapping):
-        return None
-    values = [v for k, v in result.items() if k not in ("n", "blind")]
-    return values[0] if len(values) == 1 and isinstance(values[0], int | float) else None
 
 
 def _cell(value: float | None) -> str:
@@ -33,10 +28,10 @@ def _front_matter(record: Mapping[str, Any]) -> str:
     results = []
     torch = record["benchmarks"].get("torch") or {}
     for benchmark, label in table3():
-        value = _headline(torch.get(benchmark))
+        value = headline_value(torch.get(benchmark))
         if value is None:
             continue
-        metric = next(k for k in torch[benchmark] if k not in ("n", "blind"))
+        metric = next(k for k in torch[benchmark] if k not in NOT_HEADLINES)
         results.append(
             {
                 "task": {"type": "visual-question-answering"},
@@ -59,7 +54,7 @@ def _table3(record: Mapping[str, Any]) -> list[str]:
     header = ["Run", *(label for _, label in columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     torch = record["benchmarks"].get("torch") or {}
-    rows = [("PyTorch", {b: _headline(torch.get(b)) for b, _ in columns})]
+    rows = [("PyTorch", {b: headline_value(torch.get(b)) for b, _ in columns})]
     rows.append(
         (
             "PyTorch, blank images",
@@ -67,7 +62,7 @@ def _table3(record: Mapping[str, Any]) -> list[str]:
         )
     )
     majority = record["benchmarks"].get("majority") or {}
-    rows.append(("majority answer per type", {b: _headline(majority.get(b)) for b, _ in columns}))
+    rows.append(("majority answer per type", {b: headline_value(majority.get(b)) for b, _ in columns}))
     for level, figures in (record["benchmarks"].get("gguf") or {}).items():
         rows.append((f"GGUF {level} (llama.cpp)", {b: (figures or {}).get(b) for b, _ in columns}))
     for name, cells in rows:

@@ -16,14 +16,14 @@ HEADLINE_MAX = {"mme": 2000.0}  # every other headline is out of 100
 REFERENCE = "F16"
 
 
-def _points(benchmark: str, value: float) -> float:
+def headline_points(benchmark: str, value: float) -> float:
     return value * 100.0 / HEADLINE_MAX.get(benchmark, 100.0)
 
 
 def worst_drop(reference: Mapping[str, Any], level: Mapping[str, Any]) -> tuple[str | None, float]:
     """The benchmark whose headline fell most from ``reference`` to ``level``, in points (0-100)."""
     drops = [
-        (_points(b, reference[b]) - _points(b, level[b]), b)
+        (headline_points(b, reference[b]) - headline_points(b, level[b]), b)
         for b in reference
         if isinstance(reference.get(b), int | float) and isinstance(level.get(b), int | float)
     ]
