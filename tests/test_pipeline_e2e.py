@@ -148,7 +148,7 @@ def micro_repo(tmp_path_factory) -> Path:
 
 
 @pytest.mark.e2e
-def test_dvc_repro_builds_the_default_pipeline_and_reruns_as_a_no_op(micro_repo):
+def test_dvc_repro_builds_the_default_pipeline_and_reruns_as_a_no_op(micro_repo, tmp_path):
     run([DVC, "repro"], micro_repo)
     assembled = micro_repo / "data" / "assembled"
     manifest = json.loads((assembled / "manifest.json").read_text())
@@ -233,6 +233,22 @@ def test_dvc_repro_builds_the_default_pipeline_and_reruns_as_a_no_op(micro_repo)
     again = run([DVC, "repro"], micro_repo)
     assert "didn't change, skipping" in again.stdout + again.stderr
     assert "Running stage" not in again.stdout + again.stderr
+
+    # the team shares the build through its DVC remote: a fresh clone of the commit pulls it and its
+    # `dvc repro` runs nothing (no per-machine folder, no timing, is a pipeline output)
+    remote = tmp_path / "team-remote"
+    run([DVC, "remote", "modify", "--local", "team", "url", str(remote)], micro_repo)
+    run([DVC, "push"], micro_repo)
+    run(["git", "add", "-A"], micro_repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "micro build"], micro_repo)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(micro_repo), str(clone)], tmp_path)
+    run([DVC, "remote", "modify", "--local", "team", "url", str(remote)], clone)
+    run([DVC, "pull"], clone)
+    assert "up to date" in run([DVC, "status"], clone).stdout.lower()
+    pulled = run([DVC, "repro"], clone)
+    assert "Running stage" not in pulled.stdout + pulled.stderr, pulled.stdout[-3000:]
+    assert (clone / "models" / "gguf" / MICRO["train.presets"][0] / "llm-Q4_K_M.gguf").is_file()
 
     # every built preset is a release in the registry, with its model card; the no-op rebuild added none
     registry = Registry(micro_repo / "registry")
