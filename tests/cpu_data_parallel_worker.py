@@ -2,7 +2,10 @@
 ``impkit.train.launch.launch_data_parallel``: one stage-2 run of a tiny LoRA model on the grouped
 batches the stages use; the first process writes the logged losses and the trained weights.
 
-    python -m cpu_data_parallel_worker <data folder> <out folder> [ok | fail]
+    python -m cpu_data_parallel_worker <data folder> <out folder> [ok | fail | zero3]
+
+``zero3`` trains under DeepSpeed ZeRO-3 (every weight sharded across the processes) and gathers the
+weights as the training stages do before the first process writes them and the merged model.
 """
 
 from __future__ import annotations
@@ -22,8 +25,19 @@ from impkit.config import ConfigError, StageTraining  # noqa: E402
 from impkit.stage import run_stage as run_entry_point  # noqa: E402
 from impkit.train.dataset import DataCollator  # noqa: E402
 from impkit.train.launch import is_main_process  # noqa: E402
+from impkit.train.parts import gathered_weights, merged  # noqa: E402
 from impkit.train.sampler import ModalityLengthGroupedSampler  # noqa: E402
 from impkit.train.trainer import fit_stage  # noqa: E402
+
+# ZeRO-3 as configs/deepspeed/zero3.json shards it, with every weight of the tiny model sharded (the
+# default keeps weights under 100k elements whole in every process)
+ZERO3 = {
+    "zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0},
+    "train_micro_batch_size_per_gpu": "auto",
+    "train_batch_size": "auto",
+    "gradient_accumulation_steps": "auto",
+    "gradient_clipping": "auto",
+}
 
 
 def main() -> None:
@@ -49,7 +63,7 @@ def main() -> None:
         gradient_checkpointing=False,
         precision="fp32",
         logging_steps=1,
-        share_prefix=True,
+        share_prefix=mode != "zero3",  # the same loss and gradients either way
     )
     model = fixtures._lora_llava(tokenizer)
     result = fit_stage(
@@ -62,21 +76,27 @@ def main() -> None:
         seed=0,
         label="worker",
         sampler_factory=lambda b, s: ModalityLengthGroupedSampler.for_dataset(dataset, b, seed=s),
+        deepspeed=ZERO3 if mode == "zero3" else None,
     )
-    if is_main_process():
-        trained = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
-        torch.save(trained, out / "trained.pt")
-        losses = [entry["loss"] for entry in result.log_history if "loss" in entry]
-        (out / "run.json").write_text(
-            json.dumps(
-                {
-                    "world_size": int(os.environ.get("WORLD_SIZE", "1")),
-                    "losses": losses,
-                    "steps": result.steps,
-                    "records": len(dataset),
-                }
+    # under ZeRO-3 each process now holds a shard of every weight: an empty tensor
+    empty = sorted(name for name, p in model.named_parameters() if p.numel() == 0)
+    with gathered_weights(model):
+        if is_main_process():
+            trained = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+            torch.save(trained, out / "trained.pt")
+            merged(model).save_pretrained(out / "merged")
+            losses = [entry["loss"] for entry in result.log_history if "loss" in entry]
+            (out / "run.json").write_text(
+                json.dumps(
+                    {
+                        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+                        "losses": losses,
+                        "steps": result.steps,
+                        "records": len(dataset),
+                        "empty_after_training": empty,
+                    }
+                )
             )
-        )
 
 
 if __name__ == "__main__":

@@ -65,10 +65,20 @@ class LoraTraining:
 
 
 @dataclass(frozen=True)
+class DeepSpeedConfigs:
+    """The DeepSpeed config file each stage trains under on GPUs (Imp: ZeRO-2 in stage 1, ZeRO-3 in
+    stage 2); null trains with plain DDP. Ignored without a GPU (impkit.train.launch)."""
+
+    stage1: str | None
+    stage2: str | None
+
+
+@dataclass(frozen=True)
 class TrainRecipe:
     stage1: StageTraining
     stage2: StageTraining
     lora: LoraTraining
+    deepspeed: DeepSpeedConfigs | None  # null: no DeepSpeed in either stage
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,11 @@ class TrainSettings:
     # Data-parallel training processes of one thread each on a machine without a GPU
     # (impkit.train.launch); 1 trains in one process on every core's threads.
     cpu_processes: int
+    # How `dvc repro` starts training (impkit.train.launch). auto: one process per visible GPU through
+    # torchrun (the recipe's global batch kept by gradient accumulation), or without a GPU the
+    # cpu_processes above; none: train in the stage's own process (for a run under your own launcher,
+    # which impkit.train.launch also detects).
+    launcher: str
     # Training samples (token ids, prepared images) kept in memory per process, in MiB: epochs after
     # the first skip the tokenizer and the image decoding (impkit.train.dataset). Speed only.
     sample_cache_mb: float
@@ -94,6 +109,8 @@ class TrainSettings:
             raise ConfigError(f"train.sample_cache_mb must be at least 0, got {self.sample_cache_mb}")
         if self.cpu_processes < 1:
             raise ConfigError(f"train.cpu_processes must be at least 1, got {self.cpu_processes}")
+        if self.launcher not in ("auto", "none"):
+            raise ConfigError(f"train.launcher must be auto or none, got '{self.launcher}'")
 
     def recipe(self, name: str) -> TrainRecipe:
         if name not in self.recipes:

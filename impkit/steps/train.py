@@ -3,8 +3,9 @@
 after stage 2, the held-out check of the release and of the stage-1 model through evaluation's own
 runner (reports/train/<preset>.json). Curves go to reports/train/<stage>-<preset> (dvclive).
 
-Without a GPU the step starts ``train.cpu_processes`` data-parallel processes of itself
-(``python -m impkit.steps.train``, impkit.train.launch); each runs this module's ``main``.
+The step starts one data-parallel process of itself per GPU, or without a GPU
+``train.cpu_processes`` of them (``python -m impkit.steps.train``; ``train.launcher``,
+impkit.train.launch); each runs this module's ``main``, under the recipe's DeepSpeed config on GPUs.
 """
 
 from __future__ import annotations
@@ -64,14 +65,14 @@ def _live(folder):
 def main(args: argparse.Namespace) -> None:
     from impkit.hardware import read_machine, resolve_precision
     from impkit.timings import note
-    from impkit.train.launch import cpu_processes_to_start, is_main_process, launch_data_parallel
+    from impkit.train.launch import is_main_process, launch_data_parallel, processes_to_start
 
     preset, recipe, train = _setup(args.preset, args.params)
     _check_inputs(args.stage, args.preset, preset.offline, preset.family)
     requested = (recipe.stage1 if args.stage == "align" else recipe.stage2).precision
     # for the timings table; the training processes decide it again, and log it (impkit.train.trainer)
     note(precision=resolve_precision(requested, read_machine(), where=f"{args.stage} {args.preset}", quiet=True))
-    processes = cpu_processes_to_start(train.cpu_processes)
+    processes = processes_to_start(train.launcher, train.cpu_processes)
     if processes > 1:  # this step again, as that many data-parallel processes (impkit.train.launch)
         code = launch_data_parallel(processes, __spec__.name, [args.stage, args.preset, "--params", args.params])
         if code:
@@ -88,6 +89,12 @@ def main(args: argparse.Namespace) -> None:
         _tune(args.preset, preset, recipe, train, live)
 
 
+def _deepspeed(recipe, stage: str) -> str | None:
+    from impkit.train.launch import deepspeed_config
+
+    return deepspeed_config(getattr(recipe.deepspeed, stage) if recipe.deepspeed else None)
+
+
 def _align(name, preset, recipe, train, live) -> None:
     from impkit.train.pipeline import align
 
@@ -102,6 +109,7 @@ def _align(name, preset, recipe, train, live) -> None:
         seed=train.seed,
         callbacks=live,
         sample_cache_mb=train.sample_cache_mb,
+        deepspeed=_deepspeed(recipe, "stage1"),
     )
 
 
@@ -123,6 +131,7 @@ def _tune(name, preset, recipe, train, live) -> None:
         seed=train.seed,
         callbacks=live,
         sample_cache_mb=train.sample_cache_mb,
+        deepspeed=_deepspeed(recipe, "stage2"),
     )
     if not is_main_process():
         return

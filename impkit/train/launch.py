@@ -1,4 +1,13 @@
-"""Data-parallel training on a machine without a GPU: one process per core, one thread each.
+"""Starting the training processes `dvc repro` needs: one per visible GPU, or without a GPU one per
+core of one thread each (``train.launcher``); and the DeepSpeed config each stage trains under.
+
+On GPUs (``launcher: auto``) a stage reruns its own command under ``torch.distributed.run``
+(torchrun) with one process per visible GPU, each on its own device, the recipe's global batch kept
+by gradient accumulation, and the recipe's DeepSpeed config per stage (Imp: ZeRO-2, then ZeRO-3)
+handed to the HF Trainer, which runs DeepSpeed under any launcher. A run already under a launcher
+(``accelerate launch``, ``torchrun``, ``srun``: they set WORLD_SIZE) trains where it is.
+
+Data-parallel training on a machine without a GPU: one process per core, one thread each.
 
 The nano models are made of small matrices. Split over two OpenMP threads, each of their thousands
 of small kernels a step pays a thread hand-over, and on the 2-core machines the default pipeline
@@ -13,19 +22,19 @@ and each process takes a consecutive slice, and the loss is averaged over the su
 all processes (transformers' ``average_tokens_across_devices``), so the update is the one process's
 update up to the order of float additions.
 
-``launch_data_parallel`` reruns a stage's own command under ``torch.distributed.run`` (torchrun):
-it is what ``accelerate launch`` does for GPU users, chosen here by ``train.cpu_processes`` so that
-``dvc repro`` needs no launcher of its own. GPU machines and runs already under a launcher are left
-as they are.
+``launch_data_parallel`` reruns a stage's own command under ``torch.distributed.run`` (torchrun),
+on GPUs and CPUs alike, so that ``dvc repro`` needs no launcher of its own.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import torch
 
+from impkit.config import ConfigError
 from impkit.hardware import usable_cores
 from impkit.timings import LAUNCHED_ENV
 
@@ -47,6 +56,34 @@ def use_every_core() -> None:
     torch.set_num_threads(usable_cores())
 
 
+def processes_to_start(launcher: str, cpu_processes: int) -> int:
+    """How many training processes a stage starts (``train.launcher`` and ``train.cpu_processes``):
+    one per visible GPU, or ``cpu_processes_to_start`` without a GPU; 1 (train in this process)
+    with ``launcher: none`` or under a launcher."""
+    if launcher == "none" or under_launcher():
+        return 1
+    if torch.cuda.is_available():
+        return torch.cuda.device_count()
+    return cpu_processes_to_start(cpu_processes)
+
+
+def deepspeed_config(path: str | None) -> str | None:
+    """The DeepSpeed config a stage trains under: the recipe's on GPUs (None without a GPU, where
+    DDP over gloo needs none). A missing DeepSpeed says how to install it, in one line."""
+    if path is None or not torch.cuda.is_available():
+        return None
+    try:
+        import deepspeed  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            f"the recipe trains under DeepSpeed ({path}) but it is not installed: pip install -e '.[gpu]' "
+            "(or set the recipe's deepspeed: null)"
+        ) from None
+    if not Path(path).is_file():
+        raise ConfigError(f"DeepSpeed config {path} not found (run from the repository root)")
+    return path
+
+
 def cpu_processes_to_start(requested: int) -> int:
     """How many training processes this run should start: ``requested``, at most one per usable core;
     1 (train in this process) on a GPU machine or under a launcher."""
@@ -59,8 +96,9 @@ def cpu_processes_to_start(requested: int) -> int:
 
 
 def launch_data_parallel(processes: int, module: str, argv: list[str]) -> int:
-    """Run ``python -m module *argv`` as ``processes`` data-parallel processes of one thread each and
-    wait for them; returns the exit code (that of the first process to fail, 0 when all succeed).
+    """Run ``python -m module *argv`` as ``processes`` data-parallel processes (one per GPU, or
+    without a GPU of one thread each) and wait for them; returns the exit code (that of the first
+    process to fail, 0 when all succeed).
 
     The processes print their own progress and errors; a failure is summed up in one line here instead
     of the launcher's traceback. An interrupt stops them all (their checkpoints stay for a resume).
@@ -69,13 +107,16 @@ def launch_data_parallel(processes: int, module: str, argv: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
-    # One OpenMP thread per process: the point of the split. An explicit setting by the user wins.
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    log.info(
-        "training in %d data-parallel processes of %s thread(s) each (train.cpu_processes)",
-        processes,
-        os.environ["OMP_NUM_THREADS"],
-    )
+    if torch.cuda.is_available():
+        log.info("training in %d data-parallel processes, one per GPU (train.launcher)", processes)
+    else:
+        # One OpenMP thread per process: the point of the split. An explicit setting by the user wins.
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        log.info(
+            "training in %d data-parallel processes of %s thread(s) each (train.cpu_processes)",
+            processes,
+            os.environ["OMP_NUM_THREADS"],
+        )
     args = parse_args(["--standalone", f"--nproc-per-node={processes}", "--module", module, *argv])
     os.environ[LAUNCHED_ENV] = "1"  # this process records the stage's time, not the ones it starts
     try:

@@ -7,7 +7,9 @@ fine-tuning. The vision tower stays frozen in both stages.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -71,6 +73,22 @@ def prepare_stage2(model: torch.nn.Module, family: str, lora: LoraTraining) -> t
         modules_to_save=["multi_modal_projector"],  # the projector keeps training in stage 2
     )
     return get_peft_model(model, config)
+
+
+@contextlib.contextmanager
+def gathered_weights(model: torch.nn.Module) -> Iterator[None]:
+    """Inside: every weight of ``model`` whole in every training process. ZeRO-3 leaves each process
+    holding only its shard after training (an empty tensor per weight), so merging LoRA and saving
+    the release must happen in here, entered by every process (it gathers collectively). Without
+    ZeRO-3 partitioned weights it does nothing."""
+    params = list(model.parameters())
+    if not any(hasattr(p, "ds_id") for p in params):
+        yield
+        return
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
+        yield
 
 
 def merged(model: torch.nn.Module) -> torch.nn.Module:

@@ -20,7 +20,7 @@ from impkit.model.presets import describe, num_image_tokens
 from impkit.release import Release, write_release
 from impkit.train.dataset import DataCollator, SupervisedDataset
 from impkit.train.launch import is_main_process
-from impkit.train.parts import count_parameters, merged, prepare_stage1, prepare_stage2
+from impkit.train.parts import count_parameters, gathered_weights, merged, prepare_stage1, prepare_stage2
 from impkit.train.sampler import ModalityLengthGroupedSampler
 from impkit.train.starting_model import starting_model
 from impkit.train.trainer import StageResult, fit_stage, resolve_stage
@@ -60,6 +60,7 @@ def _train(
     seed: int,
     label: str,
     callbacks=(),
+    deepspeed: str | None = None,
 ) -> StageResult:
     report = dataset.scan()
     if report["count"]:
@@ -81,6 +82,7 @@ def _train(
         label=label,
         callbacks=list(callbacks),
         sampler_factory=lambda batch, s: ModalityLengthGroupedSampler.for_dataset(dataset, batch, seed=s),
+        deepspeed=deepspeed,
     )
 
 
@@ -96,9 +98,11 @@ def align(
     seed: int,
     callbacks=(),
     sample_cache_mb: float = 0,
+    deepspeed: str | None = None,
 ) -> dict[str, Any]:
     """Stage 1: the projector learns to map image features into the frozen LLM ("plain" template).
-    ``sample_cache_mb``: ``SupervisedDataset``'s ``cache_mb`` (speed only; the same training)."""
+    ``sample_cache_mb``: ``SupervisedDataset``'s ``cache_mb`` (speed only; the same training);
+    ``deepspeed``: the DeepSpeed config to train under (impkit.train.launch.deepspeed_config)."""
     stage = resolve_stage(recipe.stage1, read_machine(), where=f"align {name}")
     torch.manual_seed(seed)
     model, tokenizer = starting_model(preset, backbones, seed=seed)
@@ -123,6 +127,7 @@ def align(
         seed=seed,
         label=f"align {name}",
         callbacks=callbacks,
+        deepspeed=deepspeed,
     )
     meta = {
         "preset": name,
@@ -131,8 +136,9 @@ def align(
         "parameters": count_parameters(model),
         "train": _result_summary(result, stage),
     }
-    if is_main_process():  # data-parallel processes hold the same weights; the first writes them
-        write_release(merged(model), tokenizer, preset, out, _release_record(meta))
+    with gathered_weights(model):  # every process enters: under ZeRO-3 they gather the shards together
+        if is_main_process():  # data-parallel processes hold the same weights; the first writes them
+            write_release(merged(model), tokenizer, preset, out, _release_record(meta))
     return meta
 
 
@@ -149,9 +155,10 @@ def tune(
     seed: int,
     callbacks=(),
     sample_cache_mb: float = 0,
+    deepspeed: str | None = None,
 ) -> dict[str, Any]:
     """Stage 2: LoRA (or full) instruction tuning with the family's chat template; merged release.
-    ``sample_cache_mb`` as for ``align``."""
+    ``sample_cache_mb`` and ``deepspeed`` as for ``align``."""
     stage = resolve_stage(recipe.stage2, read_machine(), where=f"tune {name}")
     torch.manual_seed(seed)
     model, tokenizer = Release.open(aligned).load()
@@ -176,6 +183,7 @@ def tune(
         seed=seed,
         label=f"tune {name}",
         callbacks=callbacks,
+        deepspeed=deepspeed,
     )
     counts = count_parameters(model)
     meta = {
@@ -186,8 +194,13 @@ def tune(
         "lora": recipe.lora.__dict__,
         "train": _result_summary(result, stage),
     }
-    if not is_main_process():  # data-parallel processes hold the same weights; the first writes them
-        return meta
+    with gathered_weights(model):  # every process enters: under ZeRO-3 they gather the shards together
+        if is_main_process():  # data-parallel processes hold the same weights; the first writes them
+            _write_tuned(model, tokenizer, preset, recipe, out, adapter_out, _release_record(meta))
+    return meta
+
+
+def _write_tuned(model, tokenizer, preset: PresetConfig, recipe: TrainRecipe, out: Path, adapter_out: Path, record):
     if recipe.lora.enabled:
         model.save_pretrained(adapter_out)  # the adapter on its own, before merging
     else:  # full fine-tuning has no adapter; the folder still says so (it is a declared output)
@@ -195,8 +208,7 @@ def tune(
         (adapter_out / "README.md").write_text(
             "Trained with full fine-tuning (train.recipes.*.lora.enabled: false): no adapter.\n"
         )
-    write_release(merged(model), tokenizer, preset, out, _release_record(meta))
-    return meta
+    write_release(merged(model), tokenizer, preset, out, record)
 
 
 def _release_record(meta: dict[str, Any]) -> dict[str, Any]:

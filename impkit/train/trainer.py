@@ -1,8 +1,8 @@
 """Running one training stage on the HF Trainer: Imp's two learning rates, modality-length grouped
 batches, checkpoint/resume, progress in plain words, curves for dvclive.
 
-The Trainer brings multi-GPU, DeepSpeed (``accelerate launch --config_file configs/...``), bf16/fp16
-and gradient checkpointing; this module adds only what Imp's recipe needs on top.
+The Trainer brings multi-GPU, DeepSpeed (the recipe's configs/deepspeed files; impkit.train.launch),
+bf16/fp16 and gradient checkpointing; this module adds only what Imp's recipe needs on top.
 """
 
 from __future__ import annotations
@@ -207,7 +207,12 @@ def resolve_stage(cfg: StageTraining, machine: Machine, *, where: str) -> StageT
     return dataclasses.replace(cfg, precision=precision, bf16_frozen_weights=frozen_bf16)
 
 
-def training_arguments(cfg: StageTraining, checkpoint_dir: Path, seed: int, world_size: int = 1) -> TrainingArguments:
+def training_arguments(
+    cfg: StageTraining, checkpoint_dir: Path, seed: int, world_size: int = 1, deepspeed: str | dict | None = None
+) -> TrainingArguments:
+    """The Trainer's arguments for a stage: per-device batch as the recipe, gradient accumulation
+    derived so that processes x per-device batch x accumulation = the recipe's global batch (Imp's
+    stage 2: 4 x 4 x 8 GPUs = 128); ``deepspeed`` a DeepSpeed config (file or dict) or None."""
     accumulation = cfg.global_batch_size // (cfg.per_device_batch_size * world_size)
     if cfg.precision == "auto":
         raise ConfigError("training_arguments needs a resolved precision (resolve_stage)")
@@ -244,6 +249,7 @@ def training_arguments(cfg: StageTraining, checkpoint_dir: Path, seed: int, worl
         # prefix); these models' buffers (rotary frequencies, position ids) never change, so nothing is lost.
         # (PyTorch 2.13 renames the switch `forward_sync_buffers`; transformers passes the old name.)
         ddp_broadcast_buffers=False,
+        deepspeed=deepspeed,
     )
 
 
@@ -286,11 +292,15 @@ def fit_stage(
     label: str,
     sampler_factory=None,
     callbacks: list[TrainerCallback] = (),
+    deepspeed: str | dict | None = None,
 ) -> StageResult:
-    """Train ``model`` in place; resumes from the last checkpoint of an identical earlier run."""
-    # Under a launcher (`accelerate launch`, impkit.train.launch) every process sees WORLD_SIZE; the
-    # global batch stays the recipe's.
-    args = training_arguments(cfg, checkpoint_dir, seed, world_size=int(os.environ.get("WORLD_SIZE", "1")))
+    """Train ``model`` in place; resumes from the last checkpoint of an identical earlier run.
+    ``deepspeed``: the DeepSpeed config to train under (impkit.train.launch.deepspeed_config); under
+    ZeRO-3 the weights stay sharded afterwards (impkit.train.parts.gathered_weights)."""
+    # Under a launcher (torchrun, `accelerate launch`; impkit.train.launch) every process sees
+    # WORLD_SIZE; the global batch stays the recipe's.
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    args = training_arguments(cfg, checkpoint_dir, seed, world_size=world_size, deepspeed=deepspeed)
     with args.main_process_first(local=False, desc="the checkpoint check"):  # one process clears stale ones
         resume = _matching_checkpoint(checkpoint_dir, fingerprint)
     record_file = checkpoint_dir / RUN_RECORD
