@@ -196,3 +196,28 @@ def test_the_recommended_level_is_the_fastest_within_tolerance_then_the_smallest
     choice = recommend(_levels_record({"Q8_0": 0.0, "Q4_K_M": 0.5}, noisy), 2.0)["cpu"]
     assert choice["fastest"] == "Q8_0" and choice["level"] == "Q4_K_M"
     assert choice["tied_with_fastest"] == ["F16", "Q4_K_M", "Q8_0"]
+
+
+def test_a_release_built_from_committed_sources_is_not_dirty_whatever_the_build_wrote(tmp_path):
+    """The build writes dvc.lock, reports/, registry/ and dashboards/ as it runs; only a change to the
+    sources (code, params, the pipeline) marks the record's revision dirty."""
+    import subprocess
+
+    from impkit.registry.record import git_revision
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True)
+
+    for name in ("params.yaml", "dvc.lock", "reports/eval.json", "registry/nano/a.json", "dashboards/index.html"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("first\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "sources and a build")
+    assert git_revision(tmp_path)["dirty"] is False
+    for name in ("dvc.lock", "reports/eval.json", "registry/nano/a.json", "dashboards/index.html"):
+        (tmp_path / name).write_text("rebuilt\n")
+    (tmp_path / "registry" / "nano" / "b.json").write_text("a new release\n")
+    assert git_revision(tmp_path)["dirty"] is False
+    (tmp_path / "params.yaml").write_text("changed\n")
+    assert git_revision(tmp_path)["dirty"] is True

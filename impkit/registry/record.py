@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from impkit import paths
 from impkit.headline import headline
 from impkit.registry.recommend import recommend
 
@@ -51,11 +52,24 @@ def content_id(preset: str, release_files: Mapping[str, Mapping[str, Any]]) -> s
     return f"{preset}-{digest[:12]}"
 
 
+# What the build itself writes into tracked files as it runs: changes there say nothing about the code
+# and params the release was built from.
+BUILD_WRITES = (paths.DVC_LOCK, Path("reports"), paths.REGISTRY, Path("dashboards"))
+
+
 def git_revision(root: Path = Path(".")) -> dict[str, Any] | None:
-    """The workspace's commit and whether it had uncommitted changes; None outside git."""
+    """The workspace's commit and whether its sources (code, params, the pipeline; anything tracked
+    but what the build writes, ``BUILD_WRITES``) had uncommitted changes; None outside git."""
+    excluded = [f":(exclude){path.as_posix()}" for path in BUILD_WRITES]
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", ".", *excluded],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     except (OSError, subprocess.CalledProcessError):
         return None
     return {"revision": rev.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
