@@ -287,8 +287,10 @@ def add_weights(
         writer.add_tensor(target, export_array(target, tensor))
         names.add(target)
     if arch.explicit_output:
-        # llama.cpp's phi2 requires output.weight and output.bias; LLaVA's lm_head has no bias (Phi-2's
-        # own has one), so a zero bias keeps the logits exact; a tied head is written out in full.
+        # llama.cpp's phi2 requires output.weight and output.bias. A release from Phi-2 keeps its head
+        # bias (LlavaWithHeadBias: lm_head.bias -> output.bias above); a head without one (the offline
+        # analogs, trained with it at zero) gets a zero bias, which keeps the logits exact; a tied head
+        # is written out in full.
         embedding = state[next(hf for hf, t in plan.llm.items() if t == "token_embd.weight")]
         if "output.weight" not in names:
             writer.add_tensor("output.weight", export_array("output.weight", embedding))
