@@ -1,0 +1,111 @@
+"""``impkit import``: the five published Imp checkpoint layouts become releases whose logits equal a
+reference forward pass of Imp's architecture, that export to a GGUF passing the parity check, and that
+``impkit evaluate`` answers the twins with; what is not an Imp checkpoint is refused, naming the key."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from imp_layouts import LAYOUTS, reference_logits, save_imp
+from transformers import AutoModelForImageTextToText
+
+from impkit.cli import main as cli
+from impkit.importer import CheckpointImportError, import_checkpoint
+from impkit.model.tokenizer import IMAGE_TOKEN
+from impkit.release import Release
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    return tmp_path_factory.mktemp("imp")
+
+
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_imported_logits_equal_imps_forward(hub, name):
+    parts = save_imp(name, hub / name)
+    release = import_checkpoint(hub / name, hub / "releases" / name)
+    model, tok = release.load()
+    model.eval()
+    layout = LAYOUTS[name]
+    assert release.family == layout.family and release.template == layout.family
+    assert release.image_aspect == (layout.aspect or "square")
+    assert release.image_size == parts.image_size
+    assert tok.convert_tokens_to_ids(IMAGE_TOKEN) == parts.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    assert len(tok) == len(parts.tokenizer)
+    before = tok("a red circle", add_special_tokens=False)["input_ids"]
+    after = tok(" what colour is the shape", add_special_tokens=False)["input_ids"]
+    pixels = torch.randn(1, 3, parts.image_size, parts.image_size, generator=torch.Generator().manual_seed(0))
+    ids = before + [model.config.image_token_index] * release.image_tokens + after
+    with torch.no_grad():
+        ours = model(input_ids=torch.tensor([ids]), pixel_values=pixels).logits[0]
+    theirs = reference_logits(parts, before, after, pixels)
+    assert ours.shape == theirs.shape
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-4)
+    # the stock Auto class loads it too (once impkit is imported), Phi-2's head bias with it
+    auto = AutoModelForImageTextToText.from_pretrained(release.folder)
+    assert (getattr(auto.lm_head, "bias", None) is not None) == (layout.family == "phi2")
+
+
+def test_unknown_layouts_are_refused_naming_the_key(hub, tmp_path):
+    save_imp("imp-v1.5-3b", tmp_path / "ok")
+    config = json.loads((tmp_path / "ok" / "config.json").read_text())
+    (tmp_path / "ok" / "config.json").write_text(json.dumps({**config, "model_type": "llava_llama"}))
+    with pytest.raises(CheckpointImportError, match="model_type 'llava_llama' is no published Imp checkpoint"):
+        import_checkpoint(tmp_path / "ok", tmp_path / "out")
+    (tmp_path / "ok" / "config.json").write_text(json.dumps({**config, "mm_projector_type": "resampler"}))
+    with pytest.raises(CheckpointImportError, match="mm_projector_type 'resampler'"):
+        import_checkpoint(tmp_path / "ok", tmp_path / "out")
+    (tmp_path / "ok" / "config.json").write_text(json.dumps(config))
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(tmp_path / "ok" / "model.safetensors")
+    weights["model.layers.0.mlp.adapter.weight"] = torch.zeros(2, 2)
+    save_file(weights, tmp_path / "ok" / "model.safetensors")
+    with pytest.raises(CheckpointImportError, match=r"model\.layers\.0\.mlp\.adapter\.weight"):
+        import_checkpoint(tmp_path / "ok", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_impkit_import_then_gguf_parity_and_evaluation(tmp_path, eval_world, eval_twins):
+    """The command line's import of a v1.5-3b folder gives a release that the later stages take: its F16
+    GGUF passes the parity stage's check, and `impkit evaluate` answers the twins with it."""
+    from sections import section_with
+
+    from impkit.config import ParityConfig
+    from impkit.eval import benchmarks
+    from impkit.eval.parity import check, logit_parity, pick_prompts
+    from impkit.eval.runners import LlamaCppRunner, TorchRunner
+    from impkit.eval.twins import read_prompts
+    from impkit.export import export_release
+
+    pytest.importorskip("llama_cpp")
+    save_imp("imp-v1.5-3b", tmp_path / "hub" / "imp-v1.5-3b")
+    release = tmp_path / "releases" / "imp-3b"
+    cli(["import", str(tmp_path / "hub" / "imp-v1.5-3b"), "--name", "imp-3b", "--out", str(release)])
+    assert Release.open(release).meta["imported"]["layout"] == "v1.5"
+
+    export_release(release, tmp_path / "gguf")
+    images = eval_world / "images"
+    rows = {b: read_prompts(eval_twins / b) for b in benchmarks.names() if (eval_twins / b / "prompts.jsonl").is_file()}
+    cfg = section_with(ParityConfig, "parity", prompts=6)
+    torch_runner = TorchRunner.from_release(release, image_root=images, device="cpu")
+    gguf_runner = LlamaCppRunner.from_export(
+        tmp_path / "gguf", "F16", release, image_root=images, logits_all=True, n_ctx=1024
+    )
+    try:
+        report = logit_parity(torch_runner, gguf_runner, pick_prompts(rows, cfg.prompts))
+    finally:
+        gguf_runner.close()
+    assert check(report, cfg) == [], report
+
+    out = tmp_path / "eval"
+    cli(
+        ["evaluate", str(release), "--twins", str(eval_twins), "--images", str(images), "--out", str(out)]
+        + ["--benchmarks", "pope", "sqa", "--batch-size", "4", "--no-blind"]
+    )
+    details = json.loads((out / "details.json").read_text())
+    assert details["release"]["preset"] == "imp-3b"
+    for benchmark in ("pope", "sqa"):
+        assert details["scores"]["torch"][benchmark]["n"] > 0
