@@ -139,6 +139,13 @@ def add_tokenizer(writer: gguf.GGUFWriter, tokenizer: Any, *, family: str, templ
     data = json.loads(tokenizer.backend_tokenizer.to_str())
     if data.get("model", {}).get("type") != "BPE":
         raise ExportError(f"GGUF export handles byte-level BPE tokenizers, got {data.get('model', {}).get('type')!r}")
+    if data["model"].get("byte_fallback"):
+        # a SentencePiece vocabulary in BPE form (real Phi-3-mini's, so Imp-4B's): llama.cpp reads it as
+        # tokenizer.ggml.model "llama" with scores, which this writer does not produce yet
+        raise ExportError(
+            "GGUF export handles byte-level BPE tokenizers; this one is SentencePiece with byte fallback "
+            "(Phi-3's), which is not supported yet (docs/real-models.md)"
+        )
     vocab = tokenizer.get_vocab()
     if len(vocab) > n_vocab:
         raise ExportError(f"the tokenizer has {len(vocab)} tokens, the embedding only {n_vocab} rows")
