@@ -109,3 +109,22 @@ def test_impkit_import_then_gguf_parity_and_evaluation(tmp_path, eval_world, eva
     assert details["release"]["preset"] == "imp-3b"
     for benchmark in ("pope", "sqa"):
         assert details["scores"]["torch"][benchmark]["n"] > 0
+
+
+def test_a_params_entry_imports_with_its_vision_tower_and_a_hub_id_needs_one(tmp_path):
+    import yaml
+
+    save_imp("imp-v1.5-2b", tmp_path / "hub" / "imp-v1.5-2b")
+    config_path = tmp_path / "hub" / "imp-v1.5-2b" / "config.json"
+    config = json.loads(config_path.read_text())
+    tower = config["mm_vision_tower"]
+    config_path.write_text(json.dumps({**config, "mm_vision_tower": "google/siglip-so400m-patch14-384"}))
+    # the tower's settings cannot come from a hub id here, nor from a 32-wide tower's shapes
+    with pytest.raises(CheckpointImportError, match="give --vision-tower FOLDER"):
+        import_checkpoint(tmp_path / "hub" / "imp-v1.5-2b", tmp_path / "out")
+    params = tmp_path / "params.yaml"
+    entry = {"folder": str(tmp_path / "hub" / "imp-v1.5-2b"), "vision_tower": tower}
+    params.write_text(yaml.safe_dump({"imports": {"checkpoints": {"imp-2b": entry}}}))
+    cli(["import", "imp-2b", "--params", str(params), "--out", str(tmp_path / "releases" / "imp-2b")])
+    release = Release.open(tmp_path / "releases" / "imp-2b")
+    assert release.name == "imp-2b" and release.meta["imported"]["vision_tower_config"] == tower

@@ -85,26 +85,26 @@ def _recipe(**stage) -> TrainRecipe:
     )
 
 
-def test_a_real_phi2_preset_trains_each_stage_releases_and_exports_its_head_bias(published, tmp_path):
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_real_preset_trains_each_stage_releases_and_exports_its_head(published, tmp_path, family):
     from impkit.export import export_release
 
-    preset = preset_of(published, "phi2")
-    bias = AutoModelForCausalLM.from_pretrained(published["phi2"]).lm_head.bias.detach()
+    preset = preset_of(published, family)
+    head = AutoModelForCausalLM.from_pretrained(published[family]).lm_head
     data = tmp_path / "assembled"
     for i in range(2):
         rgb_image(data / "images" / f"{i}.png", (40, 24), colour=(40 * i, 90, 200))
-    write_jsonl(
-        data / "pretrain.jsonl",
-        [{"id": f"p{i}", "image": f"{i}.png", "conversations": qa("", "a red circle")} for i in range(2)],
-    )
+    captions = [{"id": f"p{i}", "image": f"{i}.png", "conversations": qa("", "a red circle")} for i in range(2)]
+    write_jsonl(data / "pretrain.jsonl", captions)
     write_jsonl(
         data / "finetune.jsonl", [{"id": f"f{i}", "image": f"{i}.png", "conversations": qa()} for i in range(2)]
     )
     recipe = _recipe()
+    name = f"tiny-{family}"
     kw = dict(assembled=data, seed=0)
-    align("tiny-imp-3b", preset, recipe, backbones=None, checkpoints=tmp_path / "ck1", out=tmp_path / "aligned", **kw)
+    align(name, preset, recipe, backbones=None, checkpoints=tmp_path / "ck1", out=tmp_path / "aligned", **kw)
     tune(
-        "tiny-imp-3b",
+        name,
         preset,
         recipe,
         aligned=tmp_path / "aligned",
@@ -114,21 +114,26 @@ def test_a_real_phi2_preset_trains_each_stage_releases_and_exports_its_head_bias
         **kw,
     )
     release = Release.open(tmp_path / "release")
-    assert release.meta["train"]["steps"] == 1
-    # the stock Auto class loads it (impkit registered the biased-head class), with Phi-2's bias intact
+    assert release.meta["train"]["steps"] == 1 and release.meta["stage"] == "tune"
+    # the stock Auto class loads it (impkit registered the biased-head class); Phi-2's bias is intact
+    # after LoRA on lm_head was merged
     model = AutoModelForImageTextToText.from_pretrained(release.folder)
-    assert type(model).__name__ == "LlavaWithHeadBias"
-    torch.testing.assert_close(model.lm_head.bias.detach(), bias, rtol=0, atol=1e-6)
+    if head.bias is not None:
+        assert type(model).__name__ == "LlavaWithHeadBias"
+        torch.testing.assert_close(model.lm_head.bias.detach(), head.bias.detach(), rtol=0, atol=1e-6)
+    else:
+        assert type(model).__name__ == "LlavaForConditionalGeneration"
     tok = release.load()[1]
-    stop = json.loads((release.folder / "generation_config.json").read_text())["eos_token_id"]
-    assert tok.convert_tokens_to_ids("</s>") in stop
-    # GGUF: the real output.bias, and </s> as end of turn
+    end = tok.convert_tokens_to_ids({"phi2": "</s>", "qwen2": "<|im_end|>", "phi3": "<|end|>"}[family])
+    assert end in json.loads((release.folder / "generation_config.json").read_text())["eos_token_id"]
+    # GGUF: Phi-2's real output.bias, and the template's answer end as end of turn
     export_release(release.folder, tmp_path / "gguf")
     reader = gguf.GGUFReader(tmp_path / "gguf" / "llm-F16.gguf")
     tensors = {t.name: t for t in reader.tensors}
-    np.testing.assert_allclose(np.asarray(tensors["output.bias"].data), bias.numpy(), atol=1e-6)
+    if head.bias is not None:
+        np.testing.assert_allclose(np.asarray(tensors["output.bias"].data), head.bias.detach().numpy(), atol=1e-6)
     eot = reader.fields["tokenizer.ggml.eot_token_id"]
-    assert int(eot.parts[eot.data[0]][0]) == tok.convert_tokens_to_ids("</s>")
+    assert int(eot.parts[eot.data[0]][0]) == end
 
 
 def test_missing_and_mismatched_weights_are_one_line_naming_preset_and_source(published, tmp_path):
