@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 from conftest import CORPUS
+from sections import section_with
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     Phi3Config,
@@ -24,6 +25,9 @@ from transformers import (
     SiglipConfig,
     SiglipModel,
 )
+
+from impkit.config import StageTraining, TrainRecipe
+from impkit.config.train import LoraTraining
 
 # The special tokens each real tokenizer ships (before Imp adds its own): Phi-2's GPT-2 vocabulary ends
 # in <|endoftext|> (its base has 50295 entries), Qwen1.5's three ChatML specials end at 151645, Phi-3's
@@ -165,3 +169,14 @@ def real_preset(family: str, vision: Path, llm: Path) -> dict[str, Any]:
         "vision": {"source": str(vision), "revision": "9fdffc58afc957d1a03a25b10dba0329ab15c2a3", "arch": VISION_ARCH},
         "llm": {"source": str(llm), "revision": "0" * 40, "arch": LLM_ARCH[family]},
     }
+
+
+def tiny_recipe(**stage) -> TrainRecipe:
+    """The real recipe at one step per stage: batch 2, fp32, LoRA r=4."""
+    common = dict(global_batch_size=2, per_device_batch_size=2, epochs=1, max_length=256, checkpoint_steps=1)
+    common |= dict(gradient_checkpointing=False, precision="fp32", logging_steps=1, warmup_ratio=0.0, **stage)
+    return TrainRecipe(
+        stage1=section_with(StageTraining, "train.recipes.real.stage1", **common),
+        stage2=section_with(StageTraining, "train.recipes.real.stage2", **common),
+        lora=LoraTraining(enabled=True, r=4, alpha=4, dropout=0.0),
+    )

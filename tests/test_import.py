@@ -128,3 +128,38 @@ def test_a_params_entry_imports_with_its_vision_tower_and_a_hub_id_needs_one(tmp
     cli(["import", "imp-2b", "--params", str(params), "--out", str(tmp_path / "releases" / "imp-2b")])
     release = Release.open(tmp_path / "releases" / "imp-2b")
     assert release.name == "imp-2b" and release.meta["imported"]["vision_tower_config"] == tower
+
+
+def test_an_imported_release_is_fine_tuned_with_stage_2(tmp_path):
+    """A researcher's path: import imp-v1.5-3b where stage 1's model goes, then LoRA-tune it on their data."""
+    from conftest import qa, rgb_image, write_jsonl
+    from published import real_preset, tiny_recipe
+
+    from impkit.config import PresetConfig, from_dict
+    from impkit.train.pipeline import tune
+
+    parts = save_imp("imp-v1.5-3b", tmp_path / "hub" / "imp-v1.5-3b")
+    aligned = import_checkpoint(tmp_path / "hub" / "imp-v1.5-3b", tmp_path / "aligned").folder
+    preset = from_dict(PresetConfig, real_preset("phi2", tmp_path / "unused", tmp_path / "hub" / "imp-v1.5-3b"))
+    data = tmp_path / "assembled"
+    for i in range(2):
+        rgb_image(data / "images" / f"{i}.png", (40, 24), colour=(40 * i, 90, 200))
+    write_jsonl(
+        data / "finetune.jsonl", [{"id": f"f{i}", "image": f"{i}.png", "conversations": qa()} for i in range(2)]
+    )
+    out = tmp_path / "release"
+    tune(
+        "my-imp",
+        preset,
+        tiny_recipe(),
+        aligned=aligned,
+        assembled=data,
+        checkpoints=tmp_path / "ck",
+        out=out,
+        adapter_out=tmp_path / "adapter",
+        seed=0,
+    )
+    model, _ = Release.open(out).load(strict=True)
+    assert model.config.vision_feature_layer == -1  # the imported tower, as stored
+    bias = parts.llm.lm_head.bias.detach()
+    torch.testing.assert_close(model.lm_head.bias.detach(), bias, rtol=0, atol=1e-6)  # LoRA leaves the bias

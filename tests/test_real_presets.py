@@ -13,12 +13,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import qa, rgb_image, write_jsonl
-from published import FAMILY_SPECIALS, family_tokenizer, real_preset, save_llm, save_siglip
-from sections import section_with
+from published import FAMILY_SPECIALS, family_tokenizer, real_preset, save_llm, save_siglip, tiny_recipe
 from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
-from impkit.config import PresetConfig, StageTraining, TrainRecipe, from_dict
-from impkit.config.train import LoraTraining
+from impkit.config import PresetConfig, from_dict
 from impkit.model.tokenizer import IMAGE_TOKEN
 from impkit.release import Release
 from impkit.train.pipeline import align, tune
@@ -75,16 +73,6 @@ def test_assembled_model_gives_the_llms_own_text_logits(published, family):
     assert model.config.image_token_index == tok.convert_tokens_to_ids(IMAGE_TOKEN)
 
 
-def _recipe(**stage) -> TrainRecipe:
-    common = dict(global_batch_size=2, per_device_batch_size=2, epochs=1, max_length=256, checkpoint_steps=1)
-    common |= dict(gradient_checkpointing=False, precision="fp32", logging_steps=1, warmup_ratio=0.0, **stage)
-    return TrainRecipe(
-        stage1=section_with(StageTraining, "train.recipes.real.stage1", **common),
-        stage2=section_with(StageTraining, "train.recipes.real.stage2", **common),
-        lora=LoraTraining(enabled=True, r=4, alpha=4, dropout=0.0),
-    )
-
-
 @pytest.mark.parametrize("family", FAMILIES)
 def test_a_real_preset_trains_each_stage_releases_and_exports_its_head(published, tmp_path, family):
     from impkit.export import export_release
@@ -99,7 +87,7 @@ def test_a_real_preset_trains_each_stage_releases_and_exports_its_head(published
     write_jsonl(
         data / "finetune.jsonl", [{"id": f"f{i}", "image": f"{i}.png", "conversations": qa()} for i in range(2)]
     )
-    recipe = _recipe()
+    recipe = tiny_recipe()
     name = f"tiny-{family}"
     kw = dict(assembled=data, seed=0)
     align(name, preset, recipe, backbones=None, checkpoints=tmp_path / "ck1", out=tmp_path / "aligned", **kw)
