@@ -163,3 +163,81 @@ def test_an_imported_release_is_fine_tuned_with_stage_2(tmp_path):
     assert model.config.vision_feature_layer == -1  # the imported tower, as stored
     bias = parts.llm.lm_head.bias.detach()
     torch.testing.assert_close(model.lm_head.bias.detach(), bias, rtol=0, atol=1e-6)  # LoRA leaves the bias
+
+
+@pytest.mark.parametrize(("grid", "image_size"), [(27, 384), (14, 196)])
+def test_siglip_so400m_settings_come_from_the_published_shapes(grid, image_size):
+    """Imp's config names the tower only by hub id; SO400M's shapes (1152 wide, 14 px patches, 26 stored
+    layers) give its settings, the stored position grid its input size (Imp-3B@196: 14 x 14)."""
+    from impkit.importer import _vision_arch
+
+    stored = {
+        "embeddings.patch_embedding.weight": torch.zeros(1152, 3, 14, 14),
+        "embeddings.position_embedding.weight": torch.zeros(grid * grid, 1152),
+        "encoder.layers.0.mlp.fc1.weight": torch.zeros(4304, 1152),
+        **{f"encoder.layers.{i}.layer_norm1.weight": torch.zeros(1) for i in range(26)},
+    }
+    arch = _vision_arch(stored, {"mm_vision_tower": "google/siglip-so400m-patch14-384"}, None)
+    assert arch == {
+        "hidden_size": 1152,
+        "intermediate_size": 4304,
+        "num_hidden_layers": 26,
+        "num_attention_heads": 16,
+        "patch_size": 14,
+        "image_size": image_size,
+        "layer_norm_eps": 1e-6,
+        "hidden_act": "gelu_pytorch_tanh",
+    }
+
+
+def test_the_published_llm_configs_map_to_transformers_configs():
+    """imp-v1-3b's Microsoft Phi keys and imp-v1.5-3b's transformers Phi keys give the same Phi-2."""
+    from impkit.importer import _text_config
+
+    from types import SimpleNamespace
+
+    tok = SimpleNamespace(bos_token_id=50256, eos_token_id=50256, pad_token_id=50256)
+    msft = {
+        "n_embd": 2560,
+        "n_layer": 32,
+        "n_head": 32,
+        "n_inner": None,
+        "n_positions": 2048,
+        "rotary_dim": 32,
+        "layer_norm_epsilon": 1e-5,
+        "activation_function": "gelu_new",
+        "vocab_size": 51200,
+        "model_type": "imp",
+    }
+    hf = {
+        "hidden_size": 2560,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "intermediate_size": 10240,
+        "max_position_embeddings": 2048,
+        "partial_rotary_factor": 0.4,
+        "layer_norm_eps": 1e-5,
+        "hidden_act": "gelu_new",
+        "rope_theta": 10000.0,
+        "vocab_size": 51200,
+        "model_type": "imp",
+        "mm_vision_tower": "google/siglip-so400m-patch14-384",
+        "mm_hidden_size": 1152,
+        "image_aspect_ratio": "square",
+        "architectures": ["ImpForCausalLM"],
+    }
+    a, b = _text_config("phi2", "phi-msft", msft, 51200, tok), _text_config("phi2", "v1.5", hf, 51200, tok)
+    keys = (
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "intermediate_size",
+        "max_position_embeddings",
+        "layer_norm_eps",
+        "hidden_act",
+        "vocab_size",
+    )
+    assert {k: getattr(a, k) for k in keys} == {k: getattr(b, k) for k in keys}
+    assert a.rope_parameters["partial_rotary_factor"] == b.rope_parameters["partial_rotary_factor"] == 0.4
+    assert not hasattr(b, "mm_vision_tower") and b.model_type == "phi"
