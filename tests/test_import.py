@@ -192,9 +192,9 @@ def test_siglip_so400m_settings_come_from_the_published_shapes(grid, image_size)
 
 def test_the_published_llm_configs_map_to_transformers_configs():
     """imp-v1-3b's Microsoft Phi keys and imp-v1.5-3b's transformers Phi keys give the same Phi-2."""
-    from impkit.importer import _text_config
-
     from types import SimpleNamespace
+
+    from impkit.importer import _text_config
 
     tok = SimpleNamespace(bos_token_id=50256, eos_token_id=50256, pad_token_id=50256)
     msft = {
