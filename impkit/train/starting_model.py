@@ -68,16 +68,12 @@ def _load_weights(module: torch.nn.Module, weights: dict, preset_name: str, part
         if k in weights and weights[k].shape != own[k].shape
     ]
     if missing or shapes:
-        what = "; ".join(
-            part
-            for part in (
-                f"missing {len(missing)} tensors: {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}"
-                if missing
-                else "",
-                f"other shapes: {', '.join(shapes[:3])}{' ...' if len(shapes) > 3 else ''}" if shapes else "",
-            )
-            if part
-        )
+        problems = []
+        if missing:
+            problems.append(f"missing {len(missing)} tensors: {', '.join(missing[:4])}{' ...' * (len(missing) > 4)}")
+        if shapes:
+            problems.append(f"other shapes: {', '.join(shapes[:3])}{' ...' * (len(shapes) > 3)}")
+        what = "; ".join(problems)
         raise WeightsNotFound(f"preset {preset_name}: the {part} weights of '{source}' do not fit: {what}")
     module.load_state_dict(weights, strict=False)
 
