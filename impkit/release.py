@@ -11,7 +11,8 @@ their own. A release folder is a stock transformers LLaVA checkpoint plus one re
                                                               tokens, the training summary
 
 ``LlavaForConditionalGeneration.from_pretrained(dir)`` and ``AutoProcessor.from_pretrained(dir)`` load it
-with no remote code (the friction users report with Imp's and Bunny's ``model of type imp``), and the
+with no remote code (a release whose LM head has a bias, Phi-2's, is a ``llava_head_bias`` checkpoint
+that ``AutoModelForImageTextToText`` loads once impkit is imported, see ``impkit.model.head_bias``) (the friction users report with Imp's and Bunny's ``model of type imp``), and the
 processor prepares images exactly as impkit trains on them: padded to a square with the mean colour
 where the preset says ``image_aspect: pad`` (LLaVA-1.5's ``expand2square``), then resized.
 
@@ -36,6 +37,7 @@ from impkit.config import QUANT_LEVELS, PresetConfig
 from impkit.data.templates import get_template
 from impkit.errors import ImpkitError
 from impkit.io import atomic_path
+from impkit.model.head_bias import model_class
 from impkit.model.image_processing import SIGLIP_MEAN, SIGLIP_STD, ImageProcessor
 from impkit.model.presets import num_image_tokens
 from impkit.model.tokenizer import IMAGE_TOKEN
@@ -156,11 +158,12 @@ class Release:
     def load(self, dtype: torch.dtype | str = torch.float32, *, strict: bool = False):
         """(model, tokenizer) as transformers loads them. ``strict``: a checkpoint tensor the model class
         does not know (it would be dropped) or a missing one (it would be random) is an error, named."""
-        model, info = LlavaForConditionalGeneration.from_pretrained(self.folder, dtype=dtype, output_loading_info=True)
+        cls = model_class(self.config)  # LlavaWithHeadBias where the LM head has a bias (Phi-2)
+        model, info = cls.from_pretrained(self.folder, dtype=dtype, output_loading_info=True)
         problems = {kind: sorted(info.get(f"{kind}_keys") or []) for kind in ("unexpected", "missing", "mismatched")}
         if strict and any(problems.values()):
             raise ReleaseError(
-                f"{self.folder}: the checkpoint does not match LlavaForConditionalGeneration "
+                f"{self.folder}: the checkpoint does not match {cls.__name__} "
                 + "; ".join(f"{kind}: {', '.join(map(str, keys))}" for kind, keys in problems.items() if keys)
             )
         return model, AutoTokenizer.from_pretrained(self.folder)

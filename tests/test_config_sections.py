@@ -25,6 +25,7 @@ SECTIONS = {
     "latency": config.LatencyConfig,
     "release": config.ReleaseConfig,
     "flows": config.FlowsConfig,
+    "imports": config.ImportsConfig,
     **{f"train.recipes.{name}": config.TrainRecipe for name in PARAMS["train"]["recipes"]},
     **{f"model.presets.{name}": config.PresetConfig for name in PARAMS["model"]["presets"]},
 }
@@ -39,6 +40,7 @@ ENTRIES = {
     config.JudgeConfig,
     config.DeviceProfile,
     config.PaperProfile,
+    config.ImportedCheckpoint,
 }
 
 

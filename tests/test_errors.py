@@ -118,6 +118,7 @@ def test_a_real_preset_whose_weights_are_missing_names_its_source(tmp_path, monk
     spec = params["model"]["presets"]["imp-3b"]
     missing = str(tmp_path / "phi-2")
     preset = from_dict(PresetConfig, {**spec, "llm": {**spec["llm"], "source": missing}})
-    with pytest.raises(WeightsNotFound, match=rf"the preset's llm\.source '{missing}' cannot be loaded: ") as info:
-        starting_model(preset)
+    pattern = rf"preset imp-3b: model\.presets\.imp-3b\.llm\.source '{missing}'( at revision \w+)? cannot be loaded: "
+    with pytest.raises(WeightsNotFound, match=pattern) as info:
+        starting_model(preset, name="imp-3b")
     assert "\n" not in str(info.value)

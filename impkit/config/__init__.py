@@ -13,7 +13,7 @@ loads its section with ``load_section(EvalConfig, "eval")``. Modules:
 
 * ``loading``: ``load_params``, ``load_section``, ``from_dict``, ``ConfigError``, ``Bound``;
 * ``world``, ``data``, ``model``, ``train`` (with ``backbones``), ``eval`` (with ``parity`` and
-  ``eval_gguf``), ``export``, ``latency``, ``release``, ``flows``: the sections of those names.
+  ``eval_gguf``), ``export``, ``latency``, ``release``, ``flows``, ``imports``: the sections of those names.
 """
 
 from impkit.config.data import (
@@ -30,6 +30,7 @@ from impkit.config.data import (
 from impkit.config.eval import MAX_JUDGE_TEMPERATURE, EvalConfig, GGUFEvalConfig, JudgeConfig, ParityConfig, TwinSizes
 from impkit.config.export import QUANT_LEVELS, ExportConfig
 from impkit.config.flows import FlowsConfig, ReleaseFlowParameters, RetrainGate, Schedule
+from impkit.config.imports import ImportedCheckpoint, ImportsConfig
 from impkit.config.latency import DeviceProfile, LatencyConfig, PaperProfile, PaperSizeSettings
 from impkit.config.loading import (
     AtLeastOne,
@@ -60,6 +61,8 @@ from impkit.config.world import WorldConfig, WorldSizes
 
 __all__ = [
     "FlowsConfig",
+    "ImportedCheckpoint",
+    "ImportsConfig",
     "ReleaseFlowParameters",
     "RetrainGate",
     "Schedule",

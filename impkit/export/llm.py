@@ -139,6 +139,13 @@ def add_tokenizer(writer: gguf.GGUFWriter, tokenizer: Any, *, family: str, templ
     data = json.loads(tokenizer.backend_tokenizer.to_str())
     if data.get("model", {}).get("type") != "BPE":
         raise ExportError(f"GGUF export handles byte-level BPE tokenizers, got {data.get('model', {}).get('type')!r}")
+    if data["model"].get("byte_fallback"):
+        # a SentencePiece vocabulary in BPE form (real Phi-3-mini's, so Imp-4B's): llama.cpp reads it as
+        # tokenizer.ggml.model "llama" with scores, which this writer does not produce yet
+        raise ExportError(
+            "GGUF export handles byte-level BPE tokenizers; this one is SentencePiece with byte fallback "
+            "(Phi-3's), which is not supported yet (docs/real-models.md)"
+        )
     vocab = tokenizer.get_vocab()
     if len(vocab) > n_vocab:
         raise ExportError(f"the tokenizer has {len(vocab)} tokens, the embedding only {n_vocab} rows")
@@ -287,8 +294,10 @@ def add_weights(
         writer.add_tensor(target, export_array(target, tensor))
         names.add(target)
     if arch.explicit_output:
-        # llama.cpp's phi2 requires output.weight and output.bias; LLaVA's lm_head has no bias (Phi-2's
-        # own has one), so a zero bias keeps the logits exact; a tied head is written out in full.
+        # llama.cpp's phi2 requires output.weight and output.bias. A release from Phi-2 keeps its head
+        # bias (LlavaWithHeadBias: lm_head.bias -> output.bias above); a head without one (the offline
+        # analogs, trained with it at zero) gets a zero bias, which keeps the logits exact; a tied head
+        # is written out in full.
         embedding = state[next(hf for hf, t in plan.llm.items() if t == "token_embd.weight")]
         if "output.weight" not in names:
             writer.add_tensor("output.weight", export_array("output.weight", embedding))

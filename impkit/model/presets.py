@@ -1,8 +1,10 @@
-"""Presets -> ``LlavaConfig`` / ``LlavaForConditionalGeneration`` with no custom modeling code.
+"""Presets -> ``LlavaConfig`` / ``LlavaForConditionalGeneration`` with no remote code.
 
 The Imp architecture (paper §2, imp-recipe.md): SigLIP vision tower, features of the penultimate
 layer for every patch (no CLS token, no pooling head), a 2-layer GELU MLP projector, and the
-family's causal LM. Saved releases load with ``LlavaForConditionalGeneration.from_pretrained``.
+family's causal LM. Saved releases load with ``LlavaForConditionalGeneration.from_pretrained``, or,
+where the LLM's head has a bias (Phi-2), with ``AutoModelForImageTextToText`` once impkit is imported
+(``impkit.model.head_bias``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from transformers import (
 )
 
 from impkit.config import ConfigError, PresetConfig
+from impkit.model.head_bias import config_class, model_class
 
 # family -> transformers config class. Exact keys: an unknown family is an error listing these.
 LLM_FAMILIES: dict[str, type[PretrainedConfig]] = {
@@ -89,12 +92,14 @@ def llava_config(
     special_ids: dict[str, int | None] | None = None,
     vision_layers: int | None = None,
     llm_layers: int | None = None,
+    head_bias: bool = False,
 ) -> LlavaConfig:
-    """The Imp-shaped ``LlavaConfig``; ``*_layers`` reduce depth (tests build real shapes this way)."""
+    """The Imp-shaped ``LlavaConfig``; ``*_layers`` reduce depth (tests build real shapes this way).
+    ``head_bias``: the LLM's head has a bias to keep (Phi-2): the config of ``LlavaWithHeadBias``."""
     text = text_config(preset, vocab_size, llm_layers, special_ids)
     if image_token_id >= text.vocab_size:
         raise ConfigError(f"image token id {image_token_id} is outside the vocabulary ({text.vocab_size})")
-    return LlavaConfig(
+    return config_class(head_bias)(
         vision_config=vision_config(preset, vision_layers),
         text_config=text,
         image_token_index=image_token_id,
@@ -112,7 +117,7 @@ def build_model(config: LlavaConfig, seed: int = 0) -> LlavaForConditionalGenera
     import torch
 
     torch.manual_seed(seed)
-    return LlavaForConditionalGeneration(config)
+    return model_class(config)(config)
 
 
 def describe(preset: PresetConfig) -> dict[str, Any]:

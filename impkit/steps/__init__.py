@@ -19,6 +19,7 @@ STEPS = (
     "assemble",
     "backbones",
     "train",
+    "imports",
     "twins",
     "evaluate",
     "export",

@@ -18,7 +18,7 @@ from impkit.hardware import read_machine
 from impkit.model.image_processing import ImageProcessor
 from impkit.model.presets import describe, num_image_tokens
 from impkit.release import Release, write_release
-from impkit.train.dataset import DataCollator, SupervisedDataset
+from impkit.train.dataset import IMAGE_LENGTH_WORDS, DataCollator, SupervisedDataset
 from impkit.train.launch import is_main_process
 from impkit.train.parts import count_parameters, gathered_weights, merged, prepare_stage1, prepare_stage2
 from impkit.train.sampler import ModalityLengthGroupedSampler
@@ -36,6 +36,10 @@ def _dataset(
     records: Path, image_root: Path, tokenizer, template: str, preset: PresetConfig, max_length: int, cache_mb: float
 ):
     n_tokens = num_image_tokens(preset)
+    # Length grouping counts an image as a constant number of words, as Imp's data module does
+    # (IMAGE_LENGTH_WORDS = 700 for 729 SigLIP tokens). The offline analogs scale it to their own
+    # image size (16 or 9 tokens), which keeps their long/short balance and their byte-identical builds.
+    image_words = n_tokens if preset.offline else IMAGE_LENGTH_WORDS
     return SupervisedDataset(
         records,
         image_root,
@@ -44,7 +48,7 @@ def _dataset(
         image_processor=ImageProcessor(size=preset.vision.arch["image_size"], aspect=preset.image_aspect),
         num_image_tokens=n_tokens,
         max_length=max_length,
-        image_length_words=n_tokens,
+        image_length_words=image_words,
         cache_mb=cache_mb,
     )
 
@@ -105,7 +109,7 @@ def align(
     ``deepspeed``: the DeepSpeed config to train under (impkit.train.launch.deepspeed_config)."""
     stage = resolve_stage(recipe.stage1, read_machine(), where=f"align {name}")
     torch.manual_seed(seed)
-    model, tokenizer = starting_model(preset, backbones, seed=seed)
+    model, tokenizer = starting_model(preset, backbones, seed=seed, name=name)
     prepare_stage1(model)
     data = _dataset(
         assembled / "pretrain.jsonl",
