@@ -80,6 +80,7 @@ def _publish_failure(run: StageRun) -> None:
 
 
 def _publish_releases(workspace: Path, ran: list[dict]) -> None:
+    from impkit.headline import heldout_cell
     from impkit.registry import Registry
 
     registry = Registry(workspace / "registry")
@@ -96,7 +97,7 @@ def _publish_releases(workspace: Path, ran: list[dict]) -> None:
         ship = ", ".join(f"{p}: {c['level']}" for p, c in (record.get("recommendation") or {}).items())
         size = record["headline"]["gguf"]["size_mb"].get("Q4_K_M", "–")
         rows.append(
-            f"| {record['id']} | {record['preset']} | {record['created']} | {held['with_image']:.1f} ({held['lead']:+.1f}) "
+            f"| {record['id']} | {record['preset']} | {record['created']} | {heldout_cell(held)} "
             f"| {bench} | {size} | {ship} |"
         )
     stages = ", ".join(f"{r['stage']} ({r['seconds']} s)" for r in ran if r["ran"]) or "none: everything was up to date"

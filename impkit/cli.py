@@ -135,6 +135,7 @@ def _judge_from_args(args: argparse.Namespace):
 
 
 def _cmd_releases(args: argparse.Namespace) -> None:
+    from impkit.headline import heldout_cell
     from impkit.registry import Registry
 
     registry = Registry(Path(args.registry))
@@ -149,7 +150,7 @@ def _cmd_releases(args: argparse.Namespace) -> None:
             mark = "yes" if current.get(record["preset"]) == record["id"] else ""
             print(
                 f"| {record['id']} | {record['preset']} | {record['created']} | "
-                f"{held['with_image']:.1f} ({held['lead']:+.1f}) | {size} | {', '.join(stages.get(record['id'], []))} | {mark} |"
+                f"{heldout_cell(held)} | {size} | {', '.join(stages.get(record['id'], []))} | {mark} |"
             )
     elif action == "show":
         record = registry.get(args.ids[0])

@@ -94,6 +94,7 @@ def latency_figures(latency: Mapping[str, Any], source: str) -> dict[str, float]
 
 def headline(reports: Mapping[str, Mapping[str, Any]], names: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The headline of one release from its reports, keyed train, eval, eval_gguf, export, parity, latency.
+    An imported release (``impkit import``) has no train report, so no held-out check (``heldout``: None).
 
     ``names`` gives each report's file name for error messages.
     """
@@ -101,7 +102,7 @@ def headline(reports: Mapping[str, Mapping[str, Any]], names: Mapping[str, str] 
     where = {key: names.get(key, key) for key in ("train", "eval", "eval_gguf", "export", "parity", "latency")}
     parity = reports["parity"]
     return {
-        "heldout": heldout_figures(reports["train"], where["train"]),
+        "heldout": heldout_figures(reports["train"], where["train"]) if "train" in reports else None,
         "benchmarks": benchmark_figures(reports["eval"], where["eval"]),
         "gguf": gguf_figures(reports["eval_gguf"], reports["export"], (where["eval_gguf"], where["export"])),
         "parity": {
@@ -110,3 +111,9 @@ def headline(reports: Mapping[str, Mapping[str, Any]], names: Mapping[str, str] 
         },
         "t_total_s": latency_figures(reports["latency"], where["latency"]),
     }
+
+
+def heldout_cell(heldout: Mapping[str, Any] | None) -> str:
+    """A table cell of the held-out check: accuracy with the image and the image's lead, or "imported"
+    for a release this workflow did not train (``impkit import``)."""
+    return f"{heldout['with_image']:.1f} ({heldout['lead']:+.1f})" if heldout else "imported"

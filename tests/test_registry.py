@@ -221,3 +221,34 @@ def test_a_release_built_from_committed_sources_is_not_dirty_whatever_the_build_
     assert git_revision(tmp_path)["dirty"] is False
     (tmp_path / "params.yaml").write_text("changed\n")
     assert git_revision(tmp_path)["dirty"] is True
+
+
+def test_an_imported_release_is_recorded_with_where_it_came_from(tmp_path, capsys):
+    """`impkit import` writes a release this workflow did not train: no train report, no data
+    manifest. Its record keeps the import's provenance, its card says so, and the list marks it."""
+    folder = _release(tmp_path / "releases" / "imp-v1.5-3b")
+    meta = json.loads((folder / "impkit.json").read_text())
+    meta["imported"] = {"folder": "/models/imp-v1.5-3b", "model_type": "imp", "layout": "imp-v1.5-phi2"}
+    (folder / "impkit.json").write_text(json.dumps(meta))
+    reports = {k: v for k, v in copy.deepcopy(REPORTS).items() if k != "train"}
+    record = build_record(
+        "imp-v1.5-3b",
+        release_dir=folder,
+        gguf_dir=tmp_path / "models" / "gguf" / "imp-v1.5-3b",
+        reports={**reports, "latency": LATENCY},
+        params={},
+        data_manifest=None,
+        backbones_manifest=None,
+        paper_size={},
+        tolerance_points=2.0,
+    )
+    assert record["heldout"] is None and record["headline"]["heldout"] is None and record["data"] == {}
+    assert record["training"]["imported"]["folder"] == "/models/imp-v1.5-3b"
+    assert record["headline"]["benchmarks"] == _record(tmp_path)["headline"]["benchmarks"]
+    card = model_card(record)
+    assert "imported from `/models/imp-v1.5-3b`" in card and "Held-out check" not in card
+    registry = Registry(tmp_path / "registry")
+    assert registry.add(record, card=card)
+    main(["releases", "list", "--registry", str(tmp_path / "registry")])
+    listed = capsys.readouterr().out
+    assert f"| {record['id']} | imp-v1.5-3b | {record['created']} | imported |" in listed

@@ -111,6 +111,31 @@ def _recommendation(record: Mapping[str, Any]) -> list[str]:
     return lines or ["(no GGUF level was measured on a device profile)"]
 
 
+def _trained_data(mix: str, sources: list[str], training: Mapping[str, Any], heldout) -> list[str]:
+    check = (
+        f"Held-out check: {heldout['with_image']:.1f} % with the question's image, "
+        f"{heldout['lead']:+.1f} points over a blank or another image."
+        if heldout
+        else "No held-out check."
+    )
+    return [
+        mix or "(no data manifest)",
+        "",
+        *(sources + [""] if len(sources) > 2 else []),
+        f"Training: {training.get('steps', '?')} stage-2 steps in {training.get('precision', '?')}, final loss "
+        f"{training.get('train_loss', '?')}. {check}",
+    ]
+
+
+def _imported_provenance(imported: Mapping[str, Any]) -> list[str]:
+    return [
+        f"Not trained by this workflow: imported from `{imported.get('folder', '?')}` "
+        f"(config `{imported.get('model_type', '?')}`, layout `{imported.get('layout', '?')}`, vision tower "
+        f"`{imported.get('mm_vision_tower', '?')}`). Its training data is the published model's (paper Table 2); "
+        "no held-out check of this workflow's synthetic world applies.",
+    ]
+
+
 def model_card(record: Mapping[str, Any]) -> str:
     """The card as Markdown, from the release record alone."""
     model = record.get("model") or {}
@@ -124,30 +149,32 @@ def model_card(record: Mapping[str, Any]) -> str:
             sources.append(
                 f"| {name} | {m['gate']} | {source} | {counts['in']} | {counts['kept']} | {counts['quarantined']} | {reasons} |"
             )
-    training = record.get("training", {})
+    training = record.get("training") or {}
+    imported = training.get("imported")
     git = record.get("git") or {}
     body = [
         f"# {record['id']}",
         "",
-        f"A {record['family']} release of impkit's `{record['preset']}` preset: a SigLIP-style vision tower "
-        f"({model.get('vision', '?')}), a two-layer MLP projector and a small LLM ({model.get('llm', '?')}), "
-        "trained LLaVA-style in two stages as the Imp models are. Built "
+        f"A {record['family']} release of impkit's `{record['preset']}` "
+        + ("release, imported from a published Imp checkpoint: " if imported else "preset: ")
+        + f"a SigLIP-style vision tower ({model.get('vision', '?')}), a two-layer MLP projector and a small LLM "
+        f"({model.get('llm', '?')}), trained LLaVA-style in two stages as the Imp models are. Built "
         f"{record['created']}" + (f" from git revision {git['revision'][:12]}" if git.get("revision") else "") + ".",
         "",
         "## Intended use",
         "",
         "Reproducing and measuring the Imp training, evaluation, quantization and latency workflow. "
-        "The nano presets are trained on a synthetic world and answer questions about its images only; "
-        "they are not general-purpose assistants.",
+        + (
+            "The published model's own card states its uses and licence; the figures below are this workflow's "
+            "measurements of it."
+            if imported
+            else "The nano presets are trained on a synthetic world and answer questions about its images only; "
+            "they are not general-purpose assistants."
+        ),
         "",
         "## Training data",
         "",
-        mix or "(no data manifest)",
-        "",
-        *(sources + [""] if len(sources) > 2 else []),
-        f"Training: {training.get('steps', '?')} stage-2 steps in {training.get('precision', '?')}, final loss "
-        f"{training.get('train_loss', '?')}. Held-out check: {heldout['with_image']:.1f} % with the question's image, "
-        f"{heldout['lead']:+.1f} points over a blank or another image.",
+        *(_imported_provenance(imported) if imported else _trained_data(mix, sources, training, heldout)),
         "",
         "## Evaluation (the paper's Table 3 layout, on the synthetic twins)",
         "",

@@ -129,6 +129,13 @@ def _latency_summary(latency: Mapping[str, Any]) -> dict[str, Any]:
     return figures
 
 
+def _training(train: Mapping[str, Any] | None, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The training summary of a trained release, or where an imported one came from."""
+    if train is None:
+        return {"imported": meta.get("imported"), "parameters": meta.get("parameters")}
+    return {**train.get("train", {}), "parameters": train.get("parameters")}
+
+
 def build_record(
     preset: str,
     *,
@@ -136,7 +143,7 @@ def build_record(
     gguf_dir: Path,
     reports: Mapping[str, Mapping[str, Any]],
     params: Mapping[str, Any],
-    data_manifest: Mapping[str, Any],
+    data_manifest: Mapping[str, Any] | None,
     backbones_manifest: Mapping[str, Any] | None,
     paper_size: Mapping[str, Mapping[str, Any]],
     tolerance_points: float,
@@ -146,7 +153,8 @@ def build_record(
 ) -> dict[str, Any]:
     """The record of ``preset``'s release from its folders and the build's reports (keys as
     ``impkit.headline.headline`` takes them); ``tolerance_points`` decides which GGUF level is
-    recommended (impkit.registry.recommend)."""
+    recommended (impkit.registry.recommend). An imported release (``impkit import``: no ``train``
+    report, no ``data_manifest``) records where it came from instead of its training and data."""
     release_files = folder_files(release_dir)
     meta = json.loads((release_dir / "impkit.json").read_text(encoding="utf-8"))
     evaluation = reports["eval"]
@@ -161,13 +169,13 @@ def build_record(
         "determinants": {
             "params_sha256": _canonical_sha256({s: params.get(s) for s in TRAINING_SECTIONS}),
             "preset_params": params.get("model", {}).get("presets", {}).get(preset),
-            "data_manifest_sha256": _canonical_sha256(data_manifest),
+            "data_manifest_sha256": _canonical_sha256(data_manifest) if data_manifest is not None else None,
             "backbones_sha256": _canonical_sha256(backbones_manifest) if backbones_manifest else None,
         },
         "headline": headline(reports),
-        "training": {**reports["train"].get("train", {}), "parameters": reports["train"].get("parameters")},
-        "heldout": reports["train"].get("heldout"),
-        "data": _data_summary(data_manifest),
+        "training": _training(reports.get("train"), meta),
+        "heldout": reports["train"].get("heldout") if "train" in reports else None,
+        "data": _data_summary(data_manifest) if data_manifest is not None else {},
         "benchmarks": {
             "torch": evaluation.get("torch"),
             "majority": evaluation.get("majority"),

@@ -12,7 +12,7 @@ import logging
 
 from impkit import paths
 from impkit.steps import add_params_argument, add_preset_argument
-from impkit.steps.headline import report_paths
+from impkit.steps.headline import add_imported_argument, report_paths
 
 NAME = "release"
 HELP = "record the preset's build as a release in the registry (registry/<preset>)"
@@ -22,6 +22,7 @@ OMP_WAIT_POLICY = None  # never loads torch or llama.cpp
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_preset_argument(parser)
     add_params_argument(parser)
+    add_imported_argument(parser)
 
 
 def _read(path):
@@ -36,7 +37,7 @@ def main(args: argparse.Namespace) -> None:
 
     params = load_params(args.params)
     settings = load_section(ReleaseConfig, "release", params)
-    reports = {key: _read(path) for key, path in report_paths(args.preset).items()}
+    reports = {key: _read(path) for key, path in report_paths(args.preset, args.imported).items()}
     profiles = list(params.get("latency", {}).get("paper", {}).get("profiles") or [])
     paper_size = {p: _read(paths.latency_report(p)) for p in profiles if paths.latency_report(p).is_file()}
     backbones = paths.BACKBONES / "backbones.json"
@@ -46,15 +47,17 @@ def main(args: argparse.Namespace) -> None:
         gguf_dir=paths.gguf(args.preset),
         reports=reports,
         params=params,
-        data_manifest=_read(paths.ASSEMBLED / "manifest.json"),
-        backbones_manifest=_read(backbones) if backbones.is_file() else None,
+        # an imported release was trained elsewhere: none of this build's data or backbones went into it
+        data_manifest=None if args.imported else _read(paths.ASSEMBLED / "manifest.json"),
+        backbones_manifest=_read(backbones) if backbones.is_file() and not args.imported else None,
         paper_size=paper_size,
         tolerance_points=settings.recommend.tolerance_points,
         dvc_outputs=locked_outputs(paths.DVC_LOCK, [paths.release(args.preset), paths.gguf(args.preset)]),
         git=git_revision(),
     )
     registry = Registry(paths.REGISTRY)
-    added = registry.add(record, card=model_card(record), training_data=paths.ASSEMBLED / "finetune.jsonl")
+    training_data = None if args.imported else paths.ASSEMBLED / "finetune.jsonl"
+    added = registry.add(record, card=model_card(record), training_data=training_data)
     log = logging.getLogger("impkit")
     if added:
         log.info("%s: new release %s (%s)", args.preset, record["id"], registry.record_path(record))
