@@ -11,7 +11,10 @@ Anything else is a failed answer (scored wrong, counted in ``failed``), as is a 
 problem's number of choices.
 
 Predictions are LLaVA's answers file: JSON Lines (or a JSON list) of ``{question_id, text}`` with the
-ScienceQA problem id as ``question_id``.
+ScienceQA problem id as ``question_id``. As in LLaVA's ``eval_science_qa.py``, which walks the test
+split and looks each problem up among the answers, answers for ids outside the test split (LLaVA's
+official answers file carries val ids too) are ignored; they are counted in ``ignored``. Two answers
+for one id are still an error (the reference would silently keep the last).
 
 Official files: ``problems.json`` ``{pid: {question, choices, answer, hint, image, category,
 split}}`` and ``pid_splits.json`` (default: next to problems.json). Every ``test`` problem is asked,
@@ -80,9 +83,9 @@ def score_sqa(annotations: PathLike | None, predictions: PathLike, questions: Pa
     if not image_items:
         raise ScoringError(f"{annotations}: no test problem has an image")
 
-    preds = index_predictions(
-        read_records(predictions, "ScienceQA answers"), "question_id", "text", test, predictions, "ScienceQA answers"
-    )
+    given = read_records(predictions, "ScienceQA answers")
+    preds = index_predictions(given, "question_id", "text", test, predictions, "ScienceQA answers", ignore_unknown=True)
+    ignored = len(preds) - len(preds.keys() & set(test))
     correct = failed = missing = 0
     for pid in image_items:
         problem = problems[pid]
@@ -98,7 +101,13 @@ def score_sqa(annotations: PathLike | None, predictions: PathLike, questions: Pa
             continue
         correct += index == gold
     return result(
-        "sqa", "img_accuracy", percent(correct, len(image_items)), len(image_items), failed=failed, missing=missing
+        "sqa",
+        "img_accuracy",
+        percent(correct, len(image_items)),
+        len(image_items),
+        failed=failed,
+        missing=missing,
+        ignored=ignored,
     )
 
 

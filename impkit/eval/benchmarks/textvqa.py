@@ -1,5 +1,10 @@
-"""TextVQA (val): soft accuracy with the normaliser on the prediction and on all ten human answers,
-as LLaVA-1.5's TextVQA evaluator (MMF's) does.
+"""TextVQA (val): soft accuracy with MMF's EvalAI answer processor (``evalai_answer`` in vqa.py) on
+the prediction and on all ten human answers, as LLaVA-1.5's TextVQA evaluator (MMF's m4c
+``TextVQAAccuracyEvaluator``) does, its ``'s`` -> `` 's`` rule included ("man's" -> "man 's"), and
+removing at most 32 periods per answer as it does. Named deviation (off by default):
+``all_periods`` removes every period.
+
+Predictions: ``[{question_id, answer}]`` or LLaVA's own answers file (JSON Lines ``{question_id, text}``).
 
 The number is comparable with papers only if the prompts carried the ``Reference OCR token:`` line
 (LLaVA-1.5's convention); scoring cannot tell, so the runner has to.
@@ -33,6 +38,7 @@ from impkit.eval.benchmarks.official import (
 from impkit.eval.scoring.inputs import (
     PathLike,
     ScoringError,
+    answer_field,
     existing,
     field,
     id_key,
@@ -41,14 +47,20 @@ from impkit.eval.scoring.inputs import (
     read_records,
     reject_unused,
 )
-from impkit.eval.scoring.vqa import normalize_answer, soft_accuracy_result
+from impkit.eval.scoring.vqa import evalai_answer, normalize_answer, soft_accuracy, soft_accuracy_result
+
+OPTIONS = {"all_periods": "remove every period (the m4c evaluator removes at most 32 per answer)"}
 
 
 def score_textvqa(
-    annotations: PathLike | None, predictions: PathLike, questions: PathLike | None = None
+    annotations: PathLike | None,
+    predictions: PathLike,
+    questions: PathLike | None = None,
+    *,
+    all_periods: bool = False,
 ) -> dict[str, Any]:
     """``annotations``: ``{"data": [{question_id, answers: [10 strings], ...}]}``;
-    ``predictions``: ``[{question_id, answer}]``."""
+    ``predictions``: ``[{question_id, answer}]`` or LLaVA's ``{question_id, text}`` lines."""
     reject_unused(questions, "questions", "textvqa")
     data = read_json(annotations, "TextVQA annotations", dict)
     records = field(data, "data", annotations, "the annotations file")
@@ -61,17 +73,19 @@ def score_textvqa(
         answers = field(record, "answers", annotations, where)
         if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
             raise ScoringError(f"{annotations}: {where} must have 'answers' as a non-empty list of strings")
-        answers_by_id[qid] = [normalize_answer(a) for a in answers]
+        answers_by_id[qid] = [evalai_answer(a, all_periods) for a in answers]
 
+    given = read_records(predictions, "TextVQA results")
     preds = index_predictions(
-        read_records(predictions, "TextVQA results"),
+        given,
         "question_id",
-        "answer",
+        answer_field(given, "answer"),
         answers_by_id,
         predictions,
         "TextVQA results",
     )
-    return soft_accuracy_result("textvqa", ((qid, ans, None) for qid, ans in answers_by_id.items()), preds)
+    rows = ((qid, ans, None) for qid, ans in answers_by_id.items())
+    return soft_accuracy_result("textvqa", rows, preds, lambda p, a: soft_accuracy(evalai_answer(p, all_periods), a))
 
 
 if TYPE_CHECKING:
@@ -124,4 +138,5 @@ BENCHMARK = Benchmark(
     build_twin=_twin,
     predictions="results.json: [{question_id, answer}]",
     write_predictions=records_writer("question_id", "answer", ids=int),
+    options=OPTIONS,
 )
