@@ -11,7 +11,7 @@ The number is comparable with papers only if the prompts carried the ``Reference
 
 Official file: ``{"data": [{question_id, image_id, question, answers: [10], ocr_tokens}]}``. The
 prompt carries the reference OCR tokens (LLaVA-1.5), so ``ocr_tokens`` is required. The gold answer
-is the most common human answer after the VQA normaliser (the scorer normalises both sides), in its
+is the most common human answer after the EvalAI answer processor (the scorer processes both sides), in its
 most common spelling; ties go to the answer met first. The question type is VQAv2's.
 """
 
@@ -47,7 +47,7 @@ from impkit.eval.scoring.inputs import (
     read_records,
     reject_unused,
 )
-from impkit.eval.scoring.vqa import evalai_answer, normalize_answer, soft_accuracy, soft_accuracy_result
+from impkit.eval.scoring.vqa import evalai_answer, soft_accuracy, soft_accuracy_result
 
 OPTIONS = {"all_periods": "remove every period (the m4c evaluator removes at most 32 per answer)"}
 
@@ -112,7 +112,7 @@ def read_textvqa(annotations: PathLike, images: PathLike | None, *, image_patter
         answers = record.get("answers") or []
         if not isinstance(answers, list):
             raise ScoringError(f"{path}: {where} has 'answers' that is not a list")
-        gold = most_common([str(a) for a in answers], normalize_answer)
+        gold = most_common([str(a) for a in answers], evalai_answer)  # grouped as the scorer compares them
         prompt = prompts.textvqa(question, [str(t) for t in tokens])
         image = resolve(image_id=image_id, question_id=int(qid))
         rows.append(Prompt(qid, image, prompt, gold, vqa_question_type(question)))
