@@ -306,6 +306,10 @@ def sqa_files(tmp: Path):
 def test_sqa_scores_image_items_of_the_test_split(tmp_path):
     problems, splits, answers = sqa_files(tmp_path)
     m = registry.get("sqa").score(problems, answers)  # pid_splits.json found next to problems.json
+    # as the reference: the image problem without an answer (p5) is left out of the accuracy
+    assert m["headline"] == {"name": "img_accuracy", "value": pytest.approx(200 / 3)}
+    assert (m["failed"], m["missing"], m["n"]) == (1, 1, 3)
+    m = registry.get("sqa").score(problems, answers, missing_as_wrong=True)
     assert m["headline"] == {"name": "img_accuracy", "value": 50.0}
     assert (m["failed"], m["missing"], m["n"]) == (1, 1, 4)
 
@@ -633,7 +637,11 @@ def cli_case(name: str, tmp: Path) -> tuple[list[str], float | None, int]:
         )
     if name == "sqa":
         problems, splits, answers = sqa_files(tmp)
-        return ["--annotations", problems, "--questions", splits, "--predictions", answers], 50.0, 4
+        return (
+            ["--annotations", problems, "--questions", splits, "--predictions", answers],
+            pytest.approx(200 / 3),
+            3,
+        )  # the unanswered image problem is left out
     if name == "pope":
         qdir, adir = pope_files(tmp)
         return ["--annotations", qdir, "--predictions", adir], 250 / 3, 12
