@@ -236,7 +236,8 @@ def _score_epilog() -> str:
         + "\n".join(rows)
         + "\n\n"
         + "".join(note + "\n" for note in notes)
-        + "Rates are x100 (percent); missing predictions count as wrong and are reported as 'missing'.\n"
+        + "Rates are x100 (percent); missing predictions count as wrong (sqa: left out, as its reference does) "
+        "and are reported as 'missing'.\n"
         + "Every rule follows the benchmark's reference tool; an --option is a named deviation from it, off by default."
     )
 

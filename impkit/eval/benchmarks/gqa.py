@@ -135,7 +135,9 @@ BENCHMARK = Benchmark(
     label="GQA",
     paper_column=1,
     score=score_gqa,
-    score_inputs=ScoreInputs("testdev_balanced_questions.json", "-", "[{questionId, prediction}]"),
+    score_inputs=ScoreInputs(
+        "testdev_balanced_questions.json", "-", "[{questionId, prediction}] or LLaVA's answers.jsonl"
+    ),
     prompt=prompts.short_answer,
     read=one_file_reader(NAME, read_gqa),
     image_patterns=IMAGE_PATTERNS,

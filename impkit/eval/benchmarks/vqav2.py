@@ -206,7 +206,9 @@ BENCHMARK = Benchmark(
     paper_column=0,
     score=score_vqav2,
     score_inputs=ScoreInputs(
-        "val annotations JSON", "val questions JSON (optional: restricts the set)", "[{question_id, answer}]"
+        "val annotations JSON",
+        "val questions JSON (optional: restricts the set)",
+        "[{question_id, answer}] or LLaVA's answers.jsonl",
     ),
     prompt=prompts.short_answer,
     read=_read,
