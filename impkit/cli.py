@@ -101,9 +101,13 @@ def _cmd_score(args: argparse.Namespace) -> None:
 
     try:
         extra = {"judge": judge} if (judge := _judge_from_args(args)) is not None else {}
-        metrics = benchmarks.get(args.benchmark).score(
-            args.annotations, args.predictions, questions=args.questions, **extra
-        )
+        benchmark = benchmarks.get(args.benchmark)
+        for option in args.option or ():
+            if option not in benchmark.options:
+                known = ", ".join(benchmark.options) or "none"
+                raise ScoringError(f"{args.benchmark} has no option {option!r} (its options: {known})")
+            extra[option] = True
+        metrics = benchmark.score(args.annotations, args.predictions, questions=args.questions, **extra)
     except ScoringError as exc:  # bad input: the one-line message is the whole story
         logging.getLogger("impkit").error("%s", exc)
         sys.exit(1)
@@ -224,6 +228,8 @@ def _score_epilog() -> str:
         if inputs.questions != "-":
             rows.append(f"  {'':<11} --questions {inputs.questions}")
         rows.append(f"  {'':<11} --predictions {inputs.predictions}")
+        for option, what in benchmarks.get(name).options.items():
+            rows.append(f"  {'':<11} --option {option}: {what}")
         if inputs.note:
             notes.append(textwrap.fill(f"{name}: {inputs.note}", 100))
     return (
@@ -231,7 +237,9 @@ def _score_epilog() -> str:
         + "\n".join(rows)
         + "\n\n"
         + "".join(note + "\n" for note in notes)
-        + "Rates are x100 (percent); missing predictions count as wrong and are reported as 'missing'."
+        + "Rates are x100 (percent); missing predictions count as wrong (sqa: left out, as its reference does) "
+        "and are reported as 'missing'.\n"
+        + "Every rule follows the benchmark's reference tool; an --option is a named deviation from it, off by default."
     )
 
 
@@ -311,6 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--questions", help="a second official file, where listed below")
     p.add_argument("--predictions", required=True, help="the model's answers in the benchmark's result format")
     p.add_argument("--out", help="also write the metrics JSON here (atomically)")
+    p.add_argument(
+        "--option",
+        action="append",
+        metavar="NAME",
+        help="a named deviation from the reference tool's rules (listed below per benchmark); repeatable",
+    )
     p.add_argument(
         "--judge-endpoint",
         metavar="URL",

@@ -64,6 +64,9 @@ def paper_size(profile: str) -> Path:
 
 DATA_QUALITY = Path("reports/data_quality")  # Great Expectations' Data Docs
 DATA_METRICS = Path("reports/data_metrics.json")
+# the assemble run's timings and image-cache counts: kept out of the manifest, which must depend on
+# the inputs only (a rerun with the same inputs gives the same manifest and retrains nothing)
+ASSEMBLE_TIMINGS = Path("reports/assemble_timings.json")
 TIMINGS = Path("reports/timings.json")
 
 

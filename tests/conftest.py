@@ -85,7 +85,9 @@ def paths(tmp_path):
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    # split on "\n" only, as JSON Lines does: str.splitlines would also split at U+2028 or U+0085,
+    # which JSON leaves unescaped inside strings
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
 # A tiny phi2-family preset and corpus for tests that need a real (random) LLaVA model.

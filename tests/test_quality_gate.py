@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -32,10 +33,12 @@ def test_gate_fails_above_the_quarantine_threshold_naming_check_and_count(tmp_pa
         assemble(from_dict(DataConfig, params), paths)
     message = str(err.value)
     assert "quarantine_share" in message and "10 of 100" in message and "image_readable 10" in message
-    # nothing is lost: quarantine, manifest and Data Docs are written; the bad mixture is not published
+    # nothing is lost: quarantine, the run's manifest and Data Docs are written; nothing is published
     assert len(read_jsonl(paths.quarantine_dir / "finetune.jsonl")) == 10
-    assert not (paths.out_dir / "finetune.jsonl").exists()
-    assert (paths.out_dir / "manifest.json").is_file() and (paths.docs_dir / "index.html").is_file()
+    assert not (paths.out_dir / "finetune.jsonl").exists() and not paths.image_store.exists()
+    assert not (paths.out_dir / "manifest.json").exists() and (paths.docs_dir / "index.html").is_file()
+    failed = json.loads((paths.quarantine_dir / "failed_manifest.json").read_text())
+    assert failed["mixtures"]["finetune"]["gate"] == "failed" and "nothing was published" in message
 
 
 def test_gate_passes_at_the_threshold(tmp_path, paths):

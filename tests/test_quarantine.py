@@ -21,8 +21,9 @@ def good(i: int, image: str | None = "ok.png") -> dict:
 # (expected reason, record) — each record breaks exactly one rule
 BROKEN = [
     ("record_is_object", ["not", "a", "record"]),
-    ("id_is_string", {"id": 17, "image": "ok.png", "conversations": qa()}),
-    ("id_is_string", {"image": "ok.png", "conversations": qa()}),
+    ("id_is_string_or_integer", {"image": "ok.png", "conversations": qa()}),
+    ("id_is_string_or_integer", {"id": True, "image": "ok.png", "conversations": qa()}),
+    ("id_is_string_or_integer", {"id": 1.5, "image": "ok.png", "conversations": qa()}),
     ("id_not_empty", {"id": "", "image": "ok.png", "conversations": qa()}),
     ("image_is_path", {"id": "img-list", "image": ["a.png"], "conversations": qa()}),
     ("conversations_is_list", {"id": "conv-str", "image": "ok.png", "conversations": "hello"}),

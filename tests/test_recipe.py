@@ -128,9 +128,17 @@ def test_dedup_by_id_within_a_source_and_by_content_across_sources(tmp_path, pat
     manifest = assemble(cfg, paths)
     assert kept_ids(paths) == ["a:1", "a:2", "b:1"]
     ra, rb = manifest["mixtures"]["mix"]["sources"]
-    assert ra["dropped_by_rule"] == {"duplicate_id": 1}
-    assert rb["dropped_by_rule"] == {"duplicate_content": 1}
-    assert manifest["mixtures"]["mix"]["in"] == 5 == 3 + manifest["mixtures"]["mix"]["dropped"]
+    # duplicates are quarantined, never dropped, each with the record it repeats
+    assert ra["quarantine_reasons"] == {"duplicate_id": 1} and ra["dropped_by_rule"] == {}
+    assert rb["quarantine_reasons"] == {"duplicate_content": 1} and rb["dropped_by_rule"] == {}
+    mix = manifest["mixtures"]["mix"]
+    assert mix["in"] == 5 == mix["kept"] + mix["quarantined"] and mix["dropped"] == 0
+    quarantined = read_jsonl(paths.quarantine_dir / "mix.jsonl")
+    assert [(q["source"], q["position"], q["reasons"], q["duplicate_of"]) for q in quarantined] == [
+        ("a", 1, ["duplicate_id"], {"source": "a", "position": 0, "id": "1"}),
+        ("b", 1, ["duplicate_content"], {"source": "a", "position": 2, "id": "2"}),
+    ]
+    assert quarantined[0]["record"] == a[1]
 
 
 def test_json_list_sources_and_the_manifest_hashes(tmp_path, paths):

@@ -4,14 +4,26 @@ The sources stream by once (a sampled source twice). The recipe decides each rec
 passes (``recipe.EntrySelector``); selected records gather in chunks, their images are checked
 (cached by content hash), and the Great Expectations gate judges each chunk in a second process
 while the next chunk is read. Kept records go to ``<mixture>.jsonl`` with their images in a
-content-addressed store, rejected ones to the quarantine file with the checks they failed, and the
-manifest accounts for every record: per source, in = kept + quarantined + dropped by rules.
+content-addressed store, rejected ones to the quarantine file with the checks they failed (bytes
+that are not UTF-8: ``encoding``; an image path leading outside the source's image root:
+``image_path_outside_root``; a repeated id or image+conversation: ``duplicate_id`` /
+``duplicate_content`` with the record it repeats), and the manifest accounts for every record: per
+source, in = kept + quarantined + left out by the recipe's rules (include/exclude/sample), so a
+source without rules has in = kept + quarantined.
+
+Nothing is published unless every mixture passes the gate: records and images wait in hidden
+partial files and a pending list, and only then go to the image store and ``<mixture>.jsonl``; a
+failed run leaves the previous assembled data untouched (its quarantine files, Data Docs and a
+``failed_manifest.json`` in the quarantine folder say why). The manifest holds only what the inputs
+decide, so the same inputs give a byte-identical manifest; timings and image-cache counts go to the
+timings report.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import time
@@ -22,9 +34,9 @@ from typing import Any, TextIO
 
 from impkit.config import DataConfig
 from impkit.data.images import ImageChecker, ImageStore
-from impkit.data.llava_format import RecordStream, SourceError
+from impkit.data.llava_format import RecordStream, SourceError, contained_image_path
 from impkit.data.quality import GateProcess, InlineGate, QualityGateError, open_gate
-from impkit.data.recipe import MALFORMED, SELECTED, Deduplicator, EntrySelector, selectors_for
+from impkit.data.recipe import DUPLICATES, MALFORMED, SELECTED, Deduplicator, EntrySelector, selectors_for
 from impkit.io import atomic_open, dumps_line, write_json
 from impkit.progress import progress
 
@@ -39,6 +51,7 @@ class AssemblyPaths:
     quarantine_dir: Path  # <mixture>.jsonl: every rejected record with its reasons
     image_cache: Path  # SQLite cache of image checks, kept across runs
     docs_dir: Path  # Great Expectations Data Docs (HTML)
+    timings: Path | None = None  # where the run's timings and image-cache counts go (not the manifest)
 
     @property
     def image_store(self) -> Path:
@@ -68,9 +81,13 @@ class _MixtureWriter:
         store: ImageStore,
         out: TextIO,
         quarantine: TextIO,
+        pending_images: TextIO,
+        planned_images: set[str],
     ):
         self.cfg, self.name, self.gate, self.checker, self.store = cfg, name, gate, checker, store
         self.out, self.quarantine = out, quarantine
+        self.pending_images, self.planned_images = pending_images, planned_images
+        self.real_roots = {}  # entry index -> the resolved image root, for the containment check
         self.selectors = selectors_for(name, cfg)
         self.dedup = Deduplicator(cfg.dedup.by_id, cfg.dedup.by_content)
         self.pending: list[
@@ -104,15 +121,18 @@ class _MixtureWriter:
                 continue
             selector.count(status)
             if status == MALFORMED:
-                self._reject(e, raw.position, [raw.error or "malformed"], raw=raw.raw)
+                self._reject(e, raw.position, [raw.error or "malformed"], raw=raw.raw_fields())
         selector.finish(stream.sha256)
 
     def _image_path(self, e: int, record: Any) -> str | None:
+        """The image's path under its source's root; "" when the path leads outside the root."""
         root = self.selectors[e].source.image_root
         image = record.get("image") if isinstance(record, dict) else None
         if not isinstance(image, str) or root is None:
             return None
-        return f"{root}/{image}"
+        if e not in self.real_roots:
+            self.real_roots[e] = os.path.realpath(root)
+        return contained_image_path(root, self.real_roots[e], image) or ""
 
     def _flush(self) -> None:
         """Check the pending chunk's images and hand it to the gate; then finish the previous chunk."""
@@ -120,22 +140,31 @@ class _MixtureWriter:
             return
         chunk = self.pending
         self.pending = []
-        verdicts, id_repeats = self.dedup.judge(
-            [self.selectors[e].entry.source for e, *_ in chunk], [c[3] for c in chunk], [c[4] for c in chunk]
+        verdicts, id_repeats, repeated = self.dedup.judge(
+            [self.selectors[e].entry.source for e, *_ in chunk],
+            [c[3] for c in chunk],
+            [c[4] for c in chunk],
+            [(position, rec.get("id") if isinstance(rec, dict) else None) for _, position, rec, _, _ in chunk],
         )
-        selected = []
-        for (e, position, rec, _, _), dup, id_repeat in zip(chunk, verdicts, id_repeats, strict=False):
+        selected, paths = [], []
+        for (e, position, rec, _, _), dup, id_repeat, of in zip(chunk, verdicts, id_repeats, repeated, strict=True):
             self.selectors[e].count(dup or SELECTED)
-            if dup is None:
-                selected.append((e, position, rec, {"id_repeat": id_repeat}))
+            if dup is not None:
+                self._reject(e, position, [dup], record=rec, duplicate_of=of)
+                continue
+            path = self._image_path(e, rec)
+            if path == "":
+                self._reject(e, position, ["image_path_outside_root"], record=rec)
+                continue
+            selected.append((e, position, rec, {"id_repeat": id_repeat}, of))
+            paths.append(path)
         if not selected:
             return
-        paths = [self._image_path(e, rec) for e, _, rec, _ in selected]
         start = time.perf_counter()
         facts_by_path = self.checker.check(p for p in paths if p)
         self.seconds["image_checks_s"] += time.perf_counter() - start
         items = []
-        for (_, _, rec, known), path in zip(selected, paths, strict=False):
+        for (_, _, rec, known, _), path in zip(selected, paths, strict=True):
             image = rec.get("image") if isinstance(rec, dict) else None
             if image is None:
                 known.update(image_status="none", image_min_side=None)
@@ -156,16 +185,22 @@ class _MixtureWriter:
         start = time.perf_counter()
         verdict = future.result()
         self.seconds["waiting_for_gate_s"] += time.perf_counter() - start
-        for row, ((e, position, rec, _), path) in enumerate(zip(pending, paths, strict=False)):
+        for row, ((e, position, rec, _, of), path) in enumerate(zip(pending, paths, strict=True)):
             reasons = verdict.reasons.get(row)
             if reasons:
                 image_error = facts_by_path[path].error if path else None
-                self._reject(e, position, reasons, record=rec, image_error=image_error)
+                repeat = of if "id_unique" in reasons else None
+                self._reject(e, position, reasons, record=rec, image_error=image_error, duplicate_of=repeat)
                 continue
             source = self.selectors[e].entry.source
             out = {"id": f"{source}:{rec['id']}"}
             if path is not None:
-                out["image"] = self.store.put(path, facts_by_path[path].sha256)
+                # The store is filled only once every mixture passed its gate (``assemble``).
+                sha = facts_by_path[path].sha256
+                out["image"] = self.store.plan(path, sha)
+                if out["image"] not in self.planned_images:
+                    self.planned_images.add(out["image"])
+                    self.pending_images.write(dumps_line([path, sha]))
             out["conversations"] = rec["conversations"]
             out["source"] = source
             self.out.write(dumps_line(out))
@@ -177,8 +212,9 @@ class _MixtureWriter:
         position: int,
         reasons: list[str],
         record: Any = None,
-        raw: str | None = None,
+        raw: dict[str, str] | None = None,
         image_error: str | None = None,
+        duplicate_of: dict[str, Any] | None = None,
     ) -> None:
         line: dict[str, Any] = {
             "mixture": self.name,
@@ -188,8 +224,10 @@ class _MixtureWriter:
         }
         if image_error is not None and "image_readable" in reasons:
             line["image_error"] = image_error
+        if duplicate_of is not None:
+            line["duplicate_of"] = duplicate_of
         if raw is not None:
-            line["raw"] = raw
+            line.update(raw)
         else:
             line["record"] = record
         self.quarantine.write(dumps_line(line))
@@ -220,7 +258,8 @@ class _MixtureWriter:
             "kept": kept,
             "quarantined": quarantined,
             "dropped": dropped,
-            "dropped_by_rule": {k: v for k, v in sorted(counts.items()) if k not in (SELECTED, MALFORMED)},
+            "accounting": f"in {read} = kept {kept} + quarantined {quarantined} + left out by the recipe {dropped}",
+            "dropped_by_rule": {k: v for k, v in sorted(counts.items()) if k not in (SELECTED, MALFORMED, *DUPLICATES)},
             "quarantine_reasons": dict(sorted(self.reasons.get(e, Counter()).items())),
             "funnel": [{"step": s, "records": n} for s, n in funnel],
             **({"sample_note": selector.sample_note} if selector.sample_note else {}),
@@ -288,26 +327,33 @@ def _gate_message(mixture: str, failures: dict[str, list[str]], reports: list[di
 def assemble(cfg: DataConfig, paths: AssemblyPaths, recipe: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build every mixture; return the manifest (also written to ``out_dir/manifest.json``).
 
-    Raises ``QualityGateError`` (after writing quarantine files, Data Docs and the manifest) when a
-    mixture fails the gate; a failing mixture's record file is not published.
+    Raises ``QualityGateError`` when a mixture fails the gate, after writing the quarantine files, the
+    Data Docs and ``failed_manifest.json`` in the quarantine folder; nothing in ``out_dir`` changes then.
     """
     _check_sources(cfg)
     started = time.perf_counter()
     manifest: dict[str, Any] = {"recipe": recipe or _plain(cfg), "mixtures": {}}
     failed: list[str] = []
     timings: Counter[str] = Counter()
+    paths.out_dir.mkdir(parents=True, exist_ok=True)
+    pending_path = paths.out_dir / ".images.pending"
+    partials: dict[Path, Path] = {}  # final record file -> its hidden partial
+    planned: set[str] = set()
     gate = open_gate(cfg.quality, "assembled", cfg.workers)
     store = ImageStore(paths.image_store, cfg.image_store)
     try:
-        with ImageChecker(paths.image_cache, workers=cfg.workers) as checker:
+        with (
+            ImageChecker(paths.image_cache, workers=cfg.workers) as checker,
+            open(pending_path, "w", encoding="utf-8") as pending,
+        ):
             for name in cfg.mixtures:
                 log.info("assembling mixture '%s' (%d sources)", name, len(cfg.mixtures[name].entries))
                 out_path = paths.out_dir / f"{name}.jsonl"
                 partial = out_path.with_name(f".{out_path.name}.partial")
-                partial.parent.mkdir(parents=True, exist_ok=True)
+                partials[out_path] = partial
                 with atomic_open(paths.quarantine_dir / f"{name}.jsonl", "w", encoding="utf-8") as qf:
                     with open(partial, "w", encoding="utf-8") as of:
-                        writer = _MixtureWriter(cfg, name, gate, checker, store, of, qf)
+                        writer = _MixtureWriter(cfg, name, gate, checker, store, of, qf, pending, planned)
                         writer.run()
                 timings.update(writer.seconds)
                 reports = [writer.entry_report(e) for e in range(len(writer.selectors))]
@@ -323,20 +369,18 @@ def assemble(cfg: DataConfig, paths: AssemblyPaths, recipe: dict[str, Any] | Non
                     "shares": rows[:-1],
                 }
                 if failures:
-                    partial.unlink()
                     entry["gate_failures"] = failures
                     entry["gate_message"] = _gate_message(name, failures, reports, cfg)
                     failed.append(entry["gate_message"])
                 else:
-                    os.replace(partial, out_path)
                     entry["output"] = {
                         "path": str(out_path),
                         "records": entry["kept"],
-                        "sha256": _file_sha256(out_path),
+                        "sha256": _file_sha256(partial),
                     }
                 manifest["mixtures"][name] = entry
                 log.info(
-                    "mixture '%s': in %d = kept %d + quarantined %d + dropped by rules %d; gate %s",
+                    "mixture '%s': in %d = kept %d + quarantined %d + left out by the recipe %d; gate %s",
                     name,
                     entry["in"],
                     entry["kept"],
@@ -344,22 +388,42 @@ def assemble(cfg: DataConfig, paths: AssemblyPaths, recipe: dict[str, Any] | Non
                     entry["dropped"],
                     entry["gate"],
                 )
-            manifest["images"] = {
-                "stored": store.added,
-                "hashed": checker.hashed,
-                "decoded": checker.decoded,
-                "cache_hits": checker.cache_hits,
-                "store_mode": cfg.image_store,
-            }
+            hashed, decoded, cache_hits = checker.hashed, checker.decoded, checker.cache_hits
+        manifest["images"] = {"referenced": len(planned), "store_mode": cfg.image_store}
         manifest["data_docs"] = str(gate.publish(paths.docs_dir))
+        if not failed:
+            _publish(store, pending_path, partials)
     finally:
         gate.close()
+        for partial in partials.values():
+            partial.unlink(missing_ok=True)
+        pending_path.unlink(missing_ok=True)
     timings["total_s"] = time.perf_counter() - started
-    manifest["timings"] = {k: round(v, 3) for k, v in sorted(timings.items())}
-    write_json(paths.out_dir / "manifest.json", manifest)
+    report = {
+        "timings": {k: round(v, 3) for k, v in sorted(timings.items())},
+        "images": {"stored": store.added, "hashed": hashed, "decoded": decoded, "cache_hits": cache_hits},
+    }
+    log.info("assemble: %s", json.dumps(report))
+    if paths.timings is not None:
+        write_json(paths.timings, report)
+    failed_manifest = paths.quarantine_dir / "failed_manifest.json"
     if failed:
-        raise QualityGateError("\n".join(failed))
+        write_json(failed_manifest, manifest)
+        raise QualityGateError("\n".join(failed) + f"\n  nothing was published; the run's manifest: {failed_manifest}")
+    failed_manifest.unlink(missing_ok=True)
+    write_json(paths.out_dir / "manifest.json", manifest)
     return manifest
+
+
+def _publish(store: ImageStore, pending_path: Path, partials: dict[Path, Path]) -> None:
+    """Every mixture passed: fill the image store, then move the record files into place (images
+    first, so a record file never names an image the store lacks)."""
+    with open(pending_path, encoding="utf-8") as pending:
+        for line in pending:
+            src, sha = json.loads(line)
+            store.put(src, sha)
+    for out_path, partial in partials.items():
+        os.replace(partial, out_path)
 
 
 def manifest_metrics(manifest: dict[str, Any]) -> dict[str, Any]:

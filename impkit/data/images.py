@@ -157,8 +157,13 @@ class ImageStore:
         self.added = 0
         self._stored: set[str] = set()  # saves a file-system lookup per record for shared images
 
+    @staticmethod
+    def plan(src: str, sha256: str) -> str:
+        """The path (relative to the store) ``put`` will give this image, without storing it."""
+        return f"{sha256[:2]}/{sha256}{os.path.splitext(src)[1].lower()}"
+
     def put(self, src: str, sha256: str) -> str:
-        rel = f"{sha256[:2]}/{sha256}{os.path.splitext(src)[1].lower()}"
+        rel = self.plan(src, sha256)
         if rel in self._stored:
             return rel
         self._stored.add(rel)

@@ -2,13 +2,22 @@
 
 The real files are large (LLaVA-665K is a 1 GB JSON list), so records are yielded one at a time and
 the file is hashed as it is read: assembling a 1M-record mixture never holds a whole file in memory.
+
+Bytes that are not UTF-8 make their record an ``encoding`` error (quarantined with the raw bytes),
+never replacement characters in the training data: a JSONL line is decoded strictly, and a JSON list
+is decoded with ``surrogateescape`` so each bad byte stays attributable to the record holding it. A
+record whose strings hold unpaired surrogates (``"\\ud800"`` escapes, valid JSON but not encodable as
+UTF-8) is an ``encoding`` error too.
 """
 
 from __future__ import annotations
 
+import base64
 import codecs
 import hashlib
 import json
+import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +37,17 @@ class SourceError(ImpkitError, RuntimeError):
 class RawRecord:
     position: int  # 0-based index of the record in a JSON list, or of its line in a JSONL file
     record: Any  # the parsed JSON value, or None when ``error`` is set
-    error: str | None = None  # why the line could not be parsed (JSONL only; quarantined as such)
-    raw: str | None = None  # the unparsable text, kept so quarantine loses nothing
+    error: str | None = None  # why the record could not be read (quarantined as such)
+    raw: str | None = None  # the unreadable text (bad bytes as \\xNN escapes), kept so quarantine loses nothing
+    raw_bytes: bytes | None = None  # the exact bytes, when they are not UTF-8
+
+    def raw_fields(self) -> dict[str, str]:
+        """What the quarantine line keeps of an unreadable record: its text and, for bytes that are
+        not UTF-8, the exact bytes as base64."""
+        out = {"raw": self.raw} if self.raw is not None else {}
+        if self.raw_bytes is not None:
+            out["raw_base64"] = base64.b64encode(self.raw_bytes).decode("ascii")
+        return out
 
 
 class _HashingReader:
@@ -108,7 +126,7 @@ class RecordStream:
         # syntax error, so a broken file is a SourceError naming the position, never a silently
         # truncated read.
         decoder = json.JSONDecoder()
-        text_decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+        text_decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
         buf, pos, eof, position = "", 0, False, 0
 
         def fill() -> bool:
@@ -145,14 +163,16 @@ class RecordStream:
                     try:
                         item, end = decoder.raw_decode(buf, pos)
                         break
+                    except RecursionError:
+                        raise fail("a record nested too deeply to parse") from None
                     except json.JSONDecodeError as exc:
                         # Either the window ends inside this record (read on) or the record is
                         # broken; a record larger than MAX_RECORD_CHARS is treated as broken so
                         # a syntax error never pulls the rest of a large file into memory.
                         if len(buf) - pos > MAX_RECORD_CHARS or not fill():
                             raise fail(f"{exc.msg}") from None
+                yield _checked(position, item, buf[pos:end])
                 pos = end
-                yield RawRecord(position, item)
                 position += 1
                 sep = skip_space()
                 if sep == "]":
@@ -161,13 +181,64 @@ class RecordStream:
                     raise fail(f"expected ',' or ']' but found {sep!r}" if sep else "file ends inside the list")
                 pos += 1
                 skip_space()
-        except UnicodeDecodeError as exc:
+        except UnicodeDecodeError as exc:  # a JSON list is decoded with surrogateescape; kept as a guard
             raise fail(f"not UTF-8 text ({exc.reason})") from None
 
 
-def _parse_line(position: int, line: bytes) -> RawRecord:
-    text = line.decode("utf-8", errors="replace").strip()
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _unpaired_surrogates(value: Any) -> bool:
     try:
-        return RawRecord(position, json.loads(text))
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _checked(position: int, item: Any, text: str) -> RawRecord:
+    """A record of a JSON list: an ``encoding`` error when its text held bytes that are not UTF-8
+    (surrogate-escaped by the decoder) or its strings cannot be written as UTF-8."""
+    bad = _SURROGATE.search(text)
+    if bad is not None:
+        raw = text.encode("utf-8", errors="surrogateescape")
+        offset = len(text[: bad.start()].encode("utf-8", errors="surrogateescape"))
+        return _encoding_error(position, raw, f"not UTF-8 (byte {offset} of the record)")
+    if _SURROGATE_ESCAPE.search(text) and _unpaired_surrogates(item):
+        return RawRecord(position, None, error="encoding: unpaired surrogate escape in a string", raw=text)
+    return RawRecord(position, item)
+
+
+def _encoding_error(position: int, raw: bytes, why: str) -> RawRecord:
+    text = raw.decode("utf-8", errors="backslashreplace").strip()
+    return RawRecord(position, None, error=f"encoding: {why}", raw=text, raw_bytes=raw)
+
+
+def _parse_line(position: int, line: bytes) -> RawRecord:
+    try:
+        text = line.decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        return _encoding_error(position, line, f"not UTF-8 (byte {exc.start} of the line)")
+    try:
+        record = json.loads(text)
     except json.JSONDecodeError as exc:
         return RawRecord(position, None, error=f"malformed_json: {exc.msg} at column {exc.colno}", raw=text)
+    except RecursionError:  # nesting deeper than the parser's stack: not a record anyone can train on
+        return RawRecord(position, None, error="malformed_json: nested too deeply", raw=text)
+    if _SURROGATE_ESCAPE.search(text) and _unpaired_surrogates(record):
+        return RawRecord(position, None, error="encoding: unpaired surrogate escape in a string", raw=text)
+    return RawRecord(position, record)
+
+
+def contained_image_path(root: str, real_root: str, image: str) -> str | None:
+    """``root/image`` when ``image`` is a relative path that stays inside the image root once every
+    symlink is resolved; None for an absolute path, a ``..`` escape or a link that leads outside.
+    ``real_root`` is ``os.path.realpath(root)``, computed once per source."""
+    if "\x00" in image or os.path.isabs(image) or ".." in re.split(r"[\\/]", image):
+        return None
+    path = f"{root}/{image}"
+    real = os.path.realpath(path)
+    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        return None
+    return path

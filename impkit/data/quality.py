@@ -96,7 +96,8 @@ def _record_expectations(q: QualityConfig) -> list[tuple[str, str, dict[str, Any
     """(check name, GX expectation class, kwargs). The check name is the quarantine reason."""
     return [
         ("record_is_object", "ExpectColumnValuesToBeInSet", {"column": "record_type", "value_set": ["dict"]}),
-        ("id_is_string", "ExpectColumnValuesToBeInSet", {"column": "id_type", "value_set": ["str"]}),
+        # LLaVA's loader never reads the id; JSON integers are ids as good as strings (compared as text)
+        ("id_is_string_or_integer", "ExpectColumnValuesToBeInSet", {"column": "id_type", "value_set": ["str", "int"]}),
         ("id_not_empty", "ExpectColumnValueLengthsToBeBetween", {"column": "id", "min_value": 1}),
         ("id_unique", "ExpectColumnValuesToBeInSet", {"column": "id_repeat", "value_set": [False]}),
         ("image_is_path", "ExpectColumnValuesToBeInSet", {"column": "image_type", "value_set": ["str", "missing"]}),

@@ -1,12 +1,14 @@
 """The mixture recipe (paper Table 2 as data): include/exclude rules, seeded sampling, dedup.
 
 Selection happens while the sources stream by, record by record, in recipe order: a record is
-malformed, or dropped by a rule (not included, excluded by a named rule, not in the sample, a
-repeated id, a repeated image+conversation), or selected for the quality checks. Only a sampled
-source is read twice: once to count the records eligible for its sample, once to take it. Dedup
-keeps two 64-bit hashes per selected record in sorted numpy arrays, never the records (Python's
-string hash: the tables live for one run only, and a 64-bit collision among a few million
-records has a probability around 1e-7).
+malformed (quarantined), or left out by the recipe (not included, excluded by a named rule, not in
+the sample: the recipe's choice, counted, the record stays in its source), or a duplicate of an
+earlier record (a repeated id, a repeated image+conversation: quarantined with the record it
+repeats), or selected for the quality checks. Only a sampled source is read twice: once to count
+the records eligible for its sample, once to take it. Dedup keeps two 64-bit hashes per selected
+record in sorted numpy arrays, and of each first occurrence only its source, position and id
+(Python's string hash: the tables live for one run only, and a 64-bit collision among a few
+million records has a probability around 1e-7).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import logging
 import re
 import zlib
+from array import array
 from collections import Counter
 from typing import Any
 
@@ -36,6 +39,7 @@ NOT_INCLUDED, UNSAMPLED, DUPLICATE_ID, DUPLICATE_CONTENT = (
     "duplicate_content",
 )
 EXCLUDED = "excluded:{}"
+DUPLICATES = (DUPLICATE_ID, DUPLICATE_CONTENT)  # quarantined, not dropped
 
 
 def stable_seed(*parts: str | int) -> int:
@@ -75,28 +79,72 @@ class Matcher:
 
 
 class SortedHashSet:
-    """A set of 64-bit hashes in one sorted numpy array: 8 bytes per member, where a Python set
-    of ints costs ~70. Queried and extended a chunk at a time."""
+    """A map of 64-bit hashes to 64-bit payloads in two sorted numpy arrays: 16 bytes per member,
+    where a Python dict of ints costs ~100. Queried and extended a chunk at a time."""
 
     def __init__(self) -> None:
         self.values = np.empty(0, dtype=np.int64)
+        self.payload = np.empty(0, dtype=np.int64)
+
+    def lookup(self, hashes: np.ndarray) -> np.ndarray:
+        """The payload of each hash, or -1 for a hash not in the set."""
+        if not len(self.values):
+            return np.full(len(hashes), -1, dtype=np.int64)
+        idx = np.minimum(np.searchsorted(self.values, hashes), len(self.values) - 1)
+        return np.where(self.values[idx] == hashes, self.payload[idx], -1)
 
     def contains(self, hashes: np.ndarray) -> np.ndarray:
-        if not len(self.values):
-            return np.zeros(len(hashes), dtype=bool)
-        idx = np.minimum(np.searchsorted(self.values, hashes), len(self.values) - 1)
-        return self.values[idx] == hashes
+        return self.lookup(hashes) >= 0
 
-    def add_new(self, hashes: np.ndarray) -> None:
-        """Add hashes known to be absent and distinct (two sorted runs: the stable sort merges them)."""
-        self.values = np.sort(np.concatenate([self.values, np.sort(hashes)]), kind="stable")
+    def add_new(self, hashes: np.ndarray, payload: np.ndarray | None = None) -> None:
+        """Add hashes known to be absent and distinct, each with its payload (default 0)."""
+        payload = np.zeros(len(hashes), dtype=np.int64) if payload is None else np.asarray(payload, dtype=np.int64)
+        values = np.concatenate([self.values, hashes])
+        order = np.argsort(values, kind="stable")
+        self.values = values[order]
+        self.payload = np.concatenate([self.payload, payload])[order]
 
 
-def _first_occurrences(hashes: np.ndarray) -> np.ndarray:
+class RecordRefs:
+    """Source, position and id of the first occurrences a duplicate may point back to, compactly:
+    the ids as JSON in one byte buffer (a record's id is kept as given: a string or an integer)."""
+
+    def __init__(self) -> None:
+        self.source_names: list[str] = []
+        self._source_index: dict[str, int] = {}
+        self.sources = array("i")
+        self.positions = array("q")
+        self.ends = array("q")
+        self.blob = bytearray()
+
+    def add(self, source: str, position: int, record_id: Any) -> int:
+        if source not in self._source_index:
+            self._source_index[source] = len(self.source_names)
+            self.source_names.append(source)
+        self.sources.append(self._source_index[source])
+        self.positions.append(position)
+        self.blob += json.dumps(record_id if isinstance(record_id, (str, int)) else None).encode("ascii")
+        self.ends.append(len(self.blob))
+        return len(self.ends) - 1
+
+    def get(self, ref: int) -> dict[str, Any]:
+        start = self.ends[ref - 1] if ref else 0
+        return {
+            "source": self.source_names[self.sources[ref]],
+            "position": self.positions[ref],
+            "id": json.loads(self.blob[start : self.ends[ref]]),
+        }
+
+
+def _first_occurrences(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each hash is the first of its value in the chunk, and the row of that first one."""
     first = np.zeros(len(hashes), dtype=bool)
+    first_row = np.arange(len(hashes))
     if len(hashes):
-        first[np.unique(hashes, return_index=True)[1]] = True
-    return first
+        _, index, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+        first[index] = True
+        first_row = index[inverse.reshape(-1)]
+    return first, first_row
 
 
 class Deduplicator:
@@ -104,22 +152,50 @@ class Deduplicator:
 
     Ids are compared within a source because datasets reuse image ids as record ids (COCO ids
     appear in LLaVA-665K and ShareGPT-4V alike): equal ids in two sources are not duplicates.
-    Works on chunks of selected records, in order, so memory is 16 bytes per record.
+    Works on chunks of selected records, in order, so memory stays a few dozen bytes per record.
     """
 
     def __init__(self, by_id: bool, by_content: bool):
         self.by_id, self.by_content = by_id, by_content
         self.ids: dict[str, SortedHashSet] = {}
         self.contents = SortedHashSet()
+        self.refs = RecordRefs()
+
+    def _find(self, table: SortedHashSet, hashes: np.ndarray, ref_of: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(repeat mask, ref of the repeated record or -1) for ``hashes``; new ones join ``table``."""
+        found = table.lookup(hashes)
+        first, first_row = _first_occurrences(hashes)
+        new = first & (found < 0)
+        new_rows = np.flatnonzero(new)
+        refs = np.full(len(hashes), -1, dtype=np.int64)
+        refs[new_rows] = [ref_of(i) for i in new_rows]
+        table.add_new(hashes[new_rows], refs[new_rows])
+        repeat = ~new
+        of = np.where(found >= 0, found, refs[first_row])
+        return repeat, np.where(repeat, of, -1)
 
     def judge(
-        self, sources: list[str], id_hashes: list[int | None], content_hashes: list[int]
-    ) -> tuple[list[str | None], list[bool]]:
-        """Per record: DUPLICATE_ID / DUPLICATE_CONTENT / None (keep), and whether its id repeats
-        (kept because ``by_id`` is off; the quality gate's unique-id check quarantines it)."""
+        self,
+        sources: list[str],
+        id_hashes: list[int | None],
+        content_hashes: list[int],
+        refs: list[tuple[int, Any]] | None = None,
+    ) -> tuple[list[str | None], list[bool], list[dict[str, Any] | None]]:
+        """Per record: DUPLICATE_ID / DUPLICATE_CONTENT / None (keep); whether its id repeats (kept
+        because ``by_id`` is off; the quality gate's unique-id check quarantines it); and, for both,
+        the ``{source, position, id}`` of the record it repeats. ``refs``: each record's (position, id)."""
         n = len(sources)
+        refs = refs if refs is not None else [(0, None)] * n
+        row_ref: dict[int, int] = {}
+
+        def ref_of(row: int) -> int:
+            if row not in row_ref:
+                row_ref[row] = self.refs.add(sources[row], *refs[row])
+            return row_ref[row]
+
         status: list[str | None] = [None] * n
         id_repeat = np.zeros(n, dtype=bool)
+        repeats = np.full(n, -1, dtype=np.int64)
         source_arr = np.array(sources, dtype=object)
         has_id = np.array([h is not None for h in id_hashes], dtype=bool)
         ids = np.array([h if h is not None else 0 for h in id_hashes], dtype=np.int64)
@@ -128,10 +204,9 @@ class Deduplicator:
             if not len(rows):
                 continue
             table = self.ids.setdefault(source, SortedHashSet())
-            first = _first_occurrences(ids[rows])
-            repeat = table.contains(ids[rows]) | ~first
-            table.add_new(ids[rows][first & ~repeat])
+            repeat, of = self._find(table, ids[rows], lambda i, rows=rows: ref_of(int(rows[i])))
             id_repeat[rows[repeat]] = True
+            repeats[rows[repeat]] = of[repeat]
         if self.by_id:
             for i in np.flatnonzero(id_repeat):
                 status[i] = DUPLICATE_ID
@@ -139,12 +214,15 @@ class Deduplicator:
         if self.by_content:
             rows = np.array([i for i in range(n) if status[i] is None], dtype=np.int64)
             contents = np.array(content_hashes, dtype=np.int64)[rows]
-            first = _first_occurrences(contents)
-            dup = self.contents.contains(contents) | ~first
-            self.contents.add_new(contents[~dup])
-            for i in rows[dup]:
+            dup, of = self._find(self.contents, contents, lambda i: ref_of(int(rows[i])))
+            for i, ref in zip(rows[dup], of[dup], strict=True):
                 status[i] = DUPLICATE_CONTENT
-        return status, id_repeat.tolist()
+                repeats[i] = ref
+        duplicate_of = [
+            self.refs.get(int(repeats[i])) if (status[i] is not None or id_repeat[i]) and repeats[i] >= 0 else None
+            for i in range(n)
+        ]
+        return status, id_repeat.tolist(), duplicate_of
 
 
 class EntrySelector:
@@ -209,7 +287,8 @@ class EntrySelector:
             if not taken:
                 return UNSAMPLED, None, 0
         rid = rec.get("id")
-        id_hash = hash(str(rid)) if isinstance(rid, (str, int)) and rid != "" else None
+        # ids compare as text: 7 and "7" are the same id; a boolean is no id (the gate says so)
+        id_hash = hash(str(rid)) if isinstance(rid, (str, int)) and not isinstance(rid, bool) and rid != "" else None
         image = rec.get("image")
         image_key = f"{self.image_root}/{image}" if isinstance(image, str) else None
         return SELECTED, id_hash, hash(content_key(image_key, rec.get("conversations")))
@@ -225,7 +304,8 @@ class EntrySelector:
 
     @property
     def dropped(self) -> int:
-        return sum(n for status, n in self.counts.items() if status not in (SELECTED, MALFORMED))
+        """Records the recipe left out (never data problems: those are quarantined)."""
+        return sum(n for status, n in self.counts.items() if status not in (SELECTED, MALFORMED, *DUPLICATES))
 
 
 def selectors_for(mixture_name: str, cfg: DataConfig) -> list[EntrySelector]:

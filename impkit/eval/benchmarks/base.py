@@ -117,7 +117,8 @@ class Benchmark:
     ``submission`` writes a benchmark server's upload form beside the answers: ``(annotations,
     {prompt id: answer}, folder of the prediction file)``. ``judged``: scored by an LLM judge (open-ended answers: asked
     only with a judge, with the open-ended generation budget, and without a majority baseline).
-    ``reads_annotations``: False when the scorer finds the ground truth in the prediction files."""
+    ``reads_annotations``: False when the scorer finds the ground truth in the prediction files.
+    ``options``: the scorer's named deviations from its reference tool (keyword arguments, off by default)."""
 
     name: str
     label: str  # its column heading in the paper's Table 3 layout
@@ -134,6 +135,9 @@ class Benchmark:
     judged: bool = False
     reads_annotations: bool = True
     paper_column: int | None = None  # its place among the paper's Table 3 columns; None: after them
+    # Named deviations from the reference tool the scorer offers, off by default: option -> what it
+    # changes. Each is a keyword argument of ``score`` (``impkit score --option NAME``).
+    options: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def prediction_file(self) -> str:

@@ -1,8 +1,14 @@
 """GQA (testdev-balanced): exact-match accuracy over the balanced questions.
 
-The prediction is lowercased and its trailing periods stripped, as LLaVA-1.5's GQA converter does
-before the official GQA ``eval.py`` compares it with the gold answer ("Yes." -> "yes"). Leaving the
-period on is one of the known reasons GQA numbers fail to reproduce. Only questions with
+The prediction has its trailing periods stripped and is lowercased, as LLaVA-1.5's GQA converter
+does (``rstrip('.')`` then ``lower()``) before the official GQA ``eval.py`` compares it with the gold
+answer as an exact string ("Yes." -> "yes"). Leaving the period on is one of the known reasons GQA
+numbers fail to reproduce. Whitespace is not stripped, as in the references: "Yes. ", " yes" and
+"yes\n" are wrong answers. Named deviation (off by default): ``strip_whitespace`` strips surrounding
+whitespace before the period is removed.
+
+Predictions: the converted file ``[{questionId, prediction}]`` or LLaVA's own answers file (JSON
+Lines ``{question_id, text}``); the converter's rule is applied to either (it changes nothing twice). Only questions with
 ``isBalanced`` count, as in the official script; predictions for the others are accepted and ignored.
 
 Official file: ``{qid: {imageId, question, answer, isBalanced, types: {detailed}}}`` (test files
@@ -36,15 +42,25 @@ from impkit.eval.scoring.inputs import (
     result,
 )
 
-
-def clean_prediction(prediction: str) -> str:
-    # strip() first: runners strip generations, and a trailing newline would hide the period
-    return prediction.strip().rstrip(".").lower()
+OPTIONS = {"strip_whitespace": "strip surrounding whitespace before removing the final periods (the references do not)"}
 
 
-def score_gqa(annotations: PathLike | None, predictions: PathLike, questions: PathLike | None = None) -> dict[str, Any]:
+def clean_prediction(prediction: str, strip_whitespace: bool = False) -> str:
+    """LLaVA's converter: trailing periods removed, then lowercased; no whitespace stripping."""
+    if strip_whitespace:
+        prediction = prediction.strip()
+    return prediction.rstrip(".").lower()
+
+
+def score_gqa(
+    annotations: PathLike | None,
+    predictions: PathLike,
+    questions: PathLike | None = None,
+    *,
+    strip_whitespace: bool = False,
+) -> dict[str, Any]:
     """``annotations``: ``{qid: {answer, isBalanced, types: {structural}, ...}}``;
-    ``predictions``: ``[{questionId, prediction}]``."""
+    ``predictions``: ``[{questionId, prediction}]`` or LLaVA's ``{question_id, text}`` lines."""
     reject_unused(questions, "questions", "gqa")
     data = read_json(annotations, "GQA questions", dict)
     balanced: dict[str, dict[str, Any]] = {}
@@ -56,10 +72,12 @@ def score_gqa(annotations: PathLike | None, predictions: PathLike, questions: Pa
     if not balanced:
         raise ScoringError(f"{annotations}: no balanced questions (isBalanced) to score")
 
+    given = read_records(predictions, "GQA predictions")
+    llava = bool(given) and "questionId" not in given[0] and "question_id" in given[0]
     preds = index_predictions(
-        read_records(predictions, "GQA predictions"),
-        "questionId",
-        "prediction",
+        given,
+        "question_id" if llava else "questionId",
+        "text" if llava else "prediction",
         map(str, data),
         predictions,
         "GQA predictions",
@@ -68,7 +86,7 @@ def score_gqa(annotations: PathLike | None, predictions: PathLike, questions: Pa
     by_structural: dict[str, list[int]] = defaultdict(list)
     for qid, record in balanced.items():
         if qid in preds:
-            hit = int(clean_prediction(preds[qid]) == str(record["answer"]))
+            hit = int(clean_prediction(preds[qid], strip_whitespace) == str(record["answer"]))
         else:
             hit, missing = 0, missing + 1
         correct += hit
@@ -117,7 +135,9 @@ BENCHMARK = Benchmark(
     label="GQA",
     paper_column=1,
     score=score_gqa,
-    score_inputs=ScoreInputs("testdev_balanced_questions.json", "-", "[{questionId, prediction}]"),
+    score_inputs=ScoreInputs(
+        "testdev_balanced_questions.json", "-", "[{questionId, prediction}] or LLaVA's answers.jsonl"
+    ),
     prompt=prompts.short_answer,
     read=one_file_reader(NAME, read_gqa),
     image_patterns=IMAGE_PATTERNS,
@@ -125,4 +145,5 @@ BENCHMARK = Benchmark(
     build_twin=_twin,
     predictions="predictions.json: [{questionId, prediction}]",
     write_predictions=records_writer("questionId", "prediction"),
+    options=OPTIONS,
 )

@@ -5,16 +5,23 @@ split[, image]``). Its circular copies of a question have the options rotated an
 ``original + k·1,000,000``; a question counts as right only if every copy of it is answered right
 (MMBench's CircularEval). ``vanilla_accuracy`` is the plain accuracy on the original rows.
 
-The option letter is read from the answer without an LLM judge, by these rules in order:
-1. exactly one option letter stands alone (as a whole token) among the last five tokens of the
-   answer: "B", "B.", "(B)", "B. a red car", "The correct choice is B." Tokens are runs of ASCII
-   letters and digits, so "答案是B。" yields "B"; only letters that are options of the row count,
-   and only in upper case (a lone "a" is an article);
-2. ``answer is X`` (or the Chinese ``答案是X`` / ``答案为X``) names exactly one option letter;
-3. exactly one option's text (case-insensitive) is contained in the answer.
+The option letter is read from the answer without an LLM judge, as VLMEvalKit's exact matching
+(``can_infer``) does, by these rules in order:
+1. an answer containing "Failed to obtain answer via API" is never read as a letter (rule 3 still
+   applies); one containing one of VLMEvalKit's refusal phrases ("Cannot determine the answer", ...)
+   is the refusal option Z, which no row's answer is;
+2. the answer is split into tokens at whitespace after ``.()[],:;!*#{}`` became spaces; if exactly
+   one of the row's option letters stands alone as a token (upper case only), that letter ("B",
+   "B.", "(B)", "B. a red car", "The correct choice is B."). A letter glued to other text is no token
+   ("选项D", "答案是B。" read no letter); a lone "Z" among no option letter is the refusal Z;
+3. ``answer is X`` (or ``答案是X`` / ``答案为X``) names exactly one option letter, in either case:
+   "the answer is b" -> B;
+4. exactly one option's text (case-insensitive) is contained in the answer.
 Anything else is unresolved and counted wrong (``unresolved``): MMBench's own evaluator would ask
-a GPT judge to map it, which cannot be done offline. The window of five tokens is this module's
-choice; it keeps a sentence-initial article "A" of a long answer from reading as option A.
+a GPT judge to map it, which cannot be done offline. As in the reference, a sentence-initial article
+"A" is a token like any other ("A dog." reads as option A when A is an option and no other letter
+stands alone). Named deviation (off by default): ``last_five_tokens`` looks for the lone letter of
+rule 2 only among the last five tokens, which keeps that article out of long answers.
 
 Predictions: the MMBench submission sheet (the TSV's rows with an added ``prediction`` column) as
 .xlsx (needs openpyxl), .tsv or .csv, or JSON Lines ``{question_id, text}`` with the row's ``index``
@@ -71,20 +78,35 @@ from impkit.io import atomic_path
 CIRCULAR_STRIDE = 1_000_000
 OPTION_COLUMNS = "ABCDEFGHI"  # MMBench uses A-D; a sheet may carry more option columns
 LAST_TOKENS = 5
-_TOKEN = re.compile(r"[A-Za-z0-9]+")
-_ANSWER_IS = re.compile(r"(?:(?i:answer is)|答案是|答案为)\s*[:：]?\s*[(（]?([A-Z])(?![A-Za-z0-9])")
+_TOKEN_BREAKS = str.maketrans({c: " " for c in ".()[],:;!*#{}"})  # VLMEvalKit's can_infer_option
+_ANSWER_IS = re.compile(r"(?:(?i:answer is)|答案是|答案为)\s*[:：]?\s*[(（]?([A-Za-z])(?![A-Za-z0-9])")
+API_FAILURE = "Failed to obtain answer via API"
+REFUSALS = (  # VLMEvalKit reads these as the refusal option Z
+    "Sorry, I can't help with images of people yet.",
+    "I can't process this file.",
+    "I'm sorry, but without the image provided",
+    "Cannot determine the answer",
+)
+REFUSED = "Z"
+OPTIONS = {"last_five_tokens": "read a lone option letter only among the last five tokens of the answer"}
 REQUIRED_COLUMNS = ("index", "question", "A", "B", "answer", "category")
 
 
-def extract_option(answer: str, options: dict[str, str]) -> str | None:
-    """The option letter ``answer`` names by the three rules above, or None."""
-    tokens = _TOKEN.findall(answer)
-    letters = {token for token in tokens[-LAST_TOKENS:] if token in options}
-    if len(letters) == 1:
-        return letters.pop()
-    letters = {letter for letter in _ANSWER_IS.findall(answer) if letter in options}
-    if len(letters) == 1:
-        return letters.pop()
+def extract_option(answer: str, options: dict[str, str], *, last_five_tokens: bool = False) -> str | None:
+    """The option letter ``answer`` names by the rules above, ``REFUSED`` (Z) for a refusal, or None."""
+    if API_FAILURE not in answer:
+        if any(phrase in answer for phrase in REFUSALS):
+            return REFUSED
+        tokens = answer.translate(_TOKEN_BREAKS).split()
+        window = tokens[-LAST_TOKENS:] if last_five_tokens else tokens
+        letters = {token for token in window if token in options}
+        if len(letters) == 1:
+            return letters.pop()
+        if not letters and REFUSED in tokens and REFUSED not in options:
+            return REFUSED
+        letters = {letter.upper() for letter in _ANSWER_IS.findall(answer)} & options.keys()
+        if len(letters) == 1:
+            return letters.pop()
     lowered = answer.lower()
     contained = [letter for letter, text in options.items() if text.strip() and text.strip().lower() in lowered]
     return contained[0] if len(contained) == 1 else None
@@ -134,7 +156,9 @@ def _load_predictions(predictions: PathLike, known: list[str]) -> dict[str, str]
     return index_predictions(records, "index", "prediction", known, path, what)
 
 
-def _score_sheet(benchmark: str, annotations: PathLike | None, predictions: PathLike) -> dict[str, Any]:
+def _score_sheet(
+    benchmark: str, annotations: PathLike | None, predictions: PathLike, last_five_tokens: bool = False
+) -> dict[str, Any]:
     rows = _load_rows(annotations)
     preds = _load_predictions(predictions, [str(i) for i in rows])
     row_right: dict[int, bool] = {}
@@ -145,7 +169,7 @@ def _score_sheet(benchmark: str, annotations: PathLike | None, predictions: Path
             missing += 1
             row_right[index] = False
             continue
-        letter = extract_option(text, row["options"])
+        letter = extract_option(text, row["options"], last_five_tokens=last_five_tokens)
         unresolved += letter is None
         row_right[index] = letter == row["answer"]
 
@@ -178,19 +202,27 @@ def _score_sheet(benchmark: str, annotations: PathLike | None, predictions: Path
 
 
 def score_mmbench(
-    annotations: PathLike | None, predictions: PathLike, questions: PathLike | None = None
+    annotations: PathLike | None,
+    predictions: PathLike,
+    questions: PathLike | None = None,
+    *,
+    last_five_tokens: bool = False,
 ) -> dict[str, Any]:
     """``annotations``: the MMBench dev TSV; ``predictions``: submission sheet or ``{question_id, text}`` lines."""
     reject_unused(questions, "questions", "mmbench")
-    return _score_sheet("mmbench", annotations, predictions)
+    return _score_sheet("mmbench", annotations, predictions, last_five_tokens)
 
 
 def score_mmbench_cn(
-    annotations: PathLike | None, predictions: PathLike, questions: PathLike | None = None
+    annotations: PathLike | None,
+    predictions: PathLike,
+    questions: PathLike | None = None,
+    *,
+    last_five_tokens: bool = False,
 ) -> dict[str, Any]:
     """As ``score_mmbench``, for the MMBench-CN dev TSV."""
     reject_unused(questions, "questions", "mmbench_cn")
-    return _score_sheet("mmbench_cn", annotations, predictions)
+    return _score_sheet("mmbench_cn", annotations, predictions, last_five_tokens)
 
 
 if TYPE_CHECKING:
@@ -379,5 +411,6 @@ BENCHMARK = Benchmark(
     build_twin=twin("en"),
     predictions=PREDICTIONS,
     write_predictions=answers_writer(NAME),
+    options=OPTIONS,
     submission=write_submission,
 )

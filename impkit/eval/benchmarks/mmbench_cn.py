@@ -24,5 +24,6 @@ BENCHMARK = Benchmark(
     build_twin=mmbench.twin("cn"),
     predictions=mmbench.PREDICTIONS,
     write_predictions=mmbench.answers_writer(NAME),
+    options=mmbench.OPTIONS,
     submission=mmbench.write_submission,
 )

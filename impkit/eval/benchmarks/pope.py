@@ -15,8 +15,17 @@ Inputs. Annotations: a folder holding the three official question files (JSON Li
 ``coco_pope_random.json``), or one JSON Lines file whose lines also carry ``category`` (the split).
 Predictions: one answers file (JSON Lines ``{question_id, text}``), or a folder with one answers file
 per split named with the split. In one answers file each answer goes to the split its
-``category`` names or, without one, to the only split holding its ``question_id``; the official
-split files each number their questions from 1, so with them use one answers file per split.
+``category`` names or, without one, to the only split holding its ``question_id``.
+
+LLaVA's own answers file. LLaVA asks POPE from one question file (``llava_pope_test.jsonl``: the three
+splits one after the other, ids running on across them, each line with its ``category``) and its
+``answers.jsonl`` carries those ids and no category. Give that question file as ``questions`` and
+the answers are split as LLaVA's ``eval_pope.py`` splits them: by the category the question file
+gives each id, the k-th question of a category answering the k-th line of that split's official
+file (the reference pairs answers and labels by position). Here the position is the question's
+place in the question file, so answers written out of order still meet their own label, and a
+question whose image differs from its official line's image is an error instead of a silent
+mismatch.
 
 Official files: ``coco_pope_{adversarial,popular,random}.json``, JSON Lines of ``{question_id,
 image, text, label}``. Prompt ids are ``<split>/<question_id>``; the question type is the split.
@@ -40,7 +49,6 @@ from impkit.eval.scoring.inputs import (
     index_predictions,
     read_jsonl,
     read_records,
-    reject_unused,
     result,
 )
 from impkit.io import atomic_path
@@ -68,8 +76,11 @@ def split_files(folder: Path, what: str) -> dict[str, Path]:
     return found
 
 
-def _load_labels(annotations: PathLike | None) -> dict[str, dict[str, str]]:
-    """split -> question id -> "yes"/"no"."""
+def _load_labels(
+    annotations: PathLike | None, images: dict[str, dict[str, str]] | None = None
+) -> dict[str, dict[str, str]]:
+    """split -> question id -> "yes"/"no", in file order; ``images`` (if given) is filled with
+    split -> question id -> image name."""
     path = existing(annotations, "POPE questions", folder=None)
     labels: dict[str, dict[str, str]] = {split: {} for split in SPLITS}
     if path.is_dir():
@@ -89,6 +100,8 @@ def _load_labels(annotations: PathLike | None) -> dict[str, dict[str, str]]:
             if qid in labels[record_split]:
                 raise ScoringError(f"{file}: question_id {qid} appears twice in the {record_split} split")
             labels[record_split][qid] = label
+            if images is not None and "image" in record:
+                images.setdefault(record_split, {})[qid] = str(record["image"])
     empty = [split for split in SPLITS if not labels[split]]
     if empty:
         raise ScoringError(f"{path}: no questions for the POPE split(s) {empty}; the headline needs all three")
@@ -116,7 +129,10 @@ def _load_answers(predictions: PathLike, labels: dict[str, dict[str, str]]) -> d
             qid = id_key(field(record, "question_id", path, where), path, where)
             holders = [s for s in SPLITS if qid in labels[s]]
             if not holders:
-                raise ScoringError(f"{path}: {where} is for question_id {qid}, which no POPE split has")
+                raise ScoringError(
+                    f"{path}: {where} is for question_id {qid}, which no POPE split has; "
+                    "for LLaVA's answers.jsonl give LLaVA's question file (llava_pope_test.jsonl) as the questions"
+                )
             if len(holders) > 1:
                 raise ScoringError(
                     f"{path}: question_id {qid} is in several POPE splits {holders}; "
@@ -127,6 +143,55 @@ def _load_answers(predictions: PathLike, labels: dict[str, dict[str, str]]) -> d
     return {
         split: index_predictions(records, "question_id", "text", labels[split], path, f"POPE answers ({split})")
         for split, records in grouped.items()
+    }
+
+
+def _load_llava_answers(
+    predictions: PathLike,
+    questions: PathLike,
+    labels: dict[str, dict[str, str]],
+    images: dict[str, dict[str, str]],
+) -> dict[str, dict[str, str]]:
+    """split -> official question id -> answer text, for LLaVA's answers file and question file."""
+    qpath = existing(questions, "LLaVA's POPE question file")
+    path = existing(predictions, "POPE answers")
+    if path.is_dir():
+        raise ScoringError(f"{path}: with LLaVA's question file, give LLaVA's one answers file, not a folder")
+    official = {split: list(labels[split]) for split in SPLITS}
+    place: dict[str, tuple[str, int]] = {}  # LLaVA question id -> (split, position within the split)
+    counts = dict.fromkeys(SPLITS, 0)
+    for i, record in enumerate(read_records(qpath, "LLaVA's POPE questions"), start=1):
+        where = f"question {i}"
+        qid = id_key(field(record, "question_id", qpath, where), qpath, where)
+        split = str(field(record, "category", qpath, where))
+        if split not in counts:
+            raise ScoringError(f"{qpath}: {where} has category {split!r}; expected one of {list(SPLITS)}")
+        if qid in place:
+            raise ScoringError(f"{qpath}: question_id {qid} appears twice")
+        position = counts[split]
+        if position >= len(official[split]):
+            raise ScoringError(
+                f"{qpath}: more {split} questions than the official {split} file has ({len(official[split])})"
+            )
+        expected = images.get(split, {}).get(official[split][position])
+        if expected is not None and "image" in record and str(record["image"]) != expected:
+            raise ScoringError(
+                f"{qpath}: {where} ({split} question {position + 1}) asks about {record['image']}, but line "
+                f"{position + 1} of the official {split} file is about {expected}; the files do not match"
+            )
+        place[qid] = (split, position)
+        counts[split] += 1
+    grouped: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
+    for i, record in enumerate(read_records(path, "POPE answers"), start=1):
+        where = f"answer {i}"
+        qid = id_key(field(record, "question_id", path, where), path, where)
+        if qid not in place:
+            raise ScoringError(f"{path}: {where} is for question_id {qid}, which {qpath} does not have")
+        split, position = place[qid]
+        grouped[split].append({"question_id": official[split][position], "text": field(record, "text", path, where)})
+    return {
+        split: index_predictions(rows, "question_id", "text", labels[split], path, f"POPE answers ({split})")
+        for split, rows in grouped.items()
     }
 
 
@@ -160,9 +225,15 @@ def split_metrics(labels: dict[str, str], answers: dict[str, str]) -> dict[str, 
 def score_pope(
     annotations: PathLike | None, predictions: PathLike, questions: PathLike | None = None
 ) -> dict[str, Any]:
-    reject_unused(questions, "questions", "pope")
-    labels = _load_labels(annotations)
-    answers = _load_answers(predictions, labels)
+    """``annotations``: the folder of the three official split files (or one file with ``category``);
+    ``predictions``: an answers file or a folder of them; ``questions`` (optional): LLaVA's POPE
+    question file, to read LLaVA's own ``answers.jsonl`` (see the module docstring)."""
+    images: dict[str, dict[str, str]] = {}
+    labels = _load_labels(annotations, images)
+    if questions is not None:
+        answers = _load_llava_answers(predictions, questions, labels, images)
+    else:
+        answers = _load_answers(predictions, labels)
     splits = {split: split_metrics(labels[split], answers[split]) for split in SPLITS}
     return result(
         "pope",
@@ -234,7 +305,7 @@ BENCHMARK = Benchmark(
     score=score_pope,
     score_inputs=ScoreInputs(
         "folder of the 3 split question files (or one JSONL with category)",
-        "-",
+        "LLaVA's llava_pope_test.jsonl (optional: reads LLaVA's answers.jsonl)",
         "answers JSONL, or a folder with one per split",
     ),
     prompt=prompts.short_answer,

@@ -11,7 +11,15 @@ Anything else is a failed answer (scored wrong, counted in ``failed``), as is a 
 problem's number of choices.
 
 Predictions are LLaVA's answers file: JSON Lines (or a JSON list) of ``{question_id, text}`` with the
-ScienceQA problem id as ``question_id``.
+ScienceQA problem id as ``question_id``. As in LLaVA's ``eval_science_qa.py``, which walks the test
+split and looks each problem up among the answers, answers for ids outside the test split (LLaVA's
+official answers file carries val ids too) are ignored; they are counted in ``ignored``. Two answers
+for one id are still an error (the reference would silently keep the last).
+
+A test problem with an image but no answer is left out of the accuracy, as in the reference (which
+tells image problems by the ``<image>`` tag of the answer's prompt, and gives a missing answer the
+prompt "Unknown"); it is reported in ``missing``. Named deviation (off by default):
+``missing_as_wrong`` counts such a problem as a wrong answer instead, as every other scorer here does.
 
 Official files: ``problems.json`` ``{pid: {question, choices, answer, hint, image, category,
 split}}`` and ``pid_splits.json`` (default: next to problems.json). Every ``test`` problem is asked,
@@ -62,7 +70,16 @@ def extract_letter(text: str) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-def score_sqa(annotations: PathLike | None, predictions: PathLike, questions: PathLike | None = None) -> dict[str, Any]:
+OPTIONS = {"missing_as_wrong": "count an image problem without an answer as wrong (the reference leaves it out)"}
+
+
+def score_sqa(
+    annotations: PathLike | None,
+    predictions: PathLike,
+    questions: PathLike | None = None,
+    *,
+    missing_as_wrong: bool = False,
+) -> dict[str, Any]:
     """``annotations``: ``problems.json``; ``questions``: ``pid_splits.json`` (default: the one next
     to problems.json); ``predictions``: ``{question_id, text}`` records."""
     problems = read_json(annotations, "ScienceQA problems", dict)
@@ -80,9 +97,9 @@ def score_sqa(annotations: PathLike | None, predictions: PathLike, questions: Pa
     if not image_items:
         raise ScoringError(f"{annotations}: no test problem has an image")
 
-    preds = index_predictions(
-        read_records(predictions, "ScienceQA answers"), "question_id", "text", test, predictions, "ScienceQA answers"
-    )
+    given = read_records(predictions, "ScienceQA answers")
+    preds = index_predictions(given, "question_id", "text", test, predictions, "ScienceQA answers", ignore_unknown=True)
+    ignored = len(preds) - len(preds.keys() & set(test))
     correct = failed = missing = 0
     for pid in image_items:
         problem = problems[pid]
@@ -97,8 +114,15 @@ def score_sqa(annotations: PathLike | None, predictions: PathLike, questions: Pa
             failed += 1
             continue
         correct += index == gold
+    scored = len(image_items) if missing_as_wrong else len(image_items) - missing
     return result(
-        "sqa", "img_accuracy", percent(correct, len(image_items)), len(image_items), failed=failed, missing=missing
+        "sqa",
+        "img_accuracy",
+        percent(correct, scored),
+        scored,
+        failed=failed,
+        missing=missing,
+        ignored=ignored,
     )
 
 
@@ -171,4 +195,5 @@ BENCHMARK = Benchmark(
     build_twin=_twin,
     predictions="answers.jsonl: {question_id, text}",
     write_predictions=records_writer("question_id", "text", lines=True),
+    options=OPTIONS,
 )

@@ -4,6 +4,7 @@ As in VizWiz's official evaluation code, only the prediction goes through the no
 answers are compared as they are in the annotations (only newlines/tabs become spaces and the ends
 are stripped, as the VQA tool does to both sides). VizWiz answers are already lowercase and mostly
 normalised, so this rarely matters, but a human "3." is not the same as a normalised "3" here.
+The prediction's normaliser removes at most 32 periods, as the reference's does (see vqa.py).
 
 Official file: ``[{image, question, answers: [{answer}], answer_type}]`` (test: no answers). The
 gold answer is the most common human answer as written (the scorer compares the human answers

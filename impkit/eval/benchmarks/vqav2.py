@@ -1,7 +1,22 @@
-"""VQAv2 (val, offline): soft accuracy with the normaliser on both sides, overall and per answer type.
+"""VQAv2 (val, offline): soft accuracy, overall and per answer type, as the EvalAI server computes it
+from what LLaVA-1.5 submits.
 
-test-dev is scored only by the EvalAI server; this scores the val annotations the same way the
-official VQA tool does (see vqa.py for the one deliberate difference: always normalising).
+test-dev is scored only by the EvalAI server; this scores the val annotations the same way:
+1. LLaVA's submission converter passes each raw prediction through MMF's EvalAI answer processor
+   (``evalai_answer`` in vqa.py, ``'s`` -> `` 's`` included);
+2. the official VQA tool (``vqaEval.py``) then replaces newlines/tabs and strips both sides; **only
+   when the ten human answers disagree** does it normalise the human answers and the prediction
+   (``official_answer``). When all ten are the same string it compares the prediction with that
+   string as written: a human "Yes" is then matched by no processed prediction;
+3. leave-one-out ``min(1, matches / 3)``, averaged per question.
+The period rule removes at most 32 periods per answer, as the references do.
+
+Named deviations (off by default; keyword arguments of ``score_vqav2``, ``--option`` of
+``impkit score``): ``normalise_unanimous`` normalises the human answers (and the prediction) even
+when all ten agree; ``all_periods`` removes every period.
+
+Predictions: the EvalAI results file ``[{question_id, answer}]`` or LLaVA's own answers file
+(JSON Lines ``{question_id, text}``).
 
 Official files: the questions JSON ``{"data_subtype", "questions": [{question_id, image_id,
 question}]}`` and, for val, the annotations JSON ``{"annotations": [{question_id,
@@ -29,6 +44,7 @@ from impkit.eval.benchmarks.official import Images, absolute, integer_id, record
 from impkit.eval.scoring.inputs import (
     PathLike,
     ScoringError,
+    answer_field,
     existing,
     field,
     id_key,
@@ -36,22 +52,44 @@ from impkit.eval.scoring.inputs import (
     read_json,
     read_records,
 )
-from impkit.eval.scoring.vqa import normalize_answer, soft_accuracy_result
+from impkit.eval.scoring.vqa import evalai_answer, official_answer, soft_accuracy, soft_accuracy_result
+
+OPTIONS = {
+    "normalise_unanimous": "normalise the human answers even when all ten agree (the official tool does not)",
+    "all_periods": "remove every period (the references remove at most 32 per answer)",
+}
 
 
 def _human_answers(record: dict[str, Any], path: PathLike, where: str) -> list[str]:
     answers = field(record, "answers", path, where)
     if not isinstance(answers, list) or not answers:
         raise ScoringError(f"{path}: {where} must have a non-empty 'answers' list")
-    return [normalize_answer(str(field(a, "answer", path, f"{where}, answers[{i}]"))) for i, a in enumerate(answers)]
+    raw = [field(a, "answer", path, f"{where}, answers[{i}]") for i, a in enumerate(answers)]
+    return [str(a).replace("\n", " ").replace("\t", " ").strip() for a in raw]
+
+
+def vqav2_accuracy(
+    prediction: str, answers: list[str], *, normalise_unanimous: bool = False, all_periods: bool = False
+) -> float:
+    """One question's accuracy by the steps of the module docstring (``answers`` as read: stripped)."""
+    given = evalai_answer(prediction, all_periods).replace("\n", " ").replace("\t", " ").strip()
+    if normalise_unanimous or len(set(answers)) > 1:
+        answers = [official_answer(a, all_periods) for a in answers]
+        given = official_answer(given, all_periods)
+    return soft_accuracy(given, answers)
 
 
 def score_vqav2(
-    annotations: PathLike | None, predictions: PathLike, questions: PathLike | None = None
+    annotations: PathLike | None,
+    predictions: PathLike,
+    questions: PathLike | None = None,
+    *,
+    normalise_unanimous: bool = False,
+    all_periods: bool = False,
 ) -> dict[str, Any]:
     """``annotations``: ``{"annotations": [{question_id, answers: [{answer}...], answer_type}]}``;
     ``questions`` (optional): ``{"questions": [{question_id}...]}``, restricting the scored set;
-    ``predictions``: ``[{question_id, answer}]``."""
+    ``predictions``: ``[{question_id, answer}]`` or LLaVA's ``{question_id, text}`` lines."""
     data = read_json(annotations, "VQAv2 annotations", dict)
     records = field(data, "annotations", annotations, "the annotations file")
     if not isinstance(records, list):
@@ -80,9 +118,8 @@ def score_vqav2(
     if not ids:
         raise ScoringError(f"{annotations}: no questions to score")
 
-    preds = index_predictions(
-        read_records(predictions, "VQAv2 results"), "question_id", "answer", ids, predictions, "VQAv2 results"
-    )
+    given = read_records(predictions, "VQAv2 results")
+    preds = index_predictions(given, "question_id", answer_field(given, "answer"), ids, predictions, "VQAv2 results")
     rows = (
         (
             qid,
@@ -91,7 +128,8 @@ def score_vqav2(
         )
         for qid in ids
     )
-    return soft_accuracy_result("vqav2", rows, preds)
+    options = {"normalise_unanimous": normalise_unanimous, "all_periods": all_periods}
+    return soft_accuracy_result("vqav2", rows, preds, lambda p, a: vqav2_accuracy(p, a, **options))
 
 
 if TYPE_CHECKING:
@@ -168,7 +206,9 @@ BENCHMARK = Benchmark(
     paper_column=0,
     score=score_vqav2,
     score_inputs=ScoreInputs(
-        "val annotations JSON", "val questions JSON (optional: restricts the set)", "[{question_id, answer}]"
+        "val annotations JSON",
+        "val questions JSON (optional: restricts the set)",
+        "[{question_id, answer}] or LLaVA's answers.jsonl",
     ),
     prompt=prompts.short_answer,
     read=_read,
@@ -177,4 +217,5 @@ BENCHMARK = Benchmark(
     build_twin=_twin,
     predictions="results.json: [{question_id, answer}]",
     write_predictions=records_writer("question_id", "answer", ids=int),
+    options=OPTIONS,
 )

@@ -171,6 +171,14 @@ def answer_text(value: Any, path: PathLike, where: str) -> str:
     raise ScoringError(f"{path}: {where} has a {type(value).__name__} answer, expected text")
 
 
+def answer_field(records: list[dict[str, Any]], official: str, llava: str = "text") -> str:
+    """The answer key of a prediction file: the benchmark's own result format's key, or ``text`` in
+    LLaVA's own answers files (``{question_id, prompt, text, ...}`` lines), told apart by the first record."""
+    if records and official not in records[0] and llava in records[0]:
+        return llava
+    return official
+
+
 def _examples(ids: Iterable[str], limit: int = 5) -> str:
     ids = sorted(ids, key=lambda i: (len(i), i))
     shown = ", ".join(ids[:limit])
@@ -178,9 +186,17 @@ def _examples(ids: Iterable[str], limit: int = 5) -> str:
 
 
 def index_predictions(
-    records: list[dict[str, Any]], id_field: str, answer_field: str, known: Iterable[str], path: PathLike, what: str
+    records: list[dict[str, Any]],
+    id_field: str,
+    answer_field: str,
+    known: Iterable[str],
+    path: PathLike,
+    what: str,
+    *,
+    ignore_unknown: bool = False,
 ) -> dict[str, str]:
-    """Map question id -> predicted text, refusing duplicates and ids the annotations do not have.
+    """Map question id -> predicted text, refusing duplicates and (unless ``ignore_unknown``, for a
+    reference that ignores them) ids the annotations do not have; ignored ids stay in the map.
 
     Missing predictions are not an error: scorers count them as wrong and report how many.
     """
@@ -198,7 +214,7 @@ def index_predictions(
         out[qid] = text
     if duplicates:
         raise ScoringError(f"{path}: {what} has more than one prediction for id(s) {_examples(duplicates)}")
-    if unknown:
+    if unknown and not ignore_unknown:
         raise ScoringError(f"{path}: {what} has predictions for id(s) not in the annotations: {_examples(unknown)}")
     return out
 

@@ -1,27 +1,28 @@
-"""The VQA answer normaliser and soft accuracy, shared by VQAv2, VizWiz and TextVQA.
+"""The VQA answer normalisers and soft accuracy, shared by VQAv2, VizWiz and TextVQA.
 
-Which implementation this follows
----------------------------------
-The steps and their order are those of the EvalAI answer processor that LLaVA-1.5 (and so Imp)
-applies before scoring or submitting: lowercase; delete ``,`` and ``?``; newline/tab -> space; the
-punctuation rule; the period rule; then per word: number words -> digits, articles dropped,
-contractions restored; words joined by single spaces. ``'`` and ``:`` are kept.
+Three reference implementations apply the same steps with small differences, and each benchmark
+follows the one its reference tool runs:
 
-For the ``'s`` rule it follows the **official VQA evaluation tool** (vqaEval.py, which the EvalAI
-server runs for VQAv2): ``'s`` is left as it is. The documented differences between implementations:
+- ``evalai_answer``: MMF's ``EvalAIAnswerProcessor`` (LLaVA-1.5's ``m4c_evaluator.py``), which
+  LLaVA's TextVQA evaluator applies to the prediction and the ten human answers, and LLaVA's VQAv2
+  and VizWiz submission converters apply to each raw prediction: lowercase; delete ``,`` and ``?``;
+  rewrite ``'s`` as `` 's`` ("man's" -> "man 's"); newline/tab -> space; the punctuation rule; the
+  period rule; then per word: number words -> digits, articles dropped, contractions restored.
+- ``official_answer``: the official VQA evaluation tool (``vqaEval.py``, run by the EvalAI server):
+  the punctuation rule (with ``,`` and ``?`` among its marks, not deleted beforehand), the period
+  rule, then the same per-word step (which lowercases). The tool normalises the prediction and the
+  human answers only when the ten human answers disagree (see vqav2.py).
+- ``normalize_answer``: the EvalAI processor without the ``'s`` rule (VizWiz's prediction).
 
-- MMF's ``EvalAIAnswerProcessor`` (used by LLaVA's TextVQA evaluator and its VQAv2/VizWiz
-  submission converters) also rewrites ``'s`` as `` 's`` ("man's" -> "man 's"). With both sides
-  normalised this rarely changes a match; it does where the contractions table produces an ``'s``
-  ("whats" -> "what's" on one side, "what 's" on the other would no longer match).
-- The official VQA tool normalises the prediction and the human answers only when the ten human
-  answers disagree; when all ten agree it compares the stripped raw strings. This module always
-  normalises both sides (VizWiz: the prediction only, as its official code does; see vizwiz.py).
-- The official tool's period pattern has a broken look-behind (``(?!<=\\d)``), so it removes every
-  ``.`` not followed by a digit, "3." included; ports that "fix" it to ``(?<!\\d)`` keep the period
-  in "3.". This module removes it (the official behaviour): "3." -> "3".
-- The official tool decides "delete or replace with a space" per punctuation mark for the whole
-  text (if any ``-`` touches a space, every ``-`` is deleted); this module does the same.
+Quirks kept on purpose, because the reference tools have them:
+- The period pattern's look-behind is broken in the references (``(?!<=\\d)``), so every ``.`` not
+  followed by a digit is removed, "3." included ("3." -> "3"; ports that repair it keep "3.").
+- The references call ``pattern.sub("", text, re.UNICODE)``: the flag lands in ``sub``'s ``count``
+  argument, which is 32, so **at most 32 periods** are removed per answer. ``all_periods=True``
+  (a named deviation, off by default) removes every one.
+- The punctuation rule decides "delete or replace with a space" per mark for the whole text (if
+  any ``-`` touches a space, every ``-`` is deleted).
+- The contractions table keeps the reference's own oddities (see ``CONTRACTIONS``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from __future__ import annotations
 import functools
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from impkit.eval.scoring.inputs import percent, result
@@ -39,6 +40,8 @@ from impkit.eval.scoring.inputs import percent, result
 PUNCTUATION = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!")
 _DIGIT_COMMA_DIGIT = re.compile(r"\d,\d")
 _PERIOD_NOT_BEFORE_DIGIT = re.compile(r"\.(?!\d)")
+# The references pass re.UNICODE (== 32) as re.sub's positional ``count``: at most 32 periods go.
+PERIOD_LIMIT = int(re.UNICODE)
 
 NUMBER_WORDS = {
     "none": "0",
@@ -87,9 +90,10 @@ you'dve=you'd've youll=you'll youre=you're youve=you've
 CONTRACTIONS: dict[str, str] = dict(pair.split("=", 1) for pair in _CONTRACTION_PAIRS.split())
 
 
-def _punctuation(text: str) -> str:
+def _punctuation(text: str, all_periods: bool = False) -> str:
     """Delete each listed mark where it touches a space (or the text has a digit-comma-digit, as in
-    "1,000"), else replace it with a space ("x-ray" -> "x ray"); then drop periods not before a digit."""
+    "1,000"), else replace it with a space ("x-ray" -> "x ray"); then drop periods not before a digit
+    (the first 32 of them, as the references do; every one with ``all_periods``)."""
     digit_comma = _DIGIT_COMMA_DIGIT.search(text) is not None
     out = text
     for mark in PUNCTUATION:
@@ -97,25 +101,43 @@ def _punctuation(text: str) -> str:
             out = out.replace(mark, "")
         else:
             out = out.replace(mark, " ")
-    return _PERIOD_NOT_BEFORE_DIGIT.sub("", out)
+    return _PERIOD_NOT_BEFORE_DIGIT.sub("", out, count=0 if all_periods else PERIOD_LIMIT)
 
 
 def _words(text: str) -> str:
     kept = []
-    for word in text.split():
+    for word in text.lower().split():
         word = NUMBER_WORDS.get(word, word)
         if word not in ARTICLES:
             kept.append(CONTRACTIONS.get(word, word))
     return " ".join(kept)
 
 
+def _whitespace(text: str) -> str:
+    return text.replace("\n", " ").replace("\t", " ").strip()
+
+
 @functools.lru_cache(maxsize=1 << 16)  # human answers repeat a lot ("yes", "2", ...)
-def normalize_answer(answer: str) -> str:
-    """Normalise one answer: ``"Yes."`` -> ``yes``, ``"Two"`` -> ``2``, ``"A cat"`` -> ``cat``,
-    ``"1,000"`` -> ``1000``, ``"x-ray"`` -> ``x ray``, ``"10:30 a.m."`` -> ``10:30 am``."""
+def normalize_answer(answer: str, all_periods: bool = False) -> str:
+    """The EvalAI processor without its ``'s`` rule: ``"Yes."`` -> ``yes``, ``"Two"`` -> ``2``,
+    ``"A cat"`` -> ``cat``, ``"1,000"`` -> ``1000``, ``"x-ray"`` -> ``x ray``, ``"10:30 a.m."`` -> ``10:30 am``."""
     text = answer.lower().replace(",", "").replace("?", "")
-    text = text.replace("\n", " ").replace("\t", " ").strip()
-    return _words(_punctuation(text))
+    return _words(_punctuation(_whitespace(text), all_periods))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def evalai_answer(answer: str, all_periods: bool = False) -> str:
+    """MMF's ``EvalAIAnswerProcessor``: ``normalize_answer`` plus ``'s`` -> `` 's`` ("man's" -> "man 's")."""
+    text = answer.lower().replace(",", "").replace("?", "").replace("'s", " 's")
+    return _words(_punctuation(_whitespace(text), all_periods))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def official_answer(answer: str, all_periods: bool = False) -> str:
+    """The official VQA tool's ``processPunctuation`` then ``processDigitArticle`` (after its own
+    newline/tab -> space and strip): no lowercasing before the punctuation rule, ``,`` and ``?``
+    handled by that rule ("a,b" -> "a b", where ``normalize_answer`` gives "ab")."""
+    return _words(_punctuation(_whitespace(answer), all_periods))
 
 
 def soft_accuracy(prediction: str, answers: Sequence[str]) -> float:
@@ -137,17 +159,26 @@ def soft_accuracy(prediction: str, answers: Sequence[str]) -> float:
 
 
 def soft_accuracy_result(
-    benchmark: str, rows: Iterable[tuple[str, Sequence[str], str | None]], predictions: Mapping[str, str]
+    benchmark: str,
+    rows: Iterable[tuple[str, Sequence[str], str | None]],
+    predictions: Mapping[str, str],
+    accuracy: Callable[[str, Sequence[str]], float] | None = None,
 ) -> dict[str, Any]:
-    """The shared scoring loop of VQAv2, VizWiz and TextVQA: ``rows`` are (question key, human answers
-    as they are to be compared, answer type or None); a prediction is normalised, a missing one
-    scores 0 and is counted as missing. Per-answer-type means when the annotations have types."""
+    """The shared scoring loop of VQAv2, VizWiz and TextVQA: ``rows`` are (question key, human
+    answers, answer type or None); ``accuracy(raw prediction, human answers)`` scores one question
+    (default: ``normalize_answer`` on the prediction, the human answers compared as given). A missing
+    prediction scores 0 and is counted as missing. Per-answer-type means when the annotations have types."""
+    if accuracy is None:
+
+        def accuracy(prediction: str, answers: Sequence[str]) -> float:
+            return soft_accuracy(normalize_answer(prediction), answers)
+
     total, missing, n = 0.0, 0, 0
     by_type: dict[str, list[float]] = defaultdict(list)
     for key, answers, answer_type in rows:
         n += 1
         if key in predictions:
-            acc = soft_accuracy(normalize_answer(predictions[key]), answers)
+            acc = accuracy(predictions[key], answers)
         else:
             acc, missing = 0.0, missing + 1
         total += acc
