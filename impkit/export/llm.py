@@ -1,4 +1,4 @@
-"""The LLM GGUF file: hyper-parameters, byte-level BPE tokenizer, chat template and weights.
+"""The LLM GGUF file: hyper-parameters, tokenizer (byte-level BPE or SentencePiece), chat template and weights.
 
 Facts this reproduces (checked against llama.cpp as built here, see field notes §3): per-family
 metadata keys, Phi-2's partial rotary dimension, the BPE vocabulary padded to the embedding rows
@@ -134,18 +134,8 @@ def _merges(model: Mapping[str, Any]) -> list[str]:
     return merges
 
 
-def add_tokenizer(writer: gguf.GGUFWriter, tokenizer: Any, *, family: str, template: str, n_vocab: int) -> dict:
-    """The gpt2-style vocabulary, padded to the embedding rows, and the special-token ids."""
-    data = json.loads(tokenizer.backend_tokenizer.to_str())
-    if data.get("model", {}).get("type") != "BPE":
-        raise ExportError(f"GGUF export handles byte-level BPE tokenizers, got {data.get('model', {}).get('type')!r}")
-    if data["model"].get("byte_fallback"):
-        # a SentencePiece vocabulary in BPE form (real Phi-3-mini's, so Imp-4B's): llama.cpp reads it as
-        # tokenizer.ggml.model "llama" with scores, which this writer does not produce yet
-        raise ExportError(
-            "GGUF export handles byte-level BPE tokenizers; this one is SentencePiece with byte fallback "
-            "(Phi-3's), which is not supported yet (docs/real-models.md)"
-        )
+def _token_list(tokenizer: Any, n_vocab: int) -> tuple[dict[str, int], list[str], list[gguf.TokenType]]:
+    """The tokenizer's vocabulary by id, padded to the embedding rows, with the added tokens' types."""
     vocab = tokenizer.get_vocab()
     if len(vocab) > n_vocab:
         raise ExportError(f"the tokenizer has {len(vocab)} tokens, the embedding only {n_vocab} rows")
@@ -160,13 +150,10 @@ def add_tokenizer(writer: gguf.GGUFWriter, tokenizer: Any, *, family: str, templ
     for idx, text in enumerate(tokens):
         if text is None:  # embedding rows beyond the tokenizer (padded vocabularies)
             tokens[idx], types[idx] = f"[PAD{idx}]", gguf.TokenType.UNUSED
-    pre = bpe_pre(data, family)
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(pre)
-    writer.add_token_list(tokens)
-    writer.add_token_types(types)
-    writer.add_token_merges(_merges(data["model"]))
+    return vocab, tokens, types  # type: ignore[return-value]
 
+
+def _special_ids(writer: gguf.GGUFWriter, tokenizer: Any, vocab: Mapping[str, int], template: str) -> dict[str, int]:
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ExportError("the tokenizer has no eos token")
@@ -188,12 +175,165 @@ def add_tokenizer(writer: gguf.GGUFWriter, tokenizer: Any, *, family: str, templ
         writer.add_unk_token_id(ids["unk"])
     if "eot" in ids:
         writer.add_eot_token_id(ids["eot"])
+    return ids
+
+
+def add_tokenizer(writer: gguf.GGUFWriter, tokenizer: Any, *, family: str, template: str, n_vocab: int) -> dict:
+    """The vocabulary, padded to the embedding rows, and the special-token ids: byte-level BPE as
+    llama.cpp's gpt2 tokenizer, a SentencePiece vocabulary in BPE form (Phi-3-mini's) as its llama one."""
+    data = json.loads(tokenizer.backend_tokenizer.to_str())
+    if data.get("model", {}).get("type") != "BPE":
+        raise ExportError(
+            f"GGUF export handles BPE tokenizers (byte-level or SentencePiece with byte fallback), "
+            f"got {data.get('model', {}).get('type')!r}"
+        )
+    if data["model"].get("byte_fallback"):
+        return _add_spm_tokenizer(writer, tokenizer, data, template=template, n_vocab=n_vocab)
+    vocab, tokens, types = _token_list(tokenizer, n_vocab)
+    pre = bpe_pre(data, family)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre(pre)
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_merges(_merges(data["model"]))
+    ids = _special_ids(writer, tokenizer, vocab, template)
     # Prompts are the template's text exactly (the runners tokenize with add_special_tokens=False;
     # the templates carry their own markers): llama.cpp must not prepend or append anything.
     writer.add_add_bos_token(False)
     writer.add_add_eos_token(False)
     writer.add_chat_template(gguf_chat_template(template))
     return {"pre": pre, "n_vocab": n_vocab, "n_tokens": len(vocab), **{f"{k}_id": v for k, v in ids.items()}}
+
+
+# ---------------------------------------------------------------------------------------------
+# SentencePiece vocabularies in BPE form (Phi-3-mini's tokenizer.json: "▁" for spaces, <0xNN> bytes)
+
+SPACE = "\u2581"  # "▁", SentencePiece's whitespace symbol
+_BYTE_TOKEN = re.compile(r"<0x[0-9A-F]{2}>")
+
+
+def spm_space_prefix(tokenizer_json: Mapping[str, Any]) -> bool:
+    """llama.cpp's ``tokenizer.ggml.add_space_prefix`` for a SentencePiece-in-BPE tokenizer, read from
+    how it turns spaces into "▁".
+
+    llama.cpp's SPM tokenizer (llama-vocab.cpp, LLAMA_VOCAB_TYPE_SPM) escapes " " as "▁" and, with the
+    prefix on, puts one space before the text and before the text after every special token, whatever
+    that text starts with. Forms it reproduces exactly:
+
+    - normalizer Prepend("▁") + Replace(" ", "▁"), no pre-tokenizer (the published Phi-3-mini and
+      Llama tokenizer.json; transformers runs the normalizer on each piece between added tokens): on;
+    - Replace(" ", "▁") alone, or pre-tokenizer Metaspace with prepend_scheme "never": off;
+    - Metaspace "first" (what transformers' LlamaTokenizer builds with ``legacy: false``, Phi-3's
+      setting): "▁" only at the start of the whole text, and not when it already starts with a space.
+      Off matches it for every text that begins with an added token or with whitespace, which is every
+      prompt the chat templates render (they open with a marker); a bare text starting with a letter
+      gets no "▁" in llama.cpp where transformers adds one (docs/real-models.md).
+
+    Metaspace "always" (prefix every piece unless it starts with "▁") has no llama.cpp form and is refused.
+    """
+    norm = tokenizer_json.get("normalizer") or {}
+    pre = tokenizer_json.get("pre_tokenizer") or {}
+    steps = norm.get("normalizers", []) if norm.get("type") == "Sequence" else ([norm] if norm else [])
+    kinds = [step.get("type") for step in steps]
+    replace = {"type": "Replace", "pattern": {"String": " "}, "content": SPACE}
+    if not pre and kinds == ["Prepend", "Replace"] and steps[0].get("prepend") == SPACE and steps[1] == replace:
+        return True
+    if not pre and steps == [replace]:
+        return False
+    if not norm and pre.get("type") == "Metaspace" and pre.get("replacement") == SPACE and not pre.get("split"):
+        scheme = pre.get("prepend_scheme", "always")
+        if scheme in ("never", "first"):
+            return False
+    raise ExportError(
+        f"unsupported SentencePiece space handling (normalizer {json.dumps(norm)[:200]}, pre-tokenizer "
+        f"{json.dumps(pre)[:200]}): GGUF export handles Prepend+Replace normalizers and Metaspace without "
+        "split with prepend_scheme 'first' or 'never'"
+    )
+
+
+def spm_scores(tokens: list[str], merges: list[str], check: list[bool]) -> tuple[list[float], list[str]]:
+    """Per-token merge priorities for llama.cpp's SPM tokenizer, and the pieces among ``check`` (the
+    ordinary ones) that it could build from two pieces but that no merge of the BPE builds.
+
+    llama.cpp merges, again and again, the adjacent pair whose concatenation is the vocabulary piece
+    with the highest score; transformers' BPE applies the listed merge with the lowest rank. A piece's
+    score is therefore minus the rank of the first merge that builds it. In a SentencePiece vocabulary
+    converted to BPE form (transformers' SentencePieceExtractor) the merges list every split of every
+    piece in piece order, so this is the piece order, which is what llama.cpp's converter writes from
+    tokenizer.model's scores for Phi-3 (higher score = earlier piece). Pieces no merge builds (single
+    characters, bytes, specials) get 0: llama.cpp never looks up their score.
+    """
+    index = {text: i for i, text in enumerate(tokens)}
+    scores = [0.0] * len(tokens)
+    built = set()
+    for rank, merge in enumerate(merges):
+        left, right = merge.split(" ", 1)
+        idx = index.get(left + right)
+        if idx is not None and idx not in built:
+            built.add(idx)
+            scores[idx] = -float(rank)
+    unreachable = [
+        text
+        for i, text in enumerate(tokens)
+        if check[i]
+        and i not in built
+        and len(text) > 1
+        and any(text[:k] in index and text[k:] in index for k in range(1, len(text)))
+    ]
+    return scores, unreachable
+
+
+def _adds(tokenizer: Any) -> tuple[bool, bool]:
+    """Whether the tokenizer itself puts BOS before / EOS after a text (its post-processor), measured."""
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a", add_special_tokens=True)["input_ids"]
+    bos = len(full) > len(plain) and full[0] == tokenizer.bos_token_id
+    eos = len(full) > len(plain) and full[-1] == tokenizer.eos_token_id
+    return bos, eos
+
+
+def _add_spm_tokenizer(
+    writer: gguf.GGUFWriter, tokenizer: Any, data: Mapping[str, Any], *, template: str, n_vocab: int
+) -> dict:
+    vocab, tokens, types = _token_list(tokenizer, n_vocab)
+    missing = [f"<0x{b:02X}>" for b in range(256) if f"<0x{b:02X}>" not in vocab]
+    if missing:  # llama.cpp's SPM tokenizer falls back to these for any character outside the vocabulary
+        raise ExportError(f"the byte-fallback vocabulary lacks {len(missing)} byte tokens, e.g. {missing[:3]}")
+    added = set(tokenizer.added_tokens_decoder)
+    for idx, text in enumerate(tokens):
+        if idx not in added and _BYTE_TOKEN.fullmatch(text):
+            types[idx] = gguf.TokenType.BYTE
+    if tokenizer.unk_token_id is not None:  # SentencePiece's unknown piece, as llama.cpp's converter types it
+        types[tokenizer.unk_token_id] = gguf.TokenType.UNKNOWN
+    space_prefix = spm_space_prefix(data)
+    merges = [m if isinstance(m, str) else " ".join(m) for m in data["model"].get("merges", [])]
+    scores, unreachable = spm_scores(tokens, merges, [t == gguf.TokenType.NORMAL for t in types])
+    if unreachable:
+        raise ExportError(
+            f"{len(unreachable)} pieces (e.g. {unreachable[:3]}) are two vocabulary pieces joined but no merge "
+            "builds them: llama.cpp's SPM tokenizer would produce them where transformers does not"
+        )
+    writer.add_tokenizer_model("llama")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_scores(scores)
+    writer.add_token_types(types)
+    writer.add_add_space_prefix(space_prefix)
+    ids = _special_ids(writer, tokenizer, vocab, template)
+    # llama.cpp puts BOS / EOS around a text only where the HF tokenizer's own post-processor does
+    # (the runners ask for neither; a caller asking for special tokens gets what transformers gives).
+    add_bos, add_eos = _adds(tokenizer)
+    writer.add_add_bos_token(add_bos)
+    writer.add_add_eos_token(add_eos)
+    writer.add_chat_template(gguf_chat_template(template))
+    return {
+        "model": "llama",
+        "add_space_prefix": space_prefix,
+        "add_bos": add_bos,
+        "n_vocab": n_vocab,
+        "n_tokens": len(vocab),
+        **{f"{k}_id": v for k, v in ids.items()},
+    }
 
 
 _RSTRIP_NAMES = re.compile(r"phi-?3", re.IGNORECASE)
