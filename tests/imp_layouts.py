@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from published import CONFIGS, LLM_ARCH, SPARE_ROWS, VISION_ARCH, family_tokenizer, save_siglip
+from published import CONFIGS, LLM_ARCH, SPARE_ROWS, VISION_ARCH, family_tokenizer, save_siglip, save_tokenizer
 from safetensors.torch import save_file
 from transformers import SiglipVisionConfig, SiglipVisionModel
 
@@ -96,17 +96,19 @@ def _msft_config(arch: dict[str, Any], vocab: int) -> dict[str, Any]:
     }
 
 
-def save_imp(name: str, folder: Path, seed: int = 0) -> Parts:
+def save_imp(name: str, folder: Path, seed: int = 0, **llm: Any) -> Parts:
+    """The checkpoint folder; ``llm`` overrides the tiny LLM's config (e.g. rows of 256 for K-quants)."""
     layout = LAYOUTS[name]
     tower_dir = folder.parent / f"{name}-siglip"
     if not tower_dir.exists():
         save_siglip(tower_dir, seed=seed + 1)
     tok = _imp_tokenizer(layout.family)
     config_class, model_class = CONFIGS[layout.family]
-    arch = LLM_ARCH[layout.family]
+    init = llm.pop("initializer_range", 0.2)
+    arch = {**LLM_ARCH[layout.family], **llm}
     ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
     torch.manual_seed(seed)
-    llm = model_class(config_class(**arch, vocab_size=len(tok) + SPARE_ROWS, **ids, initializer_range=0.2)).eval()
+    llm = model_class(config_class(**arch, vocab_size=len(tok) + SPARE_ROWS, **ids, initializer_range=init)).eval()
     if getattr(llm.lm_head, "bias", None) is not None:
         with torch.no_grad():
             llm.lm_head.bias.normal_(0, 2)
@@ -163,7 +165,7 @@ def save_imp(name: str, folder: Path, seed: int = 0) -> Parts:
     if layout.aspect:
         config["image_aspect_ratio"] = layout.aspect
     (folder / "config.json").write_text(json.dumps(config, indent=2))
-    tok.save_pretrained(folder)
+    save_tokenizer(tok, folder, layout.family)
     return Parts(stored, projector, llm, tok, image_size)
 
 

@@ -1,19 +1,21 @@
 """Tiny checkpoints in the published formats, built with ``save_pretrained`` (random weights, the real
 configs scaled down): SigLIP (``SiglipModel``, text and vision towers, as google/siglip-so400m-patch14-384
 ships), Phi-2 with its biased head, Qwen1.5 (``Qwen2ForCausalLM``), Phi-3-mini, each with a tokenizer
-carrying the family's own special tokens; and presets of the real kind (``offline: false``) that
-point at them. The Imp checkpoint layouts are in ``imp_layouts.py``.
+carrying the family's own special tokens (Phi-2's and Qwen's byte-level BPE; Phi-3-mini's SentencePiece
+vocabulary in transformers' BPE form, laid out as the real one); and presets of the real kind
+(``offline: false``) that point at them. The Imp checkpoint layouts are in ``imp_layouts.py``.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from conftest import CORPUS
 from sections import section_with
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import (
     Phi3Config,
     Phi3ForCausalLM,
@@ -104,9 +106,65 @@ CONFIGS = {
 }
 
 
+SPACE = "\u2581"  # SentencePiece's "▁"
+SPM_TEXTS = [*CORPUS, "USER ASSISTANT system user assistant", "count 123 lamps and 45 squares"]
+
+
+def spm_tokenizer(base: list[str], texts: list[str] = SPM_TEXTS, n_merges: int = 120) -> Tokenizer:
+    """A SentencePiece BPE vocabulary in transformers' fast form, as Phi-3-mini's tokenizer.json holds
+    Llama's: ``base`` (<unk> <s> </s>) at ids 0-2, the 256 byte tokens <0x00>..<0xFF> at 3-258, then the
+    merged pieces in merge order, then the single characters (SentencePiece sorts them last); merges
+    listing every split of every piece into two pieces, in piece order (transformers'
+    SentencePieceExtractor); byte fallback; the normalizer Prepend("▁") + Replace(" ", "▁") and the
+    decoder that undoes it. The pieces are learnt from ``texts`` split at spaces, as SentencePiece would."""
+    learner = Tokenizer(models.BPE())
+    learner.pre_tokenizer = pre_tokenizers.Metaspace(replacement=SPACE, prepend_scheme="always", split=True)
+    trainer = trainers.BpeTrainer(vocab_size=10_000, limit_alphabet=100, show_progress=False)
+    learner.train_from_iterator(texts * 10, trainer=trainer)
+    learnt = json.loads(learner.to_str())["model"]
+    merged = list(dict.fromkeys("".join(m if isinstance(m, list) else m.split(" ")) for m in learnt["merges"]))
+    chars = sorted(t for t in learnt["vocab"] if len(t) == 1)
+    vocab = {t: i for i, t in enumerate([*base, *(f"<0x{b:02X}>" for b in range(256))])}
+    for piece in [*merged[:n_merges], *chars]:
+        vocab.setdefault(piece, len(vocab))
+    merges = [
+        (piece[:k], piece[k:])
+        for piece in sorted(vocab, key=vocab.get)
+        if vocab[piece] >= len(base) + 256
+        for k in sorted(range(1, len(piece)), key=lambda k: (vocab.get(piece[:k], -1), vocab.get(piece[k:], -1)))
+        if piece[:k] in vocab and piece[k:] in vocab
+    ]
+    spm = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token=base[0], byte_fallback=True, fuse_unk=True))
+    spm.normalizer = normalizers.Sequence([normalizers.Prepend(SPACE), normalizers.Replace(" ", SPACE)])
+    spm.decoder = decoders.Sequence(
+        [decoders.Replace(SPACE, " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
+    spm.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in base])
+    return spm
+
+
+def save_tokenizer(tok: PreTrainedTokenizerFast, folder: Path, family: str) -> None:
+    """As the hub repository holds it: Phi-3-mini's tokenizer_config.json names the Llama tokenizer class
+    with ``legacy: false`` and no BOS added (transformers then rebuilds the space handling as Metaspace
+    with prepend_scheme "first")."""
+    tok.save_pretrained(folder)
+    if family == "phi3":
+        path = folder / "tokenizer_config.json"
+        config = json.loads(path.read_text())
+        config |= {"tokenizer_class": "LlamaTokenizer", "legacy": False, "add_bos_token": False, "add_eos_token": False}
+        path.write_text(json.dumps(config, indent=2))
+
+
 def family_tokenizer(family: str) -> PreTrainedTokenizerFast:
-    """A byte-level BPE with the real tokenizer's special tokens and roles (what AutoTokenizer loads)."""
+    """The real tokenizer's kind with its special tokens and roles (its tokenizer.json as transformers'
+    fast tokenizer runs it): a byte-level BPE for Phi-2 and Qwen1.5, SentencePiece BPE for Phi-3-mini."""
     spec = FAMILY_SPECIALS[family]
+    if family == "phi3":
+        tok = PreTrainedTokenizerFast(tokenizer_object=spm_tokenizer(spec["base"]), clean_up_tokenization_spaces=False)
+        tok.add_special_tokens({"additional_special_tokens": spec["added"]})
+        for role, token in spec["roles"].items():
+            setattr(tok, f"{role}_token", token)
+        return tok
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
@@ -139,7 +197,7 @@ def save_llm(family: str, folder: Path, seed: int = 0) -> Path:
         with torch.no_grad():
             bias.copy_(torch.randn(bias.shape) * 2)
     model.save_pretrained(folder)
-    tok.save_pretrained(folder)
+    save_tokenizer(tok, folder, family)
     return folder
 
 
