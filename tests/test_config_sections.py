@@ -25,6 +25,7 @@ SECTIONS = {
     "latency": config.LatencyConfig,
     "release": config.ReleaseConfig,
     "flows": config.FlowsConfig,
+    "chat": config.ChatConfig,
     **{f"train.recipes.{name}": config.TrainRecipe for name in PARAMS["train"]["recipes"]},
     **{f"model.presets.{name}": config.PresetConfig for name in PARAMS["model"]["presets"]},
 }

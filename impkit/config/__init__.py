@@ -13,9 +13,10 @@ loads its section with ``load_section(EvalConfig, "eval")``. Modules:
 
 * ``loading``: ``load_params``, ``load_section``, ``from_dict``, ``ConfigError``, ``Bound``;
 * ``world``, ``data``, ``model``, ``train`` (with ``backbones``), ``eval`` (with ``parity`` and
-  ``eval_gguf``), ``export``, ``latency``, ``release``, ``flows``: the sections of those names.
+  ``eval_gguf``), ``export``, ``latency``, ``release``, ``flows``, ``chat``: the sections of those names.
 """
 
+from impkit.config.chat import IMAGE_FORMATS, ChatConfig, ChatLimits
 from impkit.config.data import (
     IMAGE_STORE_MODES,
     DataConfig,
@@ -59,6 +60,9 @@ from impkit.config.train import (
 from impkit.config.world import WorldConfig, WorldSizes
 
 __all__ = [
+    "ChatConfig",
+    "ChatLimits",
+    "IMAGE_FORMATS",
     "FlowsConfig",
     "ReleaseFlowParameters",
     "RetrainGate",
