@@ -165,7 +165,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
 
 class _Middleware:
     """Per request (pure ASGI, so streamed answers pass untouched): an id, the body-size limit, the
-    API key on /v1, and one log line when the response has been sent in full."""
+    API key on /v1, and one log line when the response has ended (sent in full, or the client left)."""
 
     def __init__(self, app, *, max_body: int, api_key_env: str) -> None:
         self.app, self.max_body, self.api_key_env = app, max_body, api_key_env
@@ -184,30 +184,34 @@ class _Middleware:
                 status[0] = message["status"]
                 message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
             await send(message)
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
-                _log_line(scope, rid, status[0], time.perf_counter() - start, entry)
 
+        try:
+            await self._handle(scope, receive, send_logged)
+        finally:  # after the last byte, or when the client left mid-answer
+            _log_line(scope, rid, status[0], time.perf_counter() - start, entry)
+
+    async def _handle(self, scope, receive, send_logged) -> None:
         refusal = self._refusal(scope)
         if refusal is not None:
             response = _error_response(refusal)
             await response(scope, receive, send_logged)
             return
         if scope["method"] in ("POST", "PUT", "PATCH"):
-            # read the body here, bounded, so an oversized chunked upload gets its 413 too
+            # read the body here, bounded: past the limit the rest is read and dropped (answering
+            # before the client has sent it all would break its connection instead of telling it why)
             chunks, size, more = [], 0, True
             while more:
                 message = await receive()
                 if message["type"] != "http.request":
                     return  # the client left before sending its body
-                chunks.append(message.get("body", b""))
-                size += len(chunks[-1])
+                size += len(message.get("body", b""))
+                if size <= self.max_body:
+                    chunks.append(message.get("body", b""))
                 more = message.get("more_body", False)
-                if size > self.max_body:
-                    too_large = ChatError(
-                        413, f"request body over {self.max_body / 1e6:g} MB", code="request_too_large"
-                    )
-                    await _error_response(too_large)(scope, receive, send_logged)
-                    return
+            if size > self.max_body:
+                too_large = ChatError(413, f"request body over {self.max_body / 1e6:g} MB", code="request_too_large")
+                await _error_response(too_large)(scope, receive, send_logged)
+                return
             replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
 
             async def receive_replayed():
@@ -219,9 +223,6 @@ class _Middleware:
 
     def _refusal(self, scope) -> ChatError | None:
         headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body:
-            return ChatError(413, f"request body over {self.max_body / 1e6:g} MB", code="request_too_large")
         key = os.environ.get(self.api_key_env)
         if key and scope["path"].startswith("/v1"):
             given = headers.get(b"authorization", b"").decode("latin-1")
@@ -276,6 +277,7 @@ def create_app(config: ChatConfig, catalog: Catalog) -> FastAPI:
         description="OpenAI-compatible chat with the releases the registry lists (offline, on this machine).",
         lifespan=lifespan,
     )
+    counts: dict[str, int] = {}  # answers by how they ended: stop, length, cancelled, timeout
     app.state.pool, app.state.catalog = pool, catalog
 
     @app.exception_handler(ChatError)
@@ -305,6 +307,7 @@ def create_app(config: ChatConfig, catalog: Catalog) -> FastAPI:
             "unloads": pool.unloads,
             "running": gate.running if gate else 0,
             "waiting": gate.waiting if gate else 0,
+            "answers": counts,
             "key_required": bool(os.environ.get(config.api_key_env)),
         }
 
@@ -356,6 +359,7 @@ def create_app(config: ChatConfig, catalog: Catalog) -> FastAPI:
             try:
                 model = pool.acquire(entry, config.retry_after_s)
                 result = model.generate(chat, lambda n: put("ready", n), lambda text: put("text", text))
+                counts[result.finish_reason] = counts.get(result.finish_reason, 0) + 1
                 put("done", result)
             except BaseException as exc:  # handed to the request; the worker thread lives on
                 put("error", exc)
@@ -551,7 +555,11 @@ def _chat_request(body: Any, limits: ChatLimits) -> engine.Request:
         where = f"messages.{i}"
         text = _text_of(message.content, where, images, limits)
         for marker in ("<image>", "<__media__>"):
-            if marker in text:
+            if marker in text and message.role == "assistant":
+                # an earlier answer may hold the placeholder token (an untrained model emits anything);
+                # sent back, it would read as a second image
+                text = text.replace(marker, "")
+            elif marker in text:
                 raise ChatError(400, f"{where}: the text may not contain {marker}; send images as image_url parts")
         try:
             text.encode("utf-8")

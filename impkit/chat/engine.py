@@ -148,8 +148,11 @@ class ChatModel:
         ``on_text`` with each new piece of the answer."""
         session, timings = self.session, Timings()
         text = self.prompt(request)
+        # the project's preparation (pad with the mean colour or squash, resize to the model's input),
+        # as the runner does: llama.cpp then resizes nothing and sees the evaluation's pixels
+        image = self.runner.processor.prepare(request.image) if request.image is not None else None
         session.reset()
-        with session.chunks(text, request.image) as chunks:
+        with session.chunks(text, image) as chunks:
             timings.prompt_tokens = n_prompt = sum(c.n_tokens for c in chunks)
             room = self.n_ctx - n_prompt
             if request.max_tokens is not None and request.max_tokens > room:
