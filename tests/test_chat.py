@@ -344,3 +344,62 @@ def test_the_web_page_streams_an_answer_and_switches_release(server, tmp_path):
         assert page.errors == []
     log = server["log"].read_text()
     assert f"model={other}" in log
+
+
+def test_models_load_on_first_use_and_the_least_recently_used_idle_one_goes_past_the_budget(workspace):
+    from impkit.chat import ChatError
+    from impkit.chat.catalog import Catalog
+    from impkit.chat.engine import ModelPool
+
+    catalog = Catalog(workspace / "registry")
+    a, b, c = (catalog.resolve(name) for name in ("tiny-qwen2:F16", "tiny-phi2:F16", "tiny-qwen2:Q8_0"))
+    sizes = sorted(e.file_bytes for e in (a, b, c))
+    pool = ModelPool(budget_bytes=sizes[0] + sizes[1] - 1, n_ctx=256, threads=THREADS)  # any one fits, no two
+    try:
+        assert pool.loaded == {}  # nothing loads before it is asked for
+        pool.release(pool.acquire(a, 1))
+        held = pool.acquire(b, 1)  # a is idle: unloaded to make room
+        assert list(pool.loaded) == [b.id] and pool.unloads == 1
+        with pytest.raises(ChatError) as busy:  # b answers: it stays, and c must wait
+            pool.acquire(c, 1)
+        assert busy.value.status == 503 and busy.value.headers == {"Retry-After": "1"}
+        pool.release(held)
+        pool.release(pool.acquire(c, 1))
+        assert list(pool.loaded) == [c.id] and pool.unloads == 2 and pool.loaded_bytes <= pool.budget_bytes
+        with pytest.raises(ChatError, match="larger than the memory budget"):
+            ModelPool(budget_bytes=1000, n_ctx=256, threads=THREADS).acquire(a, 1)
+    finally:
+        pool.close()
+
+
+def test_generation_stops_at_its_deadline_and_when_cancelled(workspace):
+    import threading
+
+    from impkit.chat.catalog import Catalog
+    from impkit.chat.engine import ChatModel, Request
+
+    entry = Catalog(workspace / "registry").resolve("tiny-phi2:F16")
+    model = ChatModel(entry, n_ctx=512, threads=THREADS)
+    try:
+
+        def ask(**kwargs) -> Request:
+            fields = dict(turns=[("user", "how many objects")], image=None, system=None, max_tokens=100)
+            fields.update(default_max_tokens=16, temperature=0.0, top_p=1.0, stop=[], seed=None)
+            return Request(**fields, **kwargs)
+
+        full = model.generate(ask(), lambda n: None, lambda t: None)
+        assert full.finish_reason == "length" and full.timings.completion_tokens == 100
+        late = model.generate(ask(deadline=time.monotonic() - 1), lambda n: None, lambda t: None)
+        assert late.finish_reason == "timeout" and late.timings.completion_tokens == 0
+        cancel = threading.Event()
+        pieces: list[str] = []
+
+        def on_text(text: str) -> None:
+            pieces.append(text)
+            if len(pieces) == 3:
+                cancel.set()  # as a client that leaves after three pieces
+
+        left = model.generate(ask(cancel=cancel), lambda n: None, on_text)
+        assert left.finish_reason == "cancelled" and left.timings.completion_tokens < 10
+    finally:
+        model.close()
