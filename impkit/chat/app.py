@@ -85,7 +85,7 @@ def request_models(limits: ChatLimits) -> type[BaseModel]:
         max_completion_tokens: int | None = Field(None, ge=1, le=limits.max_tokens)
         temperature: float | None = Field(None, ge=0, le=2)
         top_p: float | None = Field(None, gt=0, le=1)
-        stop: str | list[str] | None = Field(None, max_length=4)
+        stop: str | Annotated[list[str], Field(max_length=4)] | None = None  # OpenAI's limit of 4
         stream: bool | None = False
         stream_options: StreamOptions | None = None
         seed: int | None = Field(None, ge=0, le=2**63 - 1)
@@ -357,6 +357,9 @@ def create_app(config: ChatConfig, catalog: Catalog) -> FastAPI:
         def work() -> None:
             model = None
             try:
+                if chat.cancel.is_set():  # the client left while waiting: load nothing for it
+                    put("done", engine.Result("", "cancelled", engine.Timings()))
+                    return
                 model = pool.acquire(entry, config.retry_after_s)
                 result = model.generate(chat, lambda n: put("ready", n), lambda text: put("text", text))
                 counts[result.finish_reason] = counts.get(result.finish_reason, 0) + 1
