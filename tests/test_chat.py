@@ -410,3 +410,45 @@ def test_generation_stops_at_its_deadline_and_when_cancelled(workspace):
         assert left.finish_reason == "cancelled" and left.timings.completion_tokens < 10
     finally:
         model.close()
+
+
+def test_the_gate_holds_slots_plus_queue_then_says_429_and_a_wait_past_the_deadline_503():
+    import asyncio
+
+    from impkit.chat import ChatError
+    from impkit.chat.app import Gate
+
+    async def scenario() -> None:
+        gate = Gate(slots=1, queue=1, retry_after=3)
+        await gate.enter("m", time.monotonic() + 5)  # answering
+        waiting = asyncio.create_task(gate.enter("m", time.monotonic() + 0.3))  # queued
+        await asyncio.sleep(0.05)
+        assert (gate.running, gate.waiting) == (1, 1)
+        with pytest.raises(ChatError) as full:
+            await gate.enter("m", time.monotonic() + 5)
+        assert full.value.status == 429 and full.value.headers == {"Retry-After": "3"}
+        with pytest.raises(ChatError) as late:
+            await waiting
+        assert late.value.status == 503 and late.value.headers == {"Retry-After": "3"}
+        assert gate.waiting == 0
+        gate.leave("m")
+        await gate.enter("m", time.monotonic() + 1)  # the freed slot is taken at once
+        assert (gate.running, gate.waiting) == (1, 0)
+        gate.leave("m")
+
+    asyncio.run(scenario())
+
+
+def test_the_web_page_asks_for_the_key_when_the_server_has_one(keyed):
+    from tests.browser import chromium_page
+
+    with chromium_page() as page:
+        page.goto(keyed["url"] + "/")
+        page.wait_for_selector("#keybox:not([hidden])")
+        page.wait_for_selector(".msg.error")  # the models could not be listed without the key
+        assert "API key" in page.inner_text(".msg.error")
+        page.fill("#apikey", KEY)
+        page.dispatch_event("#apikey", "change")
+        page.wait_for_function("document.querySelectorAll('#model option').length == 4")
+        # the 401 of the first listing is the one console error expected
+        assert [e for e in page.errors if "401" not in e] == []

@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Annotated, Any, Literal
 
@@ -261,8 +262,6 @@ def create_app(config: ChatConfig, catalog: Catalog) -> FastAPI:
     gate: Gate | None = None
     executor = ThreadPoolExecutor(max_workers=config.slots, thread_name_prefix="impchat")
 
-    from contextlib import asynccontextmanager
-
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         nonlocal gate
@@ -358,6 +357,7 @@ def create_app(config: ChatConfig, catalog: Catalog) -> FastAPI:
             model = None
             try:
                 if chat.cancel.is_set():  # the client left while waiting: load nothing for it
+                    counts["cancelled"] = counts.get("cancelled", 0) + 1
                     put("done", engine.Result("", "cancelled", engine.Timings()))
                     return
                 model = pool.acquire(entry, config.retry_after_s)
@@ -390,12 +390,9 @@ def create_app(config: ChatConfig, catalog: Catalog) -> FastAPI:
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if not body.stream:
             try:
-                pieces = []
-                while kind != "done":
+                while kind != "done":  # the pieces add up to the answer, which "done" carries
                     kind, value = await _next_event(events)
-                    if kind == "text":
-                        pieces.append(value)
-                    elif kind == "error":
+                    if kind == "error":
                         _raise(value, log_entry)
             finally:
                 watcher.cancel()
@@ -433,14 +430,20 @@ def create_app(config: ChatConfig, catalog: Catalog) -> FastAPI:
             }
             return f"data: {json.dumps(payload)}\n\n"
 
+        first = (kind, value) if kind == "done" else None  # cancelled before its prompt was read
+
         async def sse() -> AsyncIterator[str]:
+            pending = first
             try:
                 yield chunk({"role": "assistant", "content": ""})
                 while True:
-                    kind, value = await _next_event(events)
+                    kind, value = pending or await _next_event(events)
+                    pending = None
                     if kind == "text":
                         yield chunk({"content": value})
                     elif kind == "error":
+                        if not isinstance(value, ChatError):
+                            log.error("request failed mid-answer", exc_info=value)
                         error = value if isinstance(value, ChatError) else ChatError(500, "internal error")
                         log_entry["finish"] = "error"
                         yield f"data: {json.dumps(error.body())}\n\n"
