@@ -275,6 +275,8 @@ def create_app(config: ChatConfig, catalog: Catalog) -> FastAPI:
         version="1",
         description="OpenAI-compatible chat with the releases the registry lists (offline, on this machine).",
         lifespan=lifespan,
+        docs_url=None,  # Swagger UI and ReDoc load their scripts from a CDN: nothing to show offline
+        redoc_url=None,
     )
     counts: dict[str, int] = {}  # answers by how they ended: stop, length, cancelled, timeout
     app.state.pool, app.state.catalog = pool, catalog
