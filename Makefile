@@ -26,7 +26,7 @@ export CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_
 # apt needs root: sudo when not running as root
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup repro test lint ui
+.PHONY: setup repro test lint ui chat
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
@@ -50,6 +50,11 @@ repro: setup
 # the Prefect server and deployments and the Evidently UI; Ctrl-C stops them all
 ui: setup
 	$(BIN)/python -m flows.ui
+
+# ImpChat: the registry's releases behind an OpenAI-compatible API and a web page on 127.0.0.1
+# (params.yaml `chat:`; docs/chat.md); Ctrl-C stops it
+chat: setup
+	$(BIN)/python -m impkit.cli chat
 
 test: setup
 	$(BIN)/python -m pytest

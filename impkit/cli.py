@@ -212,6 +212,17 @@ def _pull_release(record: dict, out: Path) -> Path:
     return out
 
 
+def _cmd_chat(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from impkit.chat.app import serve
+    from impkit.config import ChatConfig, load_section
+
+    config = load_section(ChatConfig, "chat", path=args.params)
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    serve(dataclasses.replace(config, **overrides), registry=args.registry, root=args.root)
+
+
 def _cmd_timings(args: argparse.Namespace) -> None:
     from impkit.timings import read_timings, table
 
@@ -353,6 +364,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--changed", action="store_true", help="diff: only the figures that changed")
     p.add_argument("--registry", default=str(paths.REGISTRY), help=f"the registry folder (default {paths.REGISTRY})")
     p.set_defaults(func=_cmd_releases)
+
+    p = sub.add_parser(
+        "chat",
+        help="ImpChat: an OpenAI-compatible server and web page over the registry's releases (docs/chat.md)",
+        description="Serves every release the registry lists, at each GGUF level built, on 127.0.0.1 by "
+        "default: open the printed address, or point an OpenAI client at <address>/v1. Settings: params.yaml "
+        "`chat:`; when the variable it names (IMPKIT_CHAT_API_KEY) is set, API calls need it as a Bearer key.",
+    )
+    p.add_argument("--params", default="params.yaml", help="its `chat` section")
+    p.add_argument("--registry", default=str(paths.REGISTRY), help=f"the registry folder (default {paths.REGISTRY})")
+    p.add_argument("--root", help="the workspace the records' folders are relative to (default: the registry's parent)")
+    p.add_argument("--host", help="override chat.host (0.0.0.0 exposes the server to the network)")
+    p.add_argument("--port", type=int, help="override chat.port")
+    p.set_defaults(func=_cmd_chat)
 
     p = sub.add_parser("timings", help="the build's stage times, machine and precision (reports/timings.json)")
     p.add_argument("--file", default=str(paths.TIMINGS))

@@ -237,5 +237,5 @@ def tiny_recipe(**stage) -> TrainRecipe:
         stage1=section_with(StageTraining, "train.recipes.real.stage1", **common),
         stage2=section_with(StageTraining, "train.recipes.real.stage2", **common),
         lora=LoraTraining(enabled=True, r=4, alpha=4, dropout=0.0),
-        deepspeed=None,
+        deepspeed=None,  # no GPU here (impkit.train.launch uses the recipe's configs on GPUs only)
     )

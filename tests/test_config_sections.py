@@ -26,6 +26,7 @@ SECTIONS = {
     "release": config.ReleaseConfig,
     "flows": config.FlowsConfig,
     "imports": config.ImportsConfig,
+    "chat": config.ChatConfig,
     **{f"train.recipes.{name}": config.TrainRecipe for name in PARAMS["train"]["recipes"]},
     **{f"model.presets.{name}": config.PresetConfig for name in PARAMS["model"]["presets"]},
 }

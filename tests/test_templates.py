@@ -16,6 +16,7 @@ from impkit.data.templates import (
     get_template,
     jinja_chat_template,
     normalise_conversation,
+    render_chat_prompt,
     render_prompt,
     render_segments,
     render_text,
@@ -191,6 +192,29 @@ def test_inference_prompt(name):
     assert render_prompt(get_template(name), "What colour is the square?", True) == EXPECTED_PROMPT[name]
     # a tag anywhere in the question is moved to the front, as in training
     assert render_prompt(get_template(name), "What colour is the square?\n<image>", True) == EXPECTED_PROMPT[name]
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_a_chat_prompt_renders_earlier_turns_as_training_does(name):
+    """The chat server's prompt: one user turn is the inference prompt; with earlier turns, those
+    render exactly as training renders the conversation, then the next question and the generation
+    prompt (plain, stage 1, keeps its first exchange only)."""
+    template = get_template(name)
+    question = "What colour is the square?"
+    assert render_chat_prompt(template, [("user", question)], True) == EXPECTED_PROMPT[name]
+    turns = normalise_conversation(_conversation(2, True), True)
+    history = render_text(template, _conversation(1, True), True)
+    chat = render_chat_prompt(template, [(r, t.replace("<image>\n", "")) for r, t in turns[:3]], True)
+    if template.max_exchanges is None:
+        assert chat.startswith(history) and chat.endswith(
+            turns[2][1] + template.user_suffix + template.generation_prompt
+        )
+    with pytest.raises(TemplateError, match="alternate"):
+        render_chat_prompt(template, [("user", "a"), ("user", "b")], False)
+    with pytest.raises(TemplateError, match="ends with a user turn"):
+        render_chat_prompt(template, turns[:2], True)
+    with pytest.raises(TemplateError, match="passed on its own"):
+        render_chat_prompt(template, [("user", "<image> what")], True)
 
 
 def test_image_placeholder_is_its_own_unsupervised_segment():

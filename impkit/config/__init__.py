@@ -13,9 +13,11 @@ loads its section with ``load_section(EvalConfig, "eval")``. Modules:
 
 * ``loading``: ``load_params``, ``load_section``, ``from_dict``, ``ConfigError``, ``Bound``;
 * ``world``, ``data``, ``model``, ``train`` (with ``backbones``), ``eval`` (with ``parity`` and
-  ``eval_gguf``), ``export``, ``latency``, ``release``, ``flows``, ``imports``: the sections of those names.
+  ``eval_gguf``), ``export``, ``latency``, ``release``, ``flows``, ``imports``, ``chat``: the sections of
+  those names.
 """
 
+from impkit.config.chat import IMAGE_FORMATS, ChatConfig, ChatLimits
 from impkit.config.data import (
     IMAGE_STORE_MODES,
     DataConfig,
@@ -60,6 +62,9 @@ from impkit.config.train import (
 from impkit.config.world import WorldConfig, WorldSizes
 
 __all__ = [
+    "ChatConfig",
+    "ChatLimits",
+    "IMAGE_FORMATS",
     "FlowsConfig",
     "ImportedCheckpoint",
     "ImportsConfig",

@@ -281,6 +281,28 @@ def render_prompt(template: ChatTemplate, question: str, has_image: bool, *, sys
     return "".join(s.text for s in segments)
 
 
+def render_chat_prompt(
+    template: ChatTemplate, turns: Sequence[tuple[str, str]], has_image: bool, *, system: str | None = None
+) -> str:
+    """Inference prompt of a multi-turn chat: ``(role, text)`` turns alternating "user" and
+    "assistant", ending with a user turn, each earlier answer rendered as training renders it, then
+    the generation prompt. With an image, the first user turn starts with ``<image>\\n`` (one image,
+    before the first question, as LLaVA trains). One user turn gives exactly ``render_prompt``."""
+    turns = list(turns)
+    if not turns or turns[-1][0] != USER:
+        raise TemplateError("a chat prompt ends with a user turn")
+    for i, (role, _) in enumerate(turns):
+        if role != (USER if i % 2 == 0 else ASSISTANT):
+            raise TemplateError(f"turn {i}: roles must alternate user, assistant, user, ... (got {role!r})")
+    count = sum(text.count(IMAGE_TAG) for _, text in turns)
+    if count:
+        raise TemplateError(f"the chat's text holds {count} {IMAGE_TAG} tag(s); the image is passed on its own")
+    if has_image:
+        turns[0] = (USER, f"{IMAGE_TAG}\n{turns[0][1].strip()}")
+    segments = _render(template, turns, has_image, add_generation_prompt=True, system=system)
+    return "".join(s.text for s in segments)
+
+
 # ---------------------------------------------------------------------------------------------
 # Tokenization
 
