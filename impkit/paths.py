@@ -28,6 +28,7 @@ TWINS = Path("data/twins")  # the ten benchmarks' synthetic twins, in their offi
 # -- models ----------------------------------------------------------------------------------------
 
 BACKBONES = Path("models/backbones")
+BACKBONES_TIMINGS = Path("reports/backbones_timings.json")  # how long each backbone took (outside the folder)
 
 
 def aligned(preset: str) -> Path:

@@ -550,3 +550,30 @@ def test_the_tokenizer_learns_the_chat_templates_fixed_text(world):
         short = len(family_tokenizer(with_templates, family)(head)["input_ids"])
         long = len(family_tokenizer(without, family)(head)["input_ids"])
         assert short <= 1.5 * len(head.split()) and short < 0.6 * long, (family, short, long)
+
+
+def test_the_backbones_record_keeps_its_timings_apart():
+    """backbones.json must be the same for the same inputs (align and tune depend on the folder); how
+    long each part took goes to its own report, nested as it was."""
+    from impkit.train.backbones.build import split_timings
+
+    report = {
+        "tokenizer": {"vocab": 400, "seconds": 1.5},
+        "vision": {"steps": 4, "loss_last": 1.2, "samples_per_s": 56.7, "wall_s": 563.8},
+        "llm-phi2": {"steps": 4, "tokens_per_s": 1198.6, "wall_s": 299.0},
+        "processes": 2,
+        "seconds": 663.0,
+    }
+    decided, timings = split_timings(report)
+    assert decided == {
+        "tokenizer": {"vocab": 400},
+        "vision": {"steps": 4, "loss_last": 1.2},
+        "llm-phi2": {"steps": 4},
+        "processes": 2,
+    }
+    assert timings == {
+        "tokenizer": {"seconds": 1.5},
+        "vision": {"samples_per_s": 56.7, "wall_s": 563.8},
+        "llm-phi2": {"tokens_per_s": 1198.6, "wall_s": 299.0},
+        "seconds": 663.0,
+    }

@@ -169,6 +169,10 @@ def test_dvc_repro_builds_the_default_pipeline_and_reruns_as_a_no_op(micro_repo,
     assert backbones["processes"] == min(2, usable_cores())
     assert {"vision", "llm-phi2"} <= set(backbones)
     assert backbones["precision"] == {"vision": "fp32", "llm": "fp32"}  # auto on an AVX2-only CPU
+    # the folder holds what the inputs decide; its timings are a report of their own
+    assert "wall_s" not in backbones["vision"] and "seconds" not in backbones
+    timings = json.loads((micro_repo / "reports" / "backbones_timings.json").read_text())
+    assert timings["vision"]["wall_s"] > 0 and timings["llm-phi2"]["tokens_per_s"] > 0
 
     for preset in MICRO["train.presets"]:
         release = micro_repo / "releases" / preset

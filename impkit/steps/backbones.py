@@ -41,6 +41,14 @@ def main(args: argparse.Namespace) -> None:
         raise ConfigError(f"train.presets names unknown presets {unknown}; known presets: {sorted(presets)}")
     build = {n: load_section(PresetConfig, f"model.presets.{n}", params) for n in train.presets}
     processes = cpu_processes_to_start(train.cpu_processes)  # the parts train side by side without a GPU
-    report = build_backbones(cfg, build, paths.WORLD, paths.ASSEMBLED, paths.BACKBONES, processes=processes)
+    report = build_backbones(
+        cfg,
+        build,
+        paths.WORLD,
+        paths.ASSEMBLED,
+        paths.BACKBONES,
+        processes=processes,
+        timings_out=paths.BACKBONES_TIMINGS,
+    )
     chosen = report.get("precision", {})
     note(precision=" / ".join(sorted(set(chosen.values()))) or None)

@@ -186,9 +186,12 @@ def build_backbones(
     out: Path,
     *,
     processes: int = 1,
+    timings_out: Path | None = None,
 ) -> dict[str, Any]:
     """Tokenizer, one shared vision tower, one causal LM per family of the offline presets; for the
-    real presets, a record of the sources they load.
+    real presets, a record of the sources they load. ``out/backbones.json`` holds what the inputs
+    decide; how long each part took and how fast it ran go to ``timings_out`` (a rebuild that trains
+    the same weights then writes the same folder, and nothing downstream reruns for a timing).
 
     The tower and the LMs train independently: with ``processes`` > 1 they train side by side, one
     process of one thread each (``impkit.train.side_by_side``); with 1, one after another here."""
@@ -220,5 +223,30 @@ def build_backbones(
     report["vision"]["encoder"] = cfg.vision.encoder
     report["processes"] = min(processes, len(jobs))
     report["seconds"] = round(time.perf_counter() - start, 1)
-    write_json(out / "backbones.json", report)
+    decided, timings = split_timings(report)
+    write_json(out / "backbones.json", decided)
+    if timings_out is not None:
+        write_json(timings_out, timings)
     return report
+
+
+# the figures of a run that depend on the machine and its load, not on the inputs
+TIMING_KEYS = ("seconds", "wall_s", "samples_per_s", "tokens_per_s")
+
+
+def split_timings(report: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``report`` without its timing figures (``TIMING_KEYS`` at any depth), and those figures alone,
+    nested as they were."""
+    decided: dict[str, Any] = {}
+    timings: dict[str, Any] = {}
+    for key, value in report.items():
+        if key in TIMING_KEYS:
+            timings[key] = value
+        elif isinstance(value, dict):
+            kept, timed = split_timings(value)
+            decided[key] = kept
+            if timed:
+                timings[key] = timed
+        else:
+            decided[key] = value
+    return decided, timings
