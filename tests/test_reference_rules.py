@@ -263,3 +263,51 @@ def test_score_option_flag(tmp_path, capsys, caplog):
         cli.main(["score", "gqa", "--annotations", str(ann), "--predictions", str(preds), "--option", "nope"])
     assert exit_.value.code == 1
     assert "gqa has no option 'nope' (its options: strip_whitespace)" in caplog.text
+
+
+def test_vizwiz_reads_llavas_answers_through_its_question_file(tmp_path):
+    """LLaVA answers VizWiz as `{question_id, text}` lines; its converter finds each question's image in
+    llava_test.jsonl and submits the EvalAI-processed answer. The same file scores as the converted one."""
+    ann = tmp_path / "val.json"
+    ann.write_text(
+        json.dumps(
+            [
+                {
+                    "image": f"VizWiz_val_{i:08d}.jpg",
+                    "question": "?",
+                    "answer_type": "other",
+                    "answers": [{"answer": a}] * 10,
+                }
+                for i, a in enumerate(["red", "two dogs", "unanswerable"])
+            ]
+        )
+    )
+    questions = tmp_path / "llava_test.jsonl"
+    questions.write_text(
+        "\n".join(json.dumps({"question_id": i, "image": f"VizWiz_val_{i:08d}.jpg", "text": "?"}) for i in range(3))
+    )
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text(
+        "\n".join(
+            json.dumps({"question_id": i, "prompt": "?", "text": t})
+            for i, t in [(2, "Unanswerable"), (0, "Red."), (1, "2 dogs")]
+        )
+    )
+    converted = tmp_path / "results.json"
+    converted.write_text(
+        json.dumps(
+            [
+                {"image": "VizWiz_val_00000000.jpg", "answer": evalai_answer("Red.")},
+                {"image": "VizWiz_val_00000001.jpg", "answer": evalai_answer("2 dogs")},
+                {"image": "VizWiz_val_00000002.jpg", "answer": evalai_answer("Unanswerable")},
+            ]
+        )
+    )
+    vizwiz = registry.get("vizwiz")
+    from_llava = vizwiz.score(ann, answers, questions)
+    assert from_llava == vizwiz.score(ann, converted)
+    assert from_llava["headline"]["value"] == pytest.approx(200 / 3)  # "2 dogs" is not the humans' "two dogs"
+    with pytest.raises(ScoringError, match="give its question file"):
+        vizwiz.score(ann, answers)
+    with pytest.raises(ScoringError, match="does not use a questions file"):
+        vizwiz.score(ann, converted, questions)

@@ -28,6 +28,8 @@ from impkit.eval.benchmarks.official import Images, most_common, one_file_reader
 from impkit.eval.scoring.inputs import (
     PathLike,
     ScoringError,
+    answer_field,
+    answer_text,
     existing,
     field,
     id_key,
@@ -36,7 +38,7 @@ from impkit.eval.scoring.inputs import (
     read_records,
     reject_unused,
 )
-from impkit.eval.scoring.vqa import soft_accuracy_result
+from impkit.eval.scoring.vqa import evalai_answer, soft_accuracy_result
 
 
 def _raw(answer: str) -> str:
@@ -47,8 +49,10 @@ def score_vizwiz(
     annotations: PathLike | None, predictions: PathLike, questions: PathLike | None = None
 ) -> dict[str, Any]:
     """``annotations``: ``[{image, answers: [{answer, answer_confidence}...], answer_type}]``;
-    ``predictions``: ``[{image, answer}]`` (the image file name is the question id)."""
-    reject_unused(questions, "questions", "vizwiz")
+    ``predictions``: ``[{image, answer}]`` (the image file name is the question id), or LLaVA's own
+    answers file (``{question_id, text}`` lines) with its question file as ``questions``
+    (``{question_id, image}`` lines): each answer then goes to its question's image through the EvalAI
+    answer processor, as LLaVA's ``convert_vizwiz_for_submission.py`` submits it."""
     records = read_json(annotations, "VizWiz annotations", list)
     by_image: dict[str, dict[str, Any]] = {}
     for i, record in enumerate(records):
@@ -63,9 +67,12 @@ def score_vizwiz(
     if not by_image:
         raise ScoringError(f"{annotations}: no questions to score")
 
-    preds = index_predictions(
-        read_records(predictions, "VizWiz results"), "image", "answer", by_image, predictions, "VizWiz results"
-    )
+    given = read_records(predictions, "VizWiz results")
+    if answer_field(given, "answer") == "text":
+        given = _llava_answers_by_image(given, predictions, questions)
+    else:
+        reject_unused(questions, "questions", "vizwiz (results keyed by image)")
+    preds = index_predictions(given, "image", "answer", by_image, predictions, "VizWiz results")
     rows = (
         (
             image,
@@ -78,6 +85,32 @@ def score_vizwiz(
         for image, record in by_image.items()
     )
     return soft_accuracy_result("vizwiz", rows, preds)
+
+
+def _llava_answers_by_image(
+    answers: list[dict[str, Any]], predictions: PathLike, questions: PathLike | None
+) -> list[dict[str, str]]:
+    """LLaVA's answers (``{question_id, text}``) as VizWiz results ``{image, answer}``."""
+    if questions is None:
+        raise ScoringError(
+            f"{predictions}: LLaVA's answers name questions by question_id; give its question file "
+            "(--questions llava_test.jsonl) to find each question's image"
+        )
+    image_of = {}
+    for i, question in enumerate(read_records(questions, "LLaVA VizWiz questions")):
+        where = f"question {i + 1}"
+        image_of[id_key(field(question, "question_id", questions, where), questions, where)] = id_key(
+            field(question, "image", questions, where), questions, where
+        )
+    results = []
+    for i, answer in enumerate(answers):
+        where = f"answer {i + 1}"
+        qid = id_key(field(answer, "question_id", predictions, where), predictions, where)
+        if qid not in image_of:
+            raise ScoringError(f"{predictions}: {where} answers question {qid}, which {questions} does not have")
+        text = answer_text(field(answer, "text", predictions, where), predictions, where)
+        results.append({"image": image_of[qid], "answer": evalai_answer(text)})
+    return results
 
 
 if TYPE_CHECKING:
@@ -119,7 +152,11 @@ BENCHMARK = Benchmark(
     label="VizWiz",
     paper_column=2,
     score=score_vizwiz,
-    score_inputs=ScoreInputs("val.json", "-", "[{image, answer}]"),
+    score_inputs=ScoreInputs(
+        "val.json",
+        "LLaVA's llava_test.jsonl, only with LLaVA's answers",
+        "[{image, answer}] or LLaVA's answers.jsonl",
+    ),
     prompt=prompts.vizwiz,
     read=one_file_reader(NAME, read_vizwiz),
     image_patterns=IMAGE_PATTERNS,
