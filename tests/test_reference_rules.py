@@ -16,19 +16,7 @@ from impkit.eval.benchmarks.mmbench import REFUSED, extract_option
 from impkit.eval.benchmarks.vqav2 import vqav2_accuracy
 from impkit.eval.scoring import ScoringError
 from impkit.eval.scoring.vqa import evalai_answer, normalize_answer, official_answer
-
-
-def write_json(path: Path, obj) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, ensure_ascii=False), encoding="utf-8")
-    return path
-
-
-def write_jsonl(path: Path, records) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    return path
-
+from tests.test_scoring import write_json, write_jsonl
 
 # ---------------------------------------------------------------- ScienceQA: other splits' ids
 
