@@ -20,6 +20,7 @@ import pytest
 import torch
 from imp_layouts import _imp_tokenizer, save_imp
 from published import LLM_ARCH, save_tokenizer
+from test_import import assert_f16_parity
 from transformers import AutoModelForCausalLM, AutoTokenizer, Phi3Config
 
 from impkit.export import ExportError, export_and_quantize, export_release
@@ -178,28 +179,10 @@ def imported_4b(tmp_path_factory):
 
 
 def test_imported_imp_4b_exports_and_passes_the_parity_check(tmp_path, imported_4b, eval_world, eval_twins):
-    from sections import section_with
-
-    from impkit.config import ParityConfig
-    from impkit.eval import benchmarks
-    from impkit.eval.parity import check, logit_parity, pick_prompts
-    from impkit.eval.runners import LlamaCppRunner, TorchRunner
-    from impkit.eval.twins import read_prompts
 
     record = export_release(imported_4b, tmp_path / "gguf")
     assert record["llm"]["tokenizer"]["model"] == "llama"
-    images = eval_world / "images"
-    rows = {b: read_prompts(eval_twins / b) for b in benchmarks.names() if (eval_twins / b / "prompts.jsonl").is_file()}
-    cfg = section_with(ParityConfig, "parity", prompts=6)
-    torch_runner = TorchRunner.from_release(imported_4b, image_root=images, device="cpu")
-    gguf_runner = LlamaCppRunner.from_export(
-        tmp_path / "gguf", "F16", imported_4b, image_root=images, logits_all=True, n_ctx=1024
-    )
-    try:
-        report = logit_parity(torch_runner, gguf_runner, pick_prompts(rows, cfg.prompts))
-    finally:
-        gguf_runner.close()
-    assert check(report, cfg) == [], report
+    assert_f16_parity(imported_4b, tmp_path / "gguf", eval_world, eval_twins)
 
 
 def test_imported_imp_4b_quantized_levels_load_and_run(tmp_path):

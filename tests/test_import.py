@@ -71,13 +71,7 @@ def test_unknown_layouts_are_refused_naming_the_key(hub, tmp_path):
 def test_impkit_import_then_gguf_parity_and_evaluation(tmp_path, eval_world, eval_twins):
     """The command line's import of a v1.5-3b folder gives a release that the later stages take: its F16
     GGUF passes the parity stage's check, and `impkit evaluate` answers the twins with it."""
-    from sections import section_with
 
-    from impkit.config import ParityConfig
-    from impkit.eval import benchmarks
-    from impkit.eval.parity import check, logit_parity, pick_prompts
-    from impkit.eval.runners import LlamaCppRunner, TorchRunner
-    from impkit.eval.twins import read_prompts
     from impkit.export import export_release
 
     pytest.importorskip("llama_cpp")
@@ -87,22 +81,20 @@ def test_impkit_import_then_gguf_parity_and_evaluation(tmp_path, eval_world, eva
     assert Release.open(release).meta["imported"]["layout"] == "v1.5"
 
     export_release(release, tmp_path / "gguf")
-    images = eval_world / "images"
-    rows = {b: read_prompts(eval_twins / b) for b in benchmarks.names() if (eval_twins / b / "prompts.jsonl").is_file()}
-    cfg = section_with(ParityConfig, "parity", prompts=6)
-    torch_runner = TorchRunner.from_release(release, image_root=images, device="cpu")
-    gguf_runner = LlamaCppRunner.from_export(
-        tmp_path / "gguf", "F16", release, image_root=images, logits_all=True, n_ctx=1024
-    )
-    try:
-        report = logit_parity(torch_runner, gguf_runner, pick_prompts(rows, cfg.prompts))
-    finally:
-        gguf_runner.close()
-    assert check(report, cfg) == [], report
+    assert_f16_parity(release, tmp_path / "gguf", eval_world, eval_twins)
 
     out = tmp_path / "eval"
     cli(
-        ["evaluate", str(release), "--twins", str(eval_twins), "--images", str(images), "--out", str(out)]
+        [
+            "evaluate",
+            str(release),
+            "--twins",
+            str(eval_twins),
+            "--images",
+            str(eval_world / "images"),
+            "--out",
+            str(out),
+        ]
         + ["--benchmarks", "pope", "sqa", "--batch-size", "4", "--no-blind"]
     )
     details = json.loads((out / "details.json").read_text())
@@ -241,3 +233,25 @@ def test_the_published_llm_configs_map_to_transformers_configs():
     assert {k: getattr(a, k) for k in keys} == {k: getattr(b, k) for k in keys}
     assert a.rope_parameters["partial_rotary_factor"] == b.rope_parameters["partial_rotary_factor"] == 0.4
     assert not hasattr(b, "mm_vision_tower") and b.model_type == "phi"
+
+
+def assert_f16_parity(release, gguf_dir, eval_world, eval_twins) -> None:
+    """The release's exported F16 GGUF computes what PyTorch computes: the parity stage's check."""
+    from sections import section_with
+
+    from impkit.config import ParityConfig
+    from impkit.eval import benchmarks
+    from impkit.eval.parity import check, logit_parity, pick_prompts
+    from impkit.eval.runners import LlamaCppRunner, TorchRunner
+    from impkit.eval.twins import read_prompts
+
+    images = eval_world / "images"
+    rows = {b: read_prompts(eval_twins / b) for b in benchmarks.names() if (eval_twins / b / "prompts.jsonl").is_file()}
+    cfg = section_with(ParityConfig, "parity", prompts=6)
+    torch_runner = TorchRunner.from_release(release, image_root=images, device="cpu")
+    gguf_runner = LlamaCppRunner.from_export(gguf_dir, "F16", release, image_root=images, logits_all=True, n_ctx=1024)
+    try:
+        report = logit_parity(torch_runner, gguf_runner, pick_prompts(rows, cfg.prompts))
+    finally:
+        gguf_runner.close()
+    assert check(report, cfg) == [], report
