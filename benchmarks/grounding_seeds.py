@@ -40,7 +40,9 @@ def _override(params: dict, dotted: str, value: str) -> None:
     node[last] = yaml.safe_load(value)
 
 
-def _workspace(root: Path, seed: int, overrides: list[str]) -> Path:
+def _workspace(root: Path, seed: int, overrides: list[str], backbones_from: Path | None = None) -> Path:
+    """The run's folder; with ``backbones_from`` (a workspace of the same setting and data), its
+    backbones are linked instead of rebuilt: they do not depend on ``train.seed``."""
     work = root / f"seed-{seed}"
     work.mkdir(parents=True, exist_ok=True)
     own_data = any(item.startswith(OWN_DATA) for item in overrides)
@@ -66,7 +68,11 @@ def _workspace(root: Path, seed: int, overrides: list[str]) -> Path:
         _run(work, "stages.assemble_data")
         _run(work, "impkit.cli", "twins", "--out", "data/twins")
     if own_backbones and not (work / "models" / "backbones" / "backbones.json").is_file():
-        _run(work, "stages.backbones")
+        if backbones_from is not None and not own_data:
+            (work / "models").mkdir(exist_ok=True)
+            (work / "models" / "backbones").symlink_to(backbones_from / "models" / "backbones")
+        else:
+            _run(work, "stages.backbones")
     return work
 
 
@@ -97,8 +103,10 @@ def main() -> None:
     parser.add_argument("--twins", action="store_true", help="also evaluate on the twins (VQAv2, POPE vs majority)")
     args = parser.parse_args()
     rows = []
+    first = None
     for seed in args.seeds:
-        work = _workspace(REPO / "build" / "grounding" / args.tag, seed, args.overrides)
+        work = _workspace(REPO / "build" / "grounding" / args.tag, seed, args.overrides, backbones_from=first)
+        first = first or work
         for preset in args.presets:
             report = work / "reports" / "train" / f"{preset}.json"
             seconds = 0.0

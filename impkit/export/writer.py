@@ -44,9 +44,11 @@ def write_gguf(path: Path, arch: str, fill: Callable[[gguf.GGUFWriter], None]) -
     return {**summary(path), "seconds": round(time.perf_counter() - start, 3)}
 
 
-def summary(path: Path) -> dict[str, Any]:
-    """Path, size in bytes, tensor count and tensors per GGML type of a GGUF file."""
-    reader = gguf.GGUFReader(str(path))
+def summary(path: Path, reader: gguf.GGUFReader | None = None) -> dict[str, Any]:
+    """Path, size in bytes, tensor count and tensors per GGML type of a GGUF file; ``reader`` (of a
+    file with the same tensors and types) saves reading it again, which takes seconds for a file with
+    a large vocabulary."""
+    reader = reader or gguf.GGUFReader(str(path))
     types = Counter(gguf.GGMLQuantizationType(t.tensor_type).name for t in reader.tensors)
     return {
         "path": str(path),
