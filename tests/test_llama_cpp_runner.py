@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from conftest import TWIN_SIZES
@@ -62,6 +63,36 @@ def test_f16_answers_equal_the_torch_runners_with_and_without_the_image(exported
         assert described["backend"] == "llama.cpp" and described["level"] == "F16"
     finally:
         runner.close()
+
+
+def test_the_shared_system_text_is_read_once_and_changes_no_logit(exported, eval_twins, eval_world):
+    from impkit.eval.runners.base import question_image
+
+    release, gguf = exported
+    _, questions = twin_questions(eval_twins, 3)
+    runner = LlamaCppRunner.from_export(gguf, "Q8_0", release, image_root=eval_world / "images", n_threads=THREADS)
+    session, decoded = runner.session, []
+    read_text = session.eval_text
+    session.eval_text = lambda tokens: (decoded.append(len(tokens)), read_text(tokens))[1]
+    logits, read = {}, {}
+    try:
+        for reuse in (False, True):
+            decoded.clear()
+            logits[reuse] = []
+            for question in questions:
+                image = question.image and runner.processor.prepare(
+                    question_image(question, eval_world / "images", runner.image_size)
+                )
+                session.eval_prompt(runner.prompt_text(question), image or None, reuse_prefix=reuse)
+                logits[reuse].append(session.last_logits())
+                session.greedy(4, runner.stop_ids)  # an answer in between, as when answering
+            read[reuse] = sum(decoded)
+    finally:
+        runner.close()
+    assert all(np.array_equal(a, b) for a, b in zip(logits[False], logits[True], strict=True))
+    assert len({tuple(row[:8]) for row in logits[False]}) > 3  # the logits differ between questions
+    with_image = [q for q in questions if q.image is not None]
+    assert len(with_image) > 3 and read[True] < read[False]  # the system text was not read again
 
 
 def test_parity_holds_for_the_export_and_breaks_for_another_models_file(exported, eval_twins, eval_world, tmp_path):

@@ -11,7 +11,8 @@ columns, here for all ten benchmarks):
   squash, then resize to the model's input size), so llama.cpp resizes nothing and both backends
   see the same pixels;
 * one question at a time: llama.cpp's Python binding decodes one sequence, and at these sizes a
-  question costs milliseconds.
+  question costs milliseconds; the template's system text before the image is read once and kept
+  in the cache from question to question (``GGUFSession.eval_prompt``'s ``reuse_prefix``).
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ class LlamaCppRunner(Runner):
                     image = self.processor.prepare(
                         question_image(question, self.image_root, self.image_size, blank=blank_images)
                     )
-                self.session.eval_prompt(self.prompt_text(question), image)
+                self.session.eval_prompt(self.prompt_text(question), image, reuse_prefix=True)
                 tokens = self.session.greedy(self.max_new_tokens, self.stop_ids)
                 answers.append(clean_answer(self.session.detokenize(tokens), self.stop_strings))
                 bar.update(1)
