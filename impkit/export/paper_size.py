@@ -239,11 +239,6 @@ class RandomWeights(Mapping[str, torch.Tensor]):
                 self.bar.update((stop - start) * 2)
         return torch.from_numpy(array)
 
-    def release(self, names: Sequence[str]) -> None:
-        """Forget tensors (their scratch files stay until the scratch folder goes)."""
-        for name in names:
-            self._made.pop(name, None)
-
 
 def _fill_llm(writer: gguf.GGUFWriter, plan: PaperSizePlan, state: Mapping[str, torch.Tensor]) -> dict:
     arch, config = plan.arch, plan.config
