@@ -96,6 +96,7 @@ def _deepspeed(recipe, stage: str) -> str | None:
 
 
 def _align(name, preset, recipe, train, live) -> None:
+    from impkit.train.launch import leave_process_group
     from impkit.train.pipeline import align
 
     align(
@@ -111,12 +112,13 @@ def _align(name, preset, recipe, train, live) -> None:
         sample_cache_mb=train.sample_cache_mb,
         deepspeed=_deepspeed(recipe, "stage1"),
     )
+    leave_process_group()
 
 
 def _tune(name, preset, recipe, train, live) -> None:
     from impkit.eval.heldout import check_release
     from impkit.io import write_json
-    from impkit.train.launch import is_main_process, use_every_core
+    from impkit.train.launch import is_main_process, leave_process_group, use_every_core
     from impkit.train.pipeline import tune
 
     meta = tune(
@@ -133,6 +135,7 @@ def _tune(name, preset, recipe, train, live) -> None:
         sample_cache_mb=train.sample_cache_mb,
         deepspeed=_deepspeed(recipe, "stage2"),
     )
+    leave_process_group()
     if not is_main_process():
         return
     use_every_core()  # the other training processes are done: the held-out check gets their cores

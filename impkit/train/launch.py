@@ -51,6 +51,18 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def leave_process_group() -> None:
+    """Every training process, once training and its collective steps (ZeRO-3's gather, the merge)
+    are done: wait for the others, then leave the process group. A process that exits with the group
+    still open can abort in its C++ teardown ("terminate called without an active exception", exit
+    -6), and torchrun then fails the stage after training had finished."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def use_every_core() -> None:
     """After training, in the one process left: threads on every usable core again."""
     torch.set_num_threads(usable_cores())
