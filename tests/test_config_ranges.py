@@ -102,3 +102,10 @@ def test_bounds(bound, inside, outside, text):
     for value in outside:
         with pytest.raises(ConfigError, match="k: must be"):
             bound.check(value, "k")
+
+
+def test_the_held_out_check_takes_a_count_or_every_question():
+    assert from_dict(TrainSettings, _with("train", ("heldout_questions",), None), "train").heldout_questions is None
+    assert from_dict(TrainSettings, _with("train", ("heldout_questions",), 900), "train").heldout_questions == 900
+    with pytest.raises(ConfigError, match="train.heldout_questions"):
+        from_dict(TrainSettings, _with("train", ("heldout_questions",), 0), "train")

@@ -87,7 +87,8 @@ class TrainSettings:
 
     presets: list[str]  # the presets the pipeline trains (the foreach of dvc.yaml's align/tune stages)
     seed: int
-    heldout_questions: int  # held-out questions for the with-image / blank / shuffled check after stage 2
+    # held-out questions for the with-image / blank / shuffled check after stage 2; None: every one
+    heldout_questions: int | None
     eval_batch_size: int
     recipes: Mapping[str, Any]  # name -> TrainRecipe mapping, typed when a preset picks one
     # Data-parallel training processes of one thread each on a machine without a GPU
@@ -103,7 +104,7 @@ class TrainSettings:
     sample_cache_mb: float
 
     def __post_init__(self) -> None:
-        if self.heldout_questions < 1 or self.eval_batch_size < 1:
+        if (self.heldout_questions is not None and self.heldout_questions < 1) or self.eval_batch_size < 1:
             raise ConfigError("train.heldout_questions and train.eval_batch_size must be at least 1")
         if self.sample_cache_mb < 0:
             raise ConfigError(f"train.sample_cache_mb must be at least 0, got {self.sample_cache_mb}")
