@@ -123,6 +123,22 @@ def test_diff_gives_every_change_and_the_noise_band_of_timings(tmp_path):
     assert "outside noise" in diff_table(a, b)
 
 
+def test_diff_refuses_to_compare_shares_of_different_question_sets(tmp_path):
+    """A release checked on the first 200 held-out questions and one checked on all 1,266: the
+    accuracies are side by side, but no change is claimed between them."""
+    a = _record(tmp_path)
+    b = copy.deepcopy(_record(tmp_path, weights=b"b"))
+    for run in b["heldout"]["release"].values():
+        run["n"] = 1266
+    rows = {row["figure"]: row for row in diff(a, b)}
+    held = rows["heldout.release.with_image.accuracy"]
+    assert held["a"] == 0.49 and held["change"] is None and held["questions"] == (200, 1266)
+    assert rows["benchmarks.torch.vqav2.soft_accuracy"]["change"] == 0  # same questions: compared
+    assert "questions" not in rows["benchmarks.torch.vqav2.soft_accuracy"]
+    assert "not comparable: 200 vs 1266 questions" in diff_table(a, b)
+    assert "heldout.release.with_image.accuracy" in {r["figure"] for r in diff(a, b, changed_only=True)}
+
+
 def test_the_model_card_follows_hugging_face_conventions(tmp_path):
     record = _record(tmp_path)
     card = model_card(record)

@@ -1,6 +1,8 @@
 """Every figure two release records share, side by side: benchmarks per backend and level, held-out
 check, parity, sizes, latency. A timing carries its noise band (the min and max over the latency
-protocol's runs); a change whose bands overlap is marked as within noise."""
+protocol's runs); a change whose bands overlap is marked as within noise. A share of questions
+asked of a different number of questions (``n``) in the two records, e.g. a held-out check over
+200 questions against one over all 1,266, is not comparable: it gets no change."""
 
 from __future__ import annotations
 
@@ -25,6 +27,35 @@ def _numbers(prefix: str, tree: Any, out: dict[str, Figure]) -> None:
             _numbers(f"{prefix}.{key}" if prefix else str(key), value, out)
 
 
+def _question_counts(prefix: str, tree: Any, out: dict[str, int]) -> None:
+    """The number of questions (``n``) behind the figures under each prefix that records one."""
+    if not isinstance(tree, Mapping):
+        return
+    n = tree.get("n")
+    if isinstance(n, int) and not isinstance(n, bool):
+        out[prefix] = n
+    for key, value in tree.items():
+        _question_counts(f"{prefix}.{key}" if prefix else str(key), value, out)
+
+
+def question_counts(record: Mapping[str, Any]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for section in ("heldout", "benchmarks"):
+        _question_counts(section, record.get(section), out)
+    return out
+
+
+def _counts_differ(name: str, na: Mapping[str, int], nb: Mapping[str, int]) -> tuple[int, int] | None:
+    """(n in a, n in b) when the figure ``name`` rests on different numbers of questions."""
+    owners = [p for p in set(na) | set(nb) if name == p or name.startswith(p + ".")]
+    if not owners:
+        return None
+    owner = max(owners, key=len)
+    if owner in na and owner in nb and na[owner] != nb[owner]:
+        return na[owner], nb[owner]
+    return None
+
+
 def figures(record: Mapping[str, Any]) -> dict[str, Figure]:
     """The record's comparable figures, flattened to dotted names."""
     out: dict[str, Figure] = {}
@@ -36,13 +67,18 @@ def figures(record: Mapping[str, Any]) -> dict[str, Figure]:
 
 def diff(a: Mapping[str, Any], b: Mapping[str, Any], *, changed_only: bool = False) -> list[dict[str, Any]]:
     """One row per figure either record has: both values, the change and, for timings, whether the
-    runs' ranges overlap (``within_noise``)."""
+    runs' ranges overlap (``within_noise``); a share of different numbers of questions gets no change
+    and ``questions`` = (n in a, n in b)."""
     fa, fb = figures(a), figures(b)
+    na, nb = question_counts(a), question_counts(b)
     rows = []
     for name in sorted(set(fa) | set(fb)):
         va, vb = fa.get(name), fb.get(name)
         row: dict[str, Any] = {"figure": name, "a": va[0] if va else None, "b": vb[0] if vb else None}
         row["change"] = None if va is None or vb is None else vb[0] - va[0]
+        counts = _counts_differ(name, na, nb)
+        if counts is not None:
+            row["change"], row["questions"] = None, counts
         bands = (va[1] if va else None, vb[1] if vb else None)
         if bands[0] and bands[1]:
             row["band_a"], row["band_b"] = bands
@@ -64,6 +100,8 @@ def diff_table(a: Mapping[str, Any], b: Mapping[str, Any], *, changed_only: bool
     ]
     for row in diff(a, b, changed_only=changed_only):
         noise = ""
+        if "questions" in row:
+            noise = "not comparable: {} vs {} questions".format(*row["questions"])
         if "within_noise" in row:
             (lo_a, hi_a), (lo_b, hi_b) = row["band_a"], row["band_b"]
             verdict = "within noise" if row["within_noise"] else "outside noise"
