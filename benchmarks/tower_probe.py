@@ -1,0 +1,145 @@
+"""Benchmark: what do the vision tower's patch tokens say about each object? Linear probes for an
+object's shape, colour and size, read from the tokens the projector reads, beside the same probe on
+the pixels around the object (the information the image holds) and the class prior.
+
+    .venv/bin/python -m benchmarks.tower_probe [--tower models/backbones/vision] [--sizes 64 48]
+
+A probe is a multinomial logistic regression trained on the objects of the world's training scenes
+(``data/world/scenes.jsonl``) and scored on those of the held-out scenes. An object's token feature is
+the mean of the patch tokens its bounding box overlaps. Where the tokens score far below the pixels,
+the tower drops what the multimodal model would need; where both are high and the model still
+answers at chance, the loss is on the language model's side (docs/experiments.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import SiglipVisionModel
+
+from impkit.model.image_processing import ImageProcessor
+
+ATTRIBUTES = ("shape", "colour", "size")
+PROJECTOR_LAYER = -2  # the layer LLaVA's projector reads (vision_feature_layer in impkit/model/presets.py)
+
+
+def scenes(path: Path, limit: int | None) -> list[dict]:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r for r in rows if r["kind"] == "scene"][:limit]
+
+
+def images(records: list[dict], root: Path, size: int) -> np.ndarray:
+    processor = ImageProcessor(size, "pad")
+    out = []
+    for r in records:
+        with Image.open(root / r["image"]) as im:
+            out.append(processor.pixels(im))
+    return np.stack(out)
+
+
+@torch.no_grad()
+def token_features(tower: SiglipVisionModel, pixels: np.ndarray, size: int, layer: int) -> torch.Tensor:
+    """[images, patches, width] tokens of ``layer`` (positions resized where ``size`` is not the tower's)."""
+    processor = ImageProcessor(size, "pad")
+    chunks = []
+    for start in range(0, len(pixels), 256):
+        batch = processor.normalise(list(pixels[start : start + 256]))
+        out = tower(
+            pixel_values=batch, output_hidden_states=True, interpolate_pos_encoding=size != tower.config.image_size
+        )
+        chunks.append(out.hidden_states[layer].float())
+    return torch.cat(chunks)
+
+
+def object_rows(records: list[dict], tokens: torch.Tensor, pixels: np.ndarray, world_size: int, patch: int):
+    """Per object: the mean of the tokens its box overlaps, the pixels of a window around its centre
+    (a third of the image on a side: one grid cell), and its attributes."""
+    size = pixels.shape[1]
+    grid = size // patch
+    half = size // 6
+    padded = np.pad(pixels.astype(np.float32) / 255.0, ((0, 0), (half, half), (half, half), (0, 0)))
+    feats, crops, labels = [], [], {a: [] for a in ATTRIBUTES}
+    for i, record in enumerate(records):
+        for obj in record["objects"]:
+            x0, y0, x1, y1 = obj["bbox"]  # inclusive world pixels -> [start, end) in patch units
+            x0, y0, x1, y1 = (v * grid / world_size for v in (x0, y0, x1 + 1, y1 + 1))
+            cells = [
+                py * grid + px
+                for py in range(grid)
+                for px in range(grid)
+                if px < x1 and px + 1 > x0 and py < y1 and py + 1 > y0
+            ]
+            feats.append(tokens[i, cells].mean(0))
+            cx, cy = (round(v * size / world_size) for v in obj["center"])
+            window = padded[i, cy : cy + 2 * half, cx : cx + 2 * half]
+            crops.append(torch.from_numpy((window - np.median(window, axis=(0, 1))).reshape(-1)))
+            for a in ATTRIBUTES:
+                labels[a].append(obj[a])
+    return torch.stack(feats), torch.stack(crops), labels
+
+
+def probe_accuracy(train_x: torch.Tensor, train_y: list[str], test_x: torch.Tensor, test_y: list[str]) -> float:
+    """Held-out accuracy of a multinomial logistic regression (standardised inputs, L2, full-batch LBFGS)."""
+    classes = sorted(set(train_y))
+    index = {c: i for i, c in enumerate(classes)}
+    mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+    xs, xt = (train_x - mean) / std, (test_x - mean) / std
+    ys = torch.tensor([index[c] for c in train_y])
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(xs.shape[1], len(classes))
+    opt = torch.optim.LBFGS(linear.parameters(), max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(linear(xs), ys) + 1e-3 * linear.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        predicted = [classes[i] for i in linear(xt).argmax(-1).tolist()]
+    return float(np.mean([p == t for p, t in zip(predicted, test_y, strict=True)]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tower", type=Path, default=Path("models/backbones/vision"))
+    parser.add_argument("--world", type=Path, default=Path("data/world"))
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[64, 48], help="input sizes (the presets' 64 and 48 px)"
+    )
+    parser.add_argument("--train-scenes", type=int, default=2500)
+    parser.add_argument("--layer", type=int, default=PROJECTOR_LAYER)
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    tower = SiglipVisionModel.from_pretrained(args.tower).eval()
+    world_size = json.loads((args.world / "world.json").read_text())["image_size"]
+    train = scenes(args.world / "scenes.jsonl", args.train_scenes)
+    test = scenes(args.world / "heldout" / "scenes.jsonl", None)
+    print(f"tower {args.tower} (layer {args.layer}); {len(train)} training scenes, {len(test)} held-out scenes")
+    print("| input | attribute | tokens | pixels around the object | class prior |\n|---|---|---|---|---|")
+    for size in args.sizes:
+        rows = {}
+        for name, records, root in (
+            ("train", train, args.world / "images"),
+            ("test", test, args.world / "heldout" / "images"),
+        ):
+            pixels = images(records, root, size)
+            tokens = token_features(tower, pixels, size, args.layer)
+            rows[name] = object_rows(records, tokens, pixels, world_size, tower.config.patch_size)
+        (tr_tok, tr_pix, tr_y), (te_tok, te_pix, te_y) = rows["train"], rows["test"]
+        for a in ATTRIBUTES:
+            prior = max(te_y[a].count(c) for c in set(te_y[a])) / len(te_y[a])
+            tok = probe_accuracy(tr_tok, tr_y[a], te_tok, te_y[a])
+            pix = probe_accuracy(tr_pix, tr_y[a], te_pix, te_y[a])
+            grid = size // tower.config.patch_size
+            print(f"| {size} px ({grid}x{grid} patches) | {a} | {tok:.3f} | {pix:.3f} | {prior:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
