@@ -19,36 +19,28 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from transformers import SiglipVisionModel
 
 from impkit.model.image_processing import ImageProcessor
+from impkit.train.backbones.inputs import read_scenes
+from impkit.train.backbones.vision import load_images, normalise
 
 ATTRIBUTES = ("shape", "colour", "size")
 PROJECTOR_LAYER = -2  # the layer LLaVA's projector reads (vision_feature_layer in impkit/model/presets.py)
 
 
 def scenes(path: Path, limit: int | None) -> list[dict]:
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [r for r in rows if r["kind"] == "scene"][:limit]
-
-
-def images(records: list[dict], root: Path, size: int) -> np.ndarray:
-    processor = ImageProcessor(size, "pad")
-    out = []
-    for r in records:
-        with Image.open(root / r["image"]) as im:
-            out.append(processor.pixels(im))
-    return np.stack(out)
+    return [r for r in read_scenes(path) if r["kind"] == "scene"][:limit]
 
 
 @torch.no_grad()
-def token_features(tower: SiglipVisionModel, pixels: np.ndarray, size: int, layer: int) -> torch.Tensor:
-    """[images, patches, width] tokens of ``layer`` (positions resized where ``size`` is not the tower's)."""
-    processor = ImageProcessor(size, "pad")
+def token_features(tower: SiglipVisionModel, pixels: torch.Tensor, processor: ImageProcessor, layer: int):
+    """[images, patches, width] tokens of ``layer`` for uint8 images (positions resized where their
+    size is not the tower's)."""
+    size = processor.size
     chunks = []
     for start in range(0, len(pixels), 256):
-        batch = processor.normalise(list(pixels[start : start + 256]))
+        batch = normalise(pixels[start : start + 256], processor)
         out = tower(
             pixel_values=batch, output_hidden_states=True, interpolate_pos_encoding=size != tower.config.image_size
         )
@@ -116,7 +108,6 @@ def main() -> None:
     parser.add_argument("--train-scenes", type=int, default=2500)
     parser.add_argument("--layer", type=int, default=PROJECTOR_LAYER)
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     tower = SiglipVisionModel.from_pretrained(args.tower).eval()
     world_size = json.loads((args.world / "world.json").read_text())["image_size"]
     train = scenes(args.world / "scenes.jsonl", args.train_scenes)
@@ -129,9 +120,10 @@ def main() -> None:
             ("train", train, args.world / "images"),
             ("test", test, args.world / "heldout" / "images"),
         ):
-            pixels = images(records, root, size)
-            tokens = token_features(tower, pixels, size, args.layer)
-            rows[name] = object_rows(records, tokens, pixels, world_size, tower.config.patch_size)
+            processor = ImageProcessor(size, "pad")
+            pixels = load_images([r["image"] for r in records], root, processor, f"{name} images", show=False)
+            tokens = token_features(tower, pixels, processor, args.layer)
+            rows[name] = object_rows(records, tokens, pixels.numpy(), world_size, tower.config.patch_size)
         (tr_tok, tr_pix, tr_y), (te_tok, te_pix, te_y) = rows["train"], rows["test"]
         for a in ATTRIBUTES:
             prior = max(te_y[a].count(c) for c in set(te_y[a])) / len(te_y[a])
