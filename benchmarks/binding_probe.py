@@ -23,13 +23,14 @@ import random
 import tempfile
 from pathlib import Path
 
+from benchmarks.tower_probe import scenes
 from impkit.config import PresetConfig, TrainSettings, load_params, load_section
 from impkit.data.synth.language import SHORT_ANSWER
+from impkit.data.synth.world import image_record
 from impkit.eval.heldout import accuracy, answer_questions, shuffled_images
 from impkit.hardware import read_machine
 from impkit.model.image_processing import ImageProcessor
-from impkit.release import Release
-from impkit.train.backbones.inputs import read_scenes
+from impkit.release import Release, ReleaseError
 from impkit.train.dataset import DataCollator, SupervisedDataset
 from impkit.train.parts import merged, prepare_stage2
 from impkit.train.trainer import fit_stage, resolve_stage
@@ -67,9 +68,7 @@ def questions(scenes_file: Path, kind: str, seed: int) -> list[dict]:
     ask = KINDS[kind]
     rng = random.Random(seed)
     out = []
-    for scene in read_scenes(scenes_file):
-        if scene["kind"] != "scene":
-            continue
+    for scene in scenes(scenes_file, None):
         qa = ask(rng, scene["objects"])
         if qa is not None:
             out.append({"image": scene["image"], "question": qa[0], "answer": qa[1], "type": kind})
@@ -79,14 +78,7 @@ def questions(scenes_file: Path, kind: str, seed: int) -> list[dict]:
 def as_records(asked: list[dict]) -> list[dict]:
     """LLaVA records with the short-answer suffix, as the world's VQA family writes them."""
     return [
-        {
-            "id": f"binding-{i:06d}",
-            "image": q["image"],
-            "conversations": [
-                {"from": "human", "value": f"<image>\n{q['question']}{SHORT_ANSWER}"},
-                {"from": "gpt", "value": q["answer"]},
-            ],
-        }
+        image_record(f"binding-{i:06d}", q["image"], [(q["question"] + SHORT_ANSWER, q["answer"])])
         for i, q in enumerate(asked)
     ]
 
@@ -108,7 +100,10 @@ def main() -> None:
     params = load_params(args.params)
     preset = load_section(PresetConfig, f"model.presets.{args.preset}", params)
     recipe = load_section(TrainSettings, "train", params).recipe(preset.train)
-    release = Release.open(args.aligned or Path("models/aligned") / args.preset)
+    try:
+        release = Release.open(args.aligned or Path("models/aligned") / args.preset)
+    except ReleaseError as err:
+        raise SystemExit(f"{err} (build the stage-1 model first: dvc repro align@{args.preset})") from None
     model, tokenizer = release.load()
     train_questions = questions(args.world / "scenes.jsonl", args.kind, args.seed)
     heldout = questions(args.world / "heldout" / "scenes.jsonl", args.kind, args.seed)
