@@ -9,6 +9,11 @@ A probe is a multinomial logistic regression trained on the objects of the world
 the mean of the patch tokens its bounding box overlaps. Where the tokens score far below the pixels,
 the tower drops what the multimodal model would need; where both are high and the model still
 answers at chance, the loss is on the language model's side (docs/experiments.md).
+
+The "another object's tokens" column probes an object's attribute from the tokens of a different
+object of the same scene (scenes of two or more objects): well above the class prior, the tokens
+carry the whole picture rather than their own patch, and a language model cannot find one named
+object by matching its tokens.
 """
 
 from __future__ import annotations
@@ -50,29 +55,35 @@ def token_features(tower: SiglipVisionModel, pixels: torch.Tensor, processor: Im
 
 def object_rows(records: list[dict], tokens: torch.Tensor, pixels: np.ndarray, world_size: int, patch: int):
     """Per object: the mean of the tokens its box overlaps, the pixels of a window around its centre
-    (a third of the image on a side: one grid cell), and its attributes."""
+    (a third of the image on a side: one grid cell), its attributes, and the mean of the tokens the
+    next object of its scene overlaps (NaN where the scene has no other object)."""
     size = pixels.shape[1]
     grid = size // patch
     half = size // 6
     padded = np.pad(pixels.astype(np.float32) / 255.0, ((0, 0), (half, half), (half, half), (0, 0)))
-    feats, crops, labels = [], [], {a: [] for a in ATTRIBUTES}
+    feats, crops, others, labels = [], [], [], {a: [] for a in ATTRIBUTES}
     for i, record in enumerate(records):
-        for obj in record["objects"]:
-            x0, y0, x1, y1 = obj["bbox"]  # inclusive world pixels -> [start, end) in patch units
-            x0, y0, x1, y1 = (v * grid / world_size for v in (x0, y0, x1 + 1, y1 + 1))
-            cells = [
-                py * grid + px
-                for py in range(grid)
-                for px in range(grid)
-                if px < x1 and px + 1 > x0 and py < y1 and py + 1 > y0
-            ]
-            feats.append(tokens[i, cells].mean(0))
+        own = [tokens[i, _overlapped(obj["bbox"], grid, world_size)].mean(0) for obj in record["objects"]]
+        for j, obj in enumerate(record["objects"]):
+            feats.append(own[j])
+            others.append(own[(j + 1) % len(own)] if len(own) > 1 else torch.full_like(own[j], float("nan")))
             cx, cy = (round(v * size / world_size) for v in obj["center"])
             window = padded[i, cy : cy + 2 * half, cx : cx + 2 * half]
             crops.append(torch.from_numpy((window - np.median(window, axis=(0, 1))).reshape(-1)))
             for a in ATTRIBUTES:
                 labels[a].append(obj[a])
-    return torch.stack(feats), torch.stack(crops), labels
+    return torch.stack(feats), torch.stack(crops), labels, torch.stack(others)
+
+
+def _overlapped(bbox: list[int], grid: int, world_size: int) -> list[int]:
+    """The patches (row-major) a box of inclusive world pixels overlaps."""
+    x0, y0, x1, y1 = (v * grid / world_size for v in (bbox[0], bbox[1], bbox[2] + 1, bbox[3] + 1))
+    return [
+        py * grid + px
+        for py in range(grid)
+        for px in range(grid)
+        if px < x1 and px + 1 > x0 and py < y1 and py + 1 > y0
+    ]
 
 
 def probe_accuracy(train_x: torch.Tensor, train_y: list[str], test_x: torch.Tensor, test_y: list[str]) -> float:
@@ -113,7 +124,10 @@ def main() -> None:
     train = scenes(args.world / "scenes.jsonl", args.train_scenes)
     test = scenes(args.world / "heldout" / "scenes.jsonl", None)
     print(f"tower {args.tower} (layer {args.layer}); {len(train)} training scenes, {len(test)} held-out scenes")
-    print("| input | attribute | tokens | pixels around the object | class prior |\n|---|---|---|---|---|")
+    print(
+        "| input | attribute | tokens | another object's tokens | pixels around the object | class prior |\n"
+        "|---|---|---|---|---|---|"
+    )
     for size in args.sizes:
         rows = {}
         for name, records, root in (
@@ -124,13 +138,24 @@ def main() -> None:
             pixels = load_images([r["image"] for r in records], root, processor, f"{name} images", show=False)
             tokens = token_features(tower, pixels, processor, args.layer)
             rows[name] = object_rows(records, tokens, pixels.numpy(), world_size, tower.config.patch_size)
-        (tr_tok, tr_pix, tr_y), (te_tok, te_pix, te_y) = rows["train"], rows["test"]
+        (tr_tok, tr_pix, tr_y, tr_other), (te_tok, te_pix, te_y, te_other) = rows["train"], rows["test"]
+        tr_has, te_has = ~tr_other[:, 0].isnan(), ~te_other[:, 0].isnan()
         for a in ATTRIBUTES:
             prior = max(te_y[a].count(c) for c in set(te_y[a])) / len(te_y[a])
             tok = probe_accuracy(tr_tok, tr_y[a], te_tok, te_y[a])
+            other = probe_accuracy(
+                tr_other[tr_has], _subset(tr_y[a], tr_has), te_other[te_has], _subset(te_y[a], te_has)
+            )
             pix = probe_accuracy(tr_pix, tr_y[a], te_pix, te_y[a])
             grid = size // tower.config.patch_size
-            print(f"| {size} px ({grid}x{grid} patches) | {a} | {tok:.3f} | {pix:.3f} | {prior:.3f} |", flush=True)
+            print(
+                f"| {size} px ({grid}x{grid} patches) | {a} | {tok:.3f} | {other:.3f} | {pix:.3f} | {prior:.3f} |",
+                flush=True,
+            )
+
+
+def _subset(labels: list[str], keep: torch.Tensor) -> list[str]:
+    return [y for y, k in zip(labels, keep.tolist(), strict=True) if k]
 
 
 if __name__ == "__main__":

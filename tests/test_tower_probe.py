@@ -1,5 +1,6 @@
 """The tower probe benchmark's parts: an object's token feature is the mean of the patches its box
-overlaps, and the linear probe separates what is separable and not what is noise."""
+overlaps (and another object's, the tokens of the next object of its scene), and the linear probe
+separates what is separable and not what is noise."""
 
 from __future__ import annotations
 
@@ -19,10 +20,19 @@ def test_an_objects_feature_averages_the_patches_its_box_overlaps():
             {"bbox": [30, 54, 70, 90], "center": [50, 72], "shape": "square", "colour": "blue", "size": "large"},
         ]
     }
-    feats, crops, labels = object_rows([record], tokens, pixels, world_size=96, patch=16)
-    assert feats[:, 0].tolist() == [0.0, 2.5]  # top-left patch only; the two bottom patches
-    assert labels == {"shape": ["circle", "square"], "colour": ["red", "blue"], "size": ["small", "large"]}
-    assert crops.shape == (2, 10 * 10 * 3)  # a window of a third of the image around each centre
+    alone = {"objects": record["objects"][:1]}
+    tokens = torch.cat([tokens, tokens])
+    pixels = np.concatenate([pixels, pixels])
+    feats, crops, labels, others = object_rows([record, alone], tokens, pixels, world_size=96, patch=16)
+    assert feats[:, 0].tolist() == [0.0, 2.5, 0.0]  # top-left patch only; the two bottom patches
+    # each object beside the other object's tokens; an object alone in its scene has none
+    assert others[:2, 0].tolist() == [2.5, 0.0] and others[2].isnan().all()
+    assert labels == {
+        "shape": ["circle", "square", "circle"],
+        "colour": ["red", "blue", "red"],
+        "size": ["small", "large", "small"],
+    }
+    assert crops.shape == (3, 10 * 10 * 3)  # a window of a third of the image around each centre
 
 
 def test_the_probe_reads_a_separable_attribute_and_not_noise():
