@@ -13,7 +13,8 @@ answers at chance, the loss is on the language model's side (docs/experiments.md
 The "another object's tokens" column probes an object's attribute from the tokens of a different
 object of the same scene (scenes of two or more objects): well above the class prior, the tokens
 carry the whole picture rather than their own patch, and a language model cannot find one named
-object by matching its tokens.
+object by matching its tokens. At 64 px a patch can straddle two neighbouring grid cells, so two
+objects may share a token there; at 48 px a patch is a cell and the column is clean.
 """
 
 from __future__ import annotations
