@@ -68,6 +68,8 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=150)
     parser.add_argument("--seed", type=int, default=123)
     args = parser.parse_args()
+    if not (args.llm / "config.json").is_file():
+        raise SystemExit(f"no language model at {args.llm}: run `dvc repro backbones` first")
     tokenizer = PreTrainedTokenizerFast.from_pretrained(args.llm)
     model = AutoModelForCausalLM.from_pretrained(args.llm).eval()
     asked = passages(args.scenes, args.seed)

@@ -120,6 +120,8 @@ def main() -> None:
     parser.add_argument("--train-scenes", type=int, default=2500)
     parser.add_argument("--layer", type=int, default=PROJECTOR_LAYER)
     args = parser.parse_args()
+    if not (args.tower / "config.json").is_file():
+        raise SystemExit(f"no vision tower at {args.tower}: run `dvc repro backbones` first")
     tower = SiglipVisionModel.from_pretrained(args.tower).eval()
     world_size = json.loads((args.world / "world.json").read_text())["image_size"]
     train = scenes(args.world / "scenes.jsonl", args.train_scenes)
