@@ -22,6 +22,7 @@ import torch
 
 from impkit.data.synth import language as lang
 from impkit.data.synth.scene import sample_scene
+from impkit.progress import progress, setup_logging
 
 KINDS = ("colour", "shape", "size", "position", "existence")
 
@@ -68,13 +69,14 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=150)
     parser.add_argument("--seed", type=int, default=123)
     args = parser.parse_args()
+    setup_logging()
     if not (args.llm / "config.json").is_file():
         raise SystemExit(f"no language model at {args.llm}: run `dvc repro backbones` first")
     tokenizer = PreTrainedTokenizerFast.from_pretrained(args.llm)
     model = AutoModelForCausalLM.from_pretrained(args.llm).eval()
     asked = passages(args.scenes, args.seed)
     total, read, unread, chance = Counter(), Counter(), Counter(), Counter()
-    for context, qa in asked:
+    for context, qa in progress(asked, desc="questions with and without the description", unit="q"):
         total[qa.qtype] += 1
         read[qa.qtype] += ranked_answer(model, tokenizer, f"{context} {qa.question}", qa.domain) == qa.answer
         unread[qa.qtype] += ranked_answer(model, tokenizer, qa.question, qa.domain) == qa.answer
